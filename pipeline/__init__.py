@@ -1,0 +1,1 @@
+"""The callstream service: ingest, call sessions, redaction, store, bus, API and CLI."""
