@@ -1,0 +1,139 @@
+"""Second line of defence for the privacy boundary: mask card-like numbers in logs.
+
+The Redactor is the real boundary (ARCHITECTURE.md, invariant 1); this filter exists for
+the day someone logs a raw value by mistake (an exception message quoting the input,
+an f-string in a debug line, a third-party library interpolating its argument). It masks
+every digit of
+
+- card-like runs: 13-19 digits, optionally separated by single spaces or dashes, and
+- any run of 9 or more consecutive digits (SSNs without dashes, account numbers, IBAN
+  bodies, phone numbers),
+
+replacing each digit with ``#`` so the shape (and so the kind of leak) stays visible.
+False positives (13-digit millisecond timestamps, long ids) are the accepted price:
+masking a harmless number costs a little debugging; leaking a PAN costs PCI scope.
+
+The filter is attached to *handlers*, not loggers, because a logger's filters only see
+records logged on that very logger, while a handler's filters see every record that
+reaches it, including those propagated from any child logger (``pipeline.session``,
+``uvicorn``, third-party libraries). Handlers added after ``install_log_scrubber`` are
+not covered: call it after logging is configured (the CLI does so at start-up).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import traceback
+from typing import Any
+
+__all__ = ["ScrubbingFilter", "install_log_scrubber", "scrub"]
+
+# A digit not preceded/followed by a digit, then 12-18 more digits, each optionally
+# preceded by one space or dash: "4111 1111 1111 1111", "4111-1111-1111-1111".
+_CARD_LIKE = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
+_LONG_RUN = re.compile(r"\d{9,}")
+_DIGIT = re.compile(r"\d")
+
+_UNSCRUBBABLE = "[log record withheld: could not be scrubbed]"
+
+
+def _mask(match: re.Match[str]) -> str:
+    return _DIGIT.sub("#", match.group(0))
+
+
+def scrub(text: str) -> str:
+    """Return ``text`` with card-like and long digit runs masked digit by digit."""
+    return _LONG_RUN.sub(_mask, _CARD_LIKE.sub(_mask, text))
+
+
+def _needs_scrub(text: str) -> bool:
+    return bool(_CARD_LIKE.search(text) or _LONG_RUN.search(text))
+
+
+def _args_need_scrub(args: Any) -> bool:
+    """True if any argument's text form holds a maskable number (ints included)."""
+    if not args:
+        return False
+    if isinstance(args, dict):
+        values: Any = args.values()
+    elif isinstance(args, tuple | list):
+        values = args
+    else:
+        values = (args,)
+    return any(_needs_scrub(_safe_str(v)) for v in values)
+
+
+def _safe_str(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:  # a broken __str__ must not break logging
+        return f"<unprintable {type(value).__name__}>"
+
+
+class ScrubbingFilter(logging.Filter):
+    """Masks card-like and long digit runs in a record's message, args and traceback.
+
+    Never drops a record and never raises. When something must be masked, the record
+    is flattened: ``msg`` becomes the scrubbed, fully formatted message and ``args`` is
+    emptied, so that no formatter or structured handler can re-read the raw arguments.
+    Exception and stack text are rendered, scrubbed and stored in ``exc_text`` /
+    ``stack_info``, and ``exc_info`` is dropped, because formatters (and JSON
+    formatters especially) would otherwise re-render the raw exception from it.
+    If scrubbing itself fails, the message is withheld (fail closed).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            self._scrub_message(record)
+            self._scrub_exception(record)
+        except Exception:
+            record.msg = _UNSCRUBBABLE
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+            record.stack_info = None
+        return True
+
+    @staticmethod
+    def _scrub_message(record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:
+            # Mismatched format args: logging would print an error with the raw args.
+            message = f"{_safe_str(record.msg)} {_safe_str(record.args)}"
+            record.msg, record.args = scrub(message), None
+            return
+        if _needs_scrub(message) or _args_need_scrub(record.args):
+            record.msg = scrub(message)
+            record.args = None
+
+    @staticmethod
+    def _scrub_exception(record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[0] is not None:
+            text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+            record.exc_text = scrub(text)
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info)
+
+
+def install_log_scrubber(logger: logging.Logger | None = None) -> ScrubbingFilter:
+    """Add one ScrubbingFilter to every handler of ``logger`` (default: the root logger).
+
+    Idempotent: handlers that already carry a ScrubbingFilter are left alone. For the
+    root logger, Python's last-resort stderr handler (used when no handler is
+    configured at all) is covered too, so an unconfigured process does not print raw
+    numbers either. Returns the filter so callers can add it to handlers made later.
+    """
+    target = logger if logger is not None else logging.getLogger()
+    scrubber = ScrubbingFilter()
+    handlers = list(target.handlers)
+    if target is logging.getLogger() and logging.lastResort is not None:
+        handlers.append(logging.lastResort)
+    for handler in handlers:
+        if not any(isinstance(f, ScrubbingFilter) for f in handler.filters):
+            handler.addFilter(scrubber)
+    return scrubber
