@@ -1,0 +1,109 @@
+"""The one ASGI app: media ingest, agent-assist streams, read API, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route, WebSocketRoute
+
+from .export import MEDIA_TYPES, ExportError, export_lines
+from .media import MediaEndpoint
+from .metrics import render_metrics
+from .service import Service
+from .streams import event_stream
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    service: Service = request.app.state.service
+    ok = service.ready and not service.draining
+    body = {"ready": ok, "draining": service.draining, "activeCalls": len(service.calls)}
+    return JSONResponse(body, status_code=200 if ok else 503)
+
+
+async def metrics(request: Request) -> Response:
+    body, content_type = render_metrics(request.app.state.service)
+    return Response(body, media_type=content_type)
+
+
+async def list_calls(request: Request) -> Response:
+    service: Service = request.app.state.service
+    try:
+        limit = min(1000, max(1, int(request.query_params.get("limit", "100"))))
+    except ValueError:
+        return JSONResponse({"error": "limit must be an integer"}, status_code=400)
+    records = await asyncio.to_thread(service.store.calls, limit)
+    return JSONResponse(
+        {
+            "calls": [
+                {
+                    "callId": r.call_id,
+                    "startedAt": r.started_at,
+                    "endedAt": r.ended_at,
+                    "endReason": r.end_reason,
+                    "mode": r.mode,
+                    "sampleRate": r.sample_rate,
+                    "lastSeq": r.last_seq,
+                    "live": r.call_id in service.calls,
+                }
+                for r in records
+            ]
+        }
+    )
+
+
+async def transcript(request: Request) -> Response:
+    service: Service = request.app.state.service
+    call_id = request.path_params["callId"]
+    fmt = request.query_params.get("format", "jsonl")
+    record = await asyncio.to_thread(service.store.get_call, call_id)
+    if record is None:
+        return JSONResponse({"error": f"no stored call {call_id!r}"}, status_code=404)
+    try:
+        lines = list(await asyncio.to_thread(lambda: list(export_lines(service.store, call_id, fmt))))
+    except ExportError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    async def body() -> AsyncIterator[bytes]:
+        for line in lines:
+            yield line
+
+    return StreamingResponse(body(), media_type=MEDIA_TYPES[fmt])
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    return PlainTextResponse("not found", status_code=404)
+
+
+def create_app(service: Service) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = Starlette(
+        routes=[
+            WebSocketRoute("/media", MediaEndpoint()),
+            WebSocketRoute("/events", event_stream),
+            WebSocketRoute("/calls/{callId}/events", event_stream),
+            Route("/calls", list_calls),
+            Route("/calls/{callId}/transcript", transcript),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    return app

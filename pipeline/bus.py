@@ -1,0 +1,111 @@
+"""In-memory event bus: per-call topics plus a firehose, never blocking the publisher.
+
+Publishing is synchronous and bounded: each subscriber has a fixed-size queue. A
+subscriber whose queue is full is not waited for: it starts missing events, and as soon
+as it has room again it gets one `lagged` notice per call naming the seq range it
+missed, so it can resume from the store with `?since=`. A slow agent desktop therefore
+never slows a call, and never silently loses anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import NamedTuple
+
+from models.events import Lagged, encode_event, utc_now_iso
+
+
+class Delivery(NamedTuple):
+    call_id: str
+    seq: int
+    raw: bytes  # the event's JSON, exactly as stored
+
+
+class Subscription:
+    def __init__(self, bus: MemoryBus, call_id: str | None, maxsize: int) -> None:
+        self._bus = bus
+        self.call_id = call_id
+        self.maxsize = maxsize
+        self._queue: deque[Delivery] = deque()
+        self._wakeup = asyncio.Event()
+        self._missed: dict[str, list[int]] = {}  # call id -> [first missed seq, last missed seq]
+        self.closed = False
+        self.lag_notices = 0
+
+    def offer(self, item: Delivery) -> None:
+        if len(self._queue) >= self.maxsize:
+            span = self._missed.get(item.call_id)
+            if span is None:
+                self._missed[item.call_id] = [item.seq, item.seq]
+            else:
+                span[1] = item.seq
+            return
+        if self._missed:
+            self._flush_missed()
+            if len(self._queue) >= self.maxsize:
+                self.offer(item)
+                return
+        self._queue.append(item)
+        self._wakeup.set()
+
+    def _flush_missed(self) -> None:
+        for call_id, (first, last) in list(self._missed.items()):
+            notice = Lagged(callId=call_id, seq=last, time=utc_now_iso(), missedFrom=first, missedTo=last)
+            self._queue.append(Delivery(call_id, last, encode_event(notice)))
+            self.lag_notices += 1
+        self._missed.clear()
+        self._wakeup.set()
+
+    async def get(self) -> Delivery:
+        while not self._queue:
+            if self._missed:
+                self._flush_missed()
+                continue
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        item = self._queue.popleft()
+        if not self._queue and self._missed:
+            self._flush_missed()
+        return item
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._bus._unsubscribe(self)
+
+
+class MemoryBus:
+    def __init__(self, default_maxsize: int = 256) -> None:
+        self.default_maxsize = default_maxsize
+        self._by_call: dict[str, set[Subscription]] = {}
+        self._firehose: set[Subscription] = set()
+
+    def publish(self, call_id: str, seq: int, raw: bytes) -> None:
+        item = Delivery(call_id, seq, raw)
+        for sub in self._by_call.get(call_id, ()):
+            sub.offer(item)
+        for sub in self._firehose:
+            sub.offer(item)
+
+    def subscribe(self, call_id: str | None = None, maxsize: int | None = None) -> Subscription:
+        sub = Subscription(self, call_id, maxsize or self.default_maxsize)
+        if call_id is None:
+            self._firehose.add(sub)
+        else:
+            self._by_call.setdefault(call_id, set()).add(sub)
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        if sub.call_id is None:
+            self._firehose.discard(sub)
+        else:
+            subs = self._by_call.get(sub.call_id)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._by_call[sub.call_id]
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._firehose) + sum(len(s) for s in self._by_call.values())

@@ -1,0 +1,114 @@
+"""`callstream demo`: the whole service on embedded defaults, one bundled call, no cloud.
+
+Starts the real ASGI app on a free loopback port, subscribes to the agent-assist
+firehose like an agent desktop would, replays the bundled two-party call over the ACS
+protocol, prints the live events readably, and writes the call's export.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import socket
+import sys
+from importlib import resources
+from pathlib import Path
+
+import uvicorn
+from websockets.asyncio.client import connect
+
+from models.settings import load_settings
+
+from .app import create_app
+from .export import export_lines
+from .replay import load_call_audio, replay_call
+from .service import Service
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sample_call_path() -> Path:
+    return Path(str(resources.files("pipeline") / "assets" / "sample_call.wav"))
+
+
+def format_event(ev: dict) -> str | None:
+    t = ev["type"]
+    if t == "transcript.final":
+        secs = ev["startMs"] / 1000
+        return f"  {int(secs // 60):02d}:{secs % 60:04.1f}  {ev['role']:<8}  {ev['text']}"
+    if t == "transcript.partial":
+        return None
+    if t == "call.started":
+        return f"● call {ev['callId']} started ({ev['mode']}, {ev['sampleRate']} Hz)"
+    if t == "participant.joined":
+        return f"  + {ev['role']} joined ({ev['participant']})"
+    if t == "call.ended":
+        return f"● call ended ({ev['reason']})"
+    return f"  [{t}] " + json.dumps({k: v for k, v in ev.items() if k not in ("type", "callId", "time")})
+
+
+def write_export(service: Service, call_id: str) -> Path:
+    out_dir = Path(service.settings.data_dir) / "exports"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{call_id}.jsonl"
+    with open(out, "wb") as fh:
+        for line in export_lines(service.store, call_id, "jsonl"):
+            fh.write(line)
+    return out.resolve()
+
+
+async def run_demo(args: argparse.Namespace) -> int:
+    from .cli import setup_logging
+
+    setup_logging("WARNING")
+    port = free_port()
+    settings = load_settings(overrides={"host": "127.0.0.1", "port": port, "data_dir": args.data_dir})
+    service = Service(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(service), host="127.0.0.1", port=port, ws="websockets-sansio", log_level="warning")
+    )
+    server_task = asyncio.create_task(server.serve())
+    print("callstream demo: starting the service (speech: local pocketsphinx, redaction: Presidio) ...")
+    while not server.started:
+        if server_task.done():
+            await server_task
+            return 1
+        await asyncio.sleep(0.1)
+    base = f"ws://127.0.0.1:{port}"
+    print(f"service on http://127.0.0.1:{port}  (events: {base}/events)")
+    print("translation: off (needs CALLSTREAM_TRANSLATOR=azure or openai); sentiment: local")
+    path = Path(args.file) if args.file else sample_call_path()
+    audio = load_call_audio(path)
+    call_id = "demo-" + path.stem.replace("_", "-")
+    print(f"replaying {path.name} ({audio.duration_s:.0f} s, speed {args.speed or 'max'}) as call {call_id}\n")
+    partial_shown = False
+    try:
+        async with connect(f"{base}/calls/{call_id}/events?since=0") as events:
+            replay = asyncio.create_task(replay_call(f"{base}/media", audio, call_id, args.speed))
+            async for raw in events:
+                ev = json.loads(raw)
+                if ev["type"] == "transcript.partial" and sys.stdout.isatty():
+                    print(f"\r  …        {ev['role']:<8}  {ev['text'][:70]:<70}", end="", flush=True)
+                    partial_shown = True
+                    continue
+                line = format_event(ev)
+                if line:
+                    if partial_shown:
+                        print("\r" + " " * 90 + "\r", end="")
+                        partial_shown = False
+                    print(line, flush=True)
+            await replay
+        out = await asyncio.to_thread(write_export, service, call_id)
+        print(f"\nexport written to {out}")
+        print(f"re-export any time: callstream export {call_id} --format jsonl --data-dir {settings.data_dir}")
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await server_task
+    return 0

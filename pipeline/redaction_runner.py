@@ -1,0 +1,56 @@
+"""Runs the Redactor off the event loop, in order.
+
+Presidio takes milliseconds per utterance: too long for the event loop that carries
+every call's media. One worker thread takes texts first-in first-out and hands each
+result back to the loop in the same order, so an utterance's partials and final are
+published in the order the engine produced them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from .redaction import RedactionResult, Redactor
+
+
+class RedactionRunner:
+    def __init__(self, redactor: Redactor) -> None:
+        self.redactor = redactor
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redact")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.in_flight = 0
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self.count = 0
+        self.seconds = 0.0
+
+    def submit(self, text: str, on_done: Callable[[RedactionResult], None]) -> None:
+        loop = self._loop or asyncio.get_running_loop()
+        self._loop = loop
+        self.in_flight += 1
+        self._drained.clear()
+        self._pool.submit(self._work, loop, text, on_done)
+
+    def _work(self, loop: asyncio.AbstractEventLoop, text: str, on_done: Callable[[RedactionResult], None]) -> None:
+        t0 = time.perf_counter()
+        result = self.redactor.redact_safe(text)
+        self.seconds += time.perf_counter() - t0
+        self.count += 1
+        loop.call_soon_threadsafe(self._deliver, on_done, result)
+
+    def _deliver(self, on_done: Callable[[RedactionResult], None], result: RedactionResult) -> None:
+        self.in_flight -= 1
+        try:
+            on_done(result)
+        finally:
+            if self.in_flight == 0:
+                self._drained.set()
+
+    async def drain(self) -> None:
+        await self._drained.wait()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=False)

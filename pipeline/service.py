@@ -1,0 +1,123 @@
+"""The service container: settings, engines, store, bus, journal and live calls, wired once.
+
+The ASGI app, the CLI and the tests all build a `Service`; nothing else creates
+engines or stores, so a test runs exactly what production runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, fields
+
+from models.settings import Settings
+from workers.stt.base import SpeechEngine
+
+from .bus import MemoryBus
+from .journal import Journal
+from .redaction import Redactor, get_redactor
+from .redaction_runner import RedactionRunner
+from .roles import RoleMap
+from .session import CallSession
+from .store import EventStore, open_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Stats:
+    """Plain integer counters: the per-frame path only ever adds 1 to an attribute."""
+
+    frames_received: int = 0
+    frames_audio: int = 0
+    frames_silent: int = 0
+    frames_malformed: int = 0
+    frames_unknown: int = 0
+    dtmf_tones: int = 0
+    utterances: int = 0
+    empty_finals: int = 0
+    calls_started: int = 0
+    calls_ended: int = 0
+    media_connections: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def make_engine(settings: Settings) -> SpeechEngine:
+    if settings.stt == "local":
+        from workers.stt.local import LocalSpeechEngine
+
+        return LocalSpeechEngine(
+            workers=settings.stt_worker_count, partial_interval_ms=settings.stt_partial_interval_ms
+        )
+    if settings.stt == "acs":
+        from workers.stt.acs import AcsPassthroughEngine
+
+        return AcsPassthroughEngine()
+    raise ValueError(f"CALLSTREAM_STT={settings.stt!r} is not available (use local or acs)")
+
+
+class Service:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: SpeechEngine | None = None,
+        redactor: Redactor | None = None,
+        store: EventStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.settings_final_timeout = 60.0
+        self.stats = Stats()
+        self.roles = RoleMap(settings.agent_prefixes, settings.customer_prefixes)
+        self.engine = engine or make_engine(settings)
+        self._redactor = redactor
+        self._store = store
+        self.store: EventStore
+        self.bus = MemoryBus(settings.subscriber_queue)
+        self.journal: Journal
+        self.redaction: RedactionRunner
+        self.calls: dict[str, CallSession] = {}
+        self.ready = False
+        self.draining = False
+        self.started_at = time.time()
+
+    async def start(self) -> None:
+        t0 = time.perf_counter()
+        self.store = self._store or open_store(self.settings.store_url)
+        redactor = self._redactor or await asyncio.to_thread(get_redactor)
+        self.redaction = RedactionRunner(redactor)
+        self.journal = Journal(self.store, self.bus)
+        self.journal.start()
+        await self.engine.start()
+        self.ready = True
+        log.info("service ready in %.1f s (speech engine: %s)", time.perf_counter() - t0, self.engine.source)
+
+    async def stop(self) -> None:
+        """Drain: end every live call (publishing its finals), flush the store, stop engines."""
+        self.ready = False
+        self.draining = True
+        for session in list(self.calls.values()):
+            session.end_now("server-shutdown")
+        pending = [s.close_task for s in self.calls.values() if s.close_task is not None]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self.journal.flush()
+        await self.journal.aclose()
+        await self.engine.aclose()
+        self.redaction.close()
+        self.store.close()
+
+    def session(self, call_id: str) -> CallSession:
+        s = self.calls.get(call_id)
+        if s is None or s.ended:
+            s = CallSession(call_id, self)
+            self.calls[call_id] = s
+            self.stats.calls_started += 1
+        return s
+
+    def forget(self, session: CallSession) -> None:
+        if self.calls.get(session.call_id) is session:
+            del self.calls[session.call_id]
+            self.stats.calls_ended += 1

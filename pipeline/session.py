@@ -1,0 +1,359 @@
+"""One call: its participants' channels, utterances, seq counter and lifecycle.
+
+Everything here runs on the event loop and does bounded, non-blocking work per frame:
+decode, (resample), VAD, and hand audio to the speech engine, which decodes elsewhere.
+Speech results come back as callbacks; their raw text goes straight to the redaction
+runner and only the redacted text is turned into events. A call may have several
+websockets at once (ACS opens one for audio and one for its own transcription); it
+ends when the last one closes and every pending final has been published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from models.acs import (
+    AudioData,
+    AudioDataPayload,
+    AudioMetadata,
+    DtmfData,
+    MalformedFrame,
+    TranscriptionData,
+    TranscriptionMetadata,
+    UnknownKind,
+    decode_message,
+    frame_bytes,
+)
+from models.events import (
+    CallEnded,
+    CallStarted,
+    Event,
+    ParticipantJoined,
+    TranscriptFinal,
+    TranscriptPartial,
+    utc_now_iso,
+)
+from models.speech import SpeechResult
+from workers.resample import Resampler
+from workers.stt.acs import AcsTranscriptionAdapter
+from workers.stt.base import SpeechStream
+from workers.vad import SegmentAudio, SegmentEnd, Segmenter, SegmentStart
+
+from .redaction import RedactionResult
+
+if TYPE_CHECKING:
+    from .service import Service
+
+log = logging.getLogger(__name__)
+
+VAD_FRAME_BYTES = frame_bytes(16000)
+MIXED = "mixed"
+# Largest AudioData payload accepted: ten 20 ms frames at 24 kHz. Anything bigger is not
+# an ACS frame, and bounding it bounds the work one message can cause.
+MAX_AUDIO_BYTES = 10 * frame_bytes(24000)
+
+
+def _parse_ts(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value).timestamp() * 1000.0
+    except ValueError:
+        return None
+
+
+class Utterance:
+    __slots__ = ("id", "channel", "start_ms", "stream", "finished", "partials")
+
+    def __init__(self, uid: str, channel: Channel, start_ms: int, stream: SpeechStream | None) -> None:
+        self.id = uid
+        self.channel = channel
+        self.start_ms = start_ms
+        self.stream = stream
+        self.finished = False
+        self.partials = 0
+
+
+class Channel:
+    """One participant's audio (or the mixed stream): resampler, segmenter, open utterance."""
+
+    __slots__ = ("session", "participant", "role", "resampler", "segmenter", "buf", "utterance", "in_frame_bytes")
+
+    def __init__(self, session: CallSession, participant: str, role: str, start_ms: int) -> None:
+        s = session.service.settings
+        self.session = session
+        self.participant = participant
+        self.role = role
+        rate = session.sample_rate or 16000
+        self.in_frame_bytes = frame_bytes(rate)
+        self.resampler = Resampler(rate) if rate != 16000 else None
+        self.segmenter = Segmenter(
+            aggressiveness=s.vad_aggressiveness,
+            preroll_ms=s.vad_preroll_ms,
+            hangover_ms=s.vad_hangover_ms,
+            max_utterance_ms=s.vad_max_utterance_ms,
+            min_utterance_ms=s.vad_min_utterance_ms,
+            start_ms=start_ms,
+        )
+        self.buf = bytearray()
+        self.utterance: Utterance | None = None
+
+    def audio(self, data: bytes) -> None:
+        if self.resampler is not None:
+            data = self.resampler.process(data)
+        if not self.buf and len(data) == VAD_FRAME_BYTES:
+            self._handle(self.segmenter.push(data))
+            return
+        self.buf += data
+        while len(self.buf) >= VAD_FRAME_BYTES:
+            frame = bytes(self.buf[:VAD_FRAME_BYTES])
+            del self.buf[:VAD_FRAME_BYTES]
+            self._handle(self.segmenter.push(frame))
+
+    def silence(self, nbytes: int) -> None:
+        for _ in range(max(1, round(nbytes / self.in_frame_bytes))):
+            self._handle(self.segmenter.push_silence())
+
+    def flush(self) -> None:
+        self._handle(self.segmenter.flush())
+
+    def _handle(self, events: tuple) -> None:
+        for ev in events:
+            kind = type(ev)
+            if kind is SegmentAudio:
+                if self.utterance is not None and self.utterance.stream is not None:
+                    self.utterance.stream.push(ev.audio)
+            elif kind is SegmentStart:
+                self.utterance = self.session.open_utterance(self, ev.start_ms)
+                if self.utterance.stream is not None:
+                    self.utterance.stream.push(ev.audio)
+            elif kind is SegmentEnd:
+                utt, self.utterance = self.utterance, None
+                if utt is not None and utt.stream is not None:
+                    if ev.audio:
+                        utt.stream.push(ev.audio)
+                    utt.stream.end(ev.end_ms)
+
+
+class CallSession:
+    def __init__(self, call_id: str, service: Service) -> None:
+        self.call_id = call_id
+        self.service = service
+        self.stats = service.stats
+        self.sample_rate: int | None = None
+        self.mode: str | None = None
+        self.t0_wall_ms: float | None = None  # ACS timestamp (or wall clock) of the first audio frame
+        self.t0_mono: float | None = None
+        self.channels: dict[str, Channel] = {}
+        self.participants: dict[str, str] = {}  # participant -> role, for those announced
+        self.seq = 0
+        self.started = False
+        self.ended = False
+        self.connections = 0
+        self.malformed = 0
+        self.utterance_counter = 0
+        self.pending: set[str] = set()  # utterances whose final has not been published yet
+        self._settled = asyncio.Event()
+        self._settled.set()
+        self.acs_adapter = AcsTranscriptionAdapter()
+        self.dtmf_tones = 0
+        self.close_task: asyncio.Task[None] | None = None
+
+    # ----- lifecycle -------------------------------------------------------------------
+    def attach(self) -> None:
+        self.connections += 1
+        if self.close_task is not None and not self.close_task.done():
+            self.close_task.cancel()
+            self.close_task = None
+
+    def detach(self, reason: str) -> None:
+        self.connections -= 1
+        if self.connections <= 0 and not self.ended:
+            self.close_task = asyncio.get_running_loop().create_task(self._finish(reason))
+
+    async def _finish(self, reason: str) -> None:
+        """Close open utterances, wait (bounded) for their finals, then end the call."""
+        for ch in self.channels.values():
+            ch.flush()
+        try:
+            await asyncio.wait_for(self._settled.wait(), self.service.settings_final_timeout)
+        except TimeoutError:
+            log.warning("call %s: %d utterances had no final result in time", self.call_id, len(self.pending))
+            for uid in list(self.pending):
+                self.pending.discard(uid)
+        await self.service.redaction.drain()
+        if self.started:
+            self.emit(CallEnded(callId=self.call_id, reason=reason))
+        self.ended = True
+        self.service.forget(self)
+
+    def end_now(self, reason: str) -> None:
+        """Server shutdown: finish without waiting for connections to close."""
+        if not self.ended and self.close_task is None:
+            self.close_task = asyncio.get_running_loop().create_task(self._finish(reason))
+
+    # ----- events ----------------------------------------------------------------------
+    def emit(self, event: Event) -> None:
+        self.seq += 1
+        event.seq = self.seq
+        event.time = utc_now_iso()
+        self.service.journal.append(event)
+
+    def now_ms(self) -> int:
+        if self.t0_mono is None:
+            return 0
+        return int((time.monotonic() - self.t0_mono) * 1000)
+
+    def _start(self, mode: str) -> None:
+        self.started = True
+        self.mode = mode
+        self.emit(CallStarted(callId=self.call_id, mode=mode, sampleRate=self.sample_rate or 16000))
+
+    def _participant(self, participant: str) -> str:
+        role = self.participants.get(participant)
+        if role is None:
+            role = self.service.roles.role(None if participant == MIXED else participant)
+            self.participants[participant] = role
+            self.emit(ParticipantJoined(callId=self.call_id, participant=participant, role=role))
+        return role
+
+    # ----- the media path --------------------------------------------------------------
+    def on_message(self, raw: bytes | str) -> None:
+        self.stats.frames_received += 1
+        try:
+            msg = decode_message(raw)
+        except MalformedFrame as exc:
+            self._malformed(str(exc))
+            return
+        kind = type(msg)
+        if kind is AudioData:
+            self._on_audio(msg.audioData)
+        elif kind is AudioMetadata:
+            self._on_metadata(msg)
+        elif kind is TranscriptionData:
+            self._on_transcription(msg)
+        elif kind is DtmfData:
+            # Digits are card data during a payment: count that a tone came, never which.
+            self.dtmf_tones += 1
+            self.stats.dtmf_tones += 1
+        elif kind is TranscriptionMetadata:
+            if msg.transcriptionMetadata.locale:
+                self.acs_adapter.set_locale(msg.transcriptionMetadata.locale)
+        elif kind is UnknownKind:
+            self.stats.frames_unknown += 1
+
+    def _malformed(self, reason: str) -> None:
+        self.malformed += 1
+        self.stats.frames_malformed += 1
+        # Rate-limited, and never the payload: the reason names a path and a rule only.
+        if self.malformed <= 5 or self.malformed % 1000 == 0:
+            log.warning("call %s: malformed frame #%d skipped: %s", self.call_id, self.malformed, reason)
+
+    def _on_metadata(self, msg: AudioMetadata) -> None:
+        meta = msg.audioMetadata
+        if meta.sampleRate not in (16000, 24000) or meta.channels != 1 or meta.encoding.upper() != "PCM":
+            self._malformed(f"unsupported audio format ({meta.encoding}, {meta.sampleRate} Hz, {meta.channels} ch)")
+            return
+        if self.sample_rate is not None and self.sample_rate != meta.sampleRate and self.channels:
+            self._malformed("sample rate changed mid-call")
+            return
+        self.sample_rate = meta.sampleRate
+
+    def _on_audio(self, p: AudioDataPayload) -> None:
+        if self.sample_rate is None:
+            self._malformed("audio before AudioMetadata")
+            return
+        n = len(p.data)
+        if n == 0 or n & 1 or n > MAX_AUDIO_BYTES:
+            self._malformed(f"audio payload of {n} bytes")
+            return
+        participant = p.participantRawID or MIXED
+        ch = self.channels.get(participant)
+        if ch is None:
+            ch = self._new_channel(participant, p.timestamp)
+        self.stats.frames_audio += 1
+        if p.silent:
+            self.stats.frames_silent += 1
+            ch.silence(n)
+        else:
+            ch.audio(p.data)
+
+    def _new_channel(self, participant: str, timestamp: str | None) -> Channel:
+        ts = _parse_ts(timestamp)
+        if self.t0_mono is None:
+            self.t0_mono = time.monotonic()
+            self.t0_wall_ms = ts if ts is not None else time.time() * 1000.0
+            start_ms = 0
+        else:
+            start_ms = int(ts - self.t0_wall_ms) if ts is not None and self.t0_wall_ms else self.now_ms()
+            start_ms = max(0, start_ms - start_ms % 20)
+        if not self.started:
+            self._start(MIXED if participant == MIXED else "unmixed")
+        role = self._participant(participant)
+        ch = Channel(self, participant, role, start_ms)
+        self.channels[participant] = ch
+        return ch
+
+    def _on_transcription(self, msg: TranscriptionData) -> None:
+        p = msg.transcriptionData
+        participant = p.participantRawID or MIXED
+        if self.t0_mono is None:
+            self.t0_mono = time.monotonic()
+        if not self.started:
+            self._start(MIXED if participant == MIXED else "unmixed")
+        self._participant(participant)
+        result = self.acs_adapter.on_transcription(p, participant, self.now_ms())
+        self.pending.add(result.utterance_id)  # open until its Final is published
+        self._settled.clear()
+        self.on_result(participant, result)
+
+    # ----- speech results --------------------------------------------------------------
+    def open_utterance(self, ch: Channel, start_ms: int) -> Utterance:
+        self.utterance_counter += 1
+        uid = f"u{self.utterance_counter}"
+        stream = None
+        engine = self.service.engine
+        if engine.source != "acs":
+            stream = engine.open_stream(
+                uid, start_ms, lambda r, p=ch.participant: self.on_result(p, r), self.service.settings.language
+            )
+            self.pending.add(uid)
+            self._settled.clear()
+        self.stats.utterances += 1
+        return Utterance(uid, ch, start_ms, stream)
+
+    def on_result(self, participant: str, result: SpeechResult) -> None:
+        """Raw text arrives here and leaves only through the redaction runner."""
+        self.service.redaction.submit(result.text, lambda rr: self._publish(participant, result, rr))
+
+    def _publish(self, participant: str, result: SpeechResult, rr: RedactionResult) -> None:
+        uid = result.utterance_id
+        if result.is_final:
+            self.pending.discard(uid)
+            if not self.pending:
+                self._settled.set()
+            if not rr.text.strip():
+                self.stats.empty_finals += 1
+                return
+        elif uid not in self.pending or not rr.text.strip():
+            return  # a partial that lost the race with its final, or nothing to show yet
+        cls = TranscriptFinal if result.is_final else TranscriptPartial
+        self.emit(
+            cls(
+                callId=self.call_id,
+                participant=participant,
+                role=self.participants.get(participant, "unknown"),
+                utteranceId=uid,
+                startMs=result.start_ms,
+                endMs=result.end_ms,
+                text=rr.text,
+                language=result.language,
+                confidence=round(result.confidence, 3),
+                source=result.source,
+                redactions=rr.redactions,
+            )
+        )

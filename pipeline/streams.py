@@ -1,0 +1,88 @@
+"""The agent-assist stream: `WS /calls/{callId}/events` and `WS /events`.
+
+A subscriber first subscribes to the live bus, then replays what the store holds
+after `?since=`, then forwards live events, skipping any it already sent: so replay
+and live join without a gap or a duplicate. A per-call stream closes after the
+call's `call.ended`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from .service import Service
+
+_LAGGED = b'{"type":"lagged"'
+_ENDED = b'{"type":"call.ended"'
+
+
+def _since(websocket: WebSocket) -> int | None:
+    raw = websocket.query_params.get("since")
+    if raw is None:
+        return None
+    try:
+        return max(0, int(raw))
+    except ValueError:
+        return None
+
+
+async def _replay(service: Service, websocket: WebSocket, call_id: str, since: int, last: dict[str, int]) -> bool:
+    rows = await asyncio.to_thread(lambda: list(service.store.read(call_id, since)))
+    ended = False
+    for seq, body in rows:
+        await websocket.send_text(body.decode())
+        last[call_id] = seq
+        ended = body.startswith(_ENDED)
+    return ended
+
+
+async def event_stream(websocket: WebSocket) -> None:
+    service: Service = websocket.app.state.service
+    call_id = websocket.path_params.get("callId")
+    since = _since(websocket)
+    await websocket.accept()
+    sub = service.bus.subscribe(call_id)
+    last: dict[str, int] = {}
+
+    async def pump() -> None:
+        if since is not None:
+            targets = [call_id] if call_id else list(service.calls)
+            for cid in targets:
+                if await _replay(service, websocket, cid, since, last) and call_id:
+                    return
+        elif call_id is not None:
+            record = await asyncio.to_thread(service.store.get_call, call_id)
+            if record is not None and record.ended_at is not None and call_id not in service.calls:
+                return  # nothing live will come for an ended call; replay with ?since=0
+        while True:
+            item = await sub.get()
+            if item.raw.startswith(_LAGGED):
+                last[item.call_id] = item.seq
+            elif item.seq <= last.get(item.call_id, 0):
+                continue
+            else:
+                last[item.call_id] = item.seq
+            await websocket.send_text(item.raw.decode())
+            if call_id is not None and item.raw.startswith(_ENDED):
+                return
+
+    async def watch_client() -> None:
+        with contextlib.suppress(WebSocketDisconnect):
+            while (await websocket.receive())["type"] != "websocket.disconnect":
+                pass
+
+    pump_task = asyncio.create_task(pump())
+    watch_task = asyncio.create_task(watch_client())
+    try:
+        done, _ = await asyncio.wait({pump_task, watch_task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        sub.close()
+        for task in (pump_task, watch_task):
+            task.cancel()
+        await asyncio.gather(pump_task, watch_task, return_exceptions=True)
+    if pump_task in done and not pump_task.cancelled() and pump_task.exception() is None:
+        with contextlib.suppress(Exception):
+            await websocket.close(1000)
