@@ -11,6 +11,7 @@ frames so that they can be counted separately.
 from __future__ import annotations
 
 import enum
+import re
 
 import msgspec
 
@@ -53,7 +54,7 @@ class TranscriptionMetadataPayload(msgspec.Struct, frozen=True):
     correlationId: str | None = None
 
 
-class ResultStatus(str, enum.Enum):
+class ResultStatus(enum.StrEnum):
     INTERMEDIATE = "Intermediate"
     FINAL = "Final"
 
@@ -111,6 +112,7 @@ class _KindOnly(msgspec.Struct):
     kind: str
 
 
+_QUOTED = re.compile(r"'[^']*'")
 _decoder = msgspec.json.Decoder(AcsMessage)
 _kind_decoder = msgspec.json.Decoder(_KindOnly)
 
@@ -134,13 +136,9 @@ def decode_message(raw: bytes | str) -> AcsMessage | UnknownKind:
 
 
 def _reason(exc: msgspec.DecodeError) -> str:
-    # msgspec messages name the path (`$.audioData.data`) and the rule, never the value,
-    # except "Invalid value 'X'" for enums and tags; keep only the path part for those.
-    text = str(exc)
-    if text.startswith("Invalid value"):
-        _, _, path = text.partition(" - at ")
-        return f"invalid value at {path}" if path else "invalid value"
-    return text[:200]
+    # msgspec names the path (`$.audioData.data`) and the rule; for enums and tags it also
+    # quotes the offending value, which is payload: drop every quoted value.
+    return _QUOTED.sub("'…'", str(exc))[:200]
 
 
 TICKS_PER_MS = 10_000

@@ -20,6 +20,8 @@ from .store import EventStore, StoredEvent
 
 log = logging.getLogger(__name__)
 
+PUBLISH_SLICE = 16
+
 
 class Journal:
     def __init__(self, store: EventStore, bus: MemoryBus, max_batch: int = 512) -> None:
@@ -75,8 +77,13 @@ class Journal:
                 continue
             self.write_seconds += time.perf_counter() - t0
             self.written += len(batch)
-            for e in batch:
-                self.bus.publish(e.call_id, e.seq, e.body)
+            # Publish in small slices, yielding between them, so subscriber pumps drain
+            # their bounded queues while a large batch goes out.
+            for i in range(0, len(batch), PUBLISH_SLICE):
+                for e in batch[i : i + PUBLISH_SLICE]:
+                    self.bus.publish(e.call_id, e.seq, e.body)
+                if i + PUBLISH_SLICE < len(batch):
+                    await asyncio.sleep(0)
 
     async def flush(self) -> None:
         """Wait until everything appended so far is stored and published."""

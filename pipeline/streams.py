@@ -17,6 +17,7 @@ from .service import Service
 
 _LAGGED = b'{"type":"lagged"'
 _ENDED = b'{"type":"call.ended"'
+ENDED_IDLE_S = 2.0
 
 
 def _since(websocket: WebSocket) -> int | None:
@@ -58,7 +59,15 @@ async def event_stream(websocket: WebSocket) -> None:
             if record is not None and record.ended_at is not None and call_id not in service.calls:
                 return  # nothing live will come for an ended call; replay with ?since=0
         while True:
-            item = await sub.get()
+            if call_id is not None and call_id not in service.calls:
+                # The call is over (its call.ended may have been in a lagged range): close
+                # once nothing more is queued rather than wait for an event that will not come.
+                try:
+                    item = await asyncio.wait_for(sub.get(), ENDED_IDLE_S)
+                except TimeoutError:
+                    return
+            else:
+                item = await sub.get()
             if item.raw.startswith(_LAGGED):
                 last[item.call_id] = item.seq
             elif item.seq <= last.get(item.call_id, 0):

@@ -1,0 +1,138 @@
+"""Shared test helpers: real `callstream serve` processes on loopback, and event clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    port: int
+    data_dir: Path
+    proc: subprocess.Popen
+    log_path: Path
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def get_json(self, path: str) -> tuple[int, dict]:
+        try:
+            with urllib.request.urlopen(self.http + path, timeout=10) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+    def get_bytes(self, path: str) -> bytes:
+        with urllib.request.urlopen(self.http + path, timeout=10) as r:
+            return r.read()
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def start_server(tmp: Path, **env: str) -> Server:
+    port = free_port()
+    data_dir = tmp / f"data-{port}"
+    log_path = tmp / f"server-{port}.log"
+    environ = {**os.environ, "CALLSTREAM_DATA_DIR": str(data_dir), "CALLSTREAM_PORT": str(port), **env}
+    fh = open(log_path, "wb")  # noqa: SIM115 - the child owns it
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "serve", "--log-level", "INFO"],
+        env=environ,
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+    )
+    server = Server(port, data_dir, proc, log_path)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("server exited:\n" + server.logs())
+        try:
+            if server.get_json("/readyz")[0] == 200:
+                return server
+        except OSError:
+            pass
+        time.sleep(0.2)
+    server.stop()
+    raise RuntimeError("server not ready in time:\n" + server.logs())
+
+
+@pytest.fixture(scope="module")
+def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_server(tmp_path_factory.mktemp("local"), CALLSTREAM_STT="local")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def acs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_server(tmp_path_factory.mktemp("acs"), CALLSTREAM_STT="acs", CALLSTREAM_SUBSCRIBER_QUEUE="64")
+    yield server
+    server.stop()
+
+
+async def collect_call_events(ws_base: str, call_id: str, since: int | None = None, timeout: float = 180) -> list[dict]:
+    """Read a call's event stream until the server closes it after call.ended."""
+    q = "" if since is None else f"?since={since}"
+    events: list[dict] = []
+    async with connect(f"{ws_base}/calls/{call_id}/events{q}", max_size=None) as ws:
+        async with asyncio.timeout(timeout):
+            async for raw in ws:
+                events.append(json.loads(raw))
+    return events
+
+
+def load_manifest(name: str) -> dict:
+    return json.loads((FIXTURES / f"{name}.json").read_text())
+
+
+_NUM = {"0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five", "6": "six", "7": "seven", "8": "eight", "9": "nine"}
+
+
+def normalize_words(text: str) -> str:
+    text = re.sub(r"\d", lambda m: f" {_NUM[m.group()]} ", text.lower())
+    text = re.sub(r"[^a-z' ]+", " ", text)
+    return " ".join(text.split())
+
+
+def assert_seq_strict(events: list[dict]) -> None:
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(set(seqs)), "seq must strictly increase"
+    assert seqs[0] == 1 and seqs == list(range(1, len(seqs) + 1)), "no gap in seq"

@@ -1,0 +1,207 @@
+"""The ACS wire parser: every message shape of ACS-PROTOCOL.md, and a fuzz of malformed frames."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from models.acs import (
+    AudioData,
+    AudioMetadata,
+    DtmfData,
+    MalformedFrame,
+    ResultStatus,
+    TranscriptionData,
+    TranscriptionMetadata,
+    UnknownKind,
+    decode_message,
+    frame_bytes,
+    ticks_to_ms,
+)
+from models.settings import load_settings
+from pipeline.service import Service
+from pipeline.store import SqliteEventStore
+
+PCM16 = bytes(range(256)) * 2 + bytes(128)  # 640 bytes
+B64 = base64.b64encode(PCM16).decode()
+
+SAMPLES = {
+    "AudioMetadata": {"kind": "AudioMetadata", "audioMetadata": {"subscriptionId": "89e8cb59", "encoding": "PCM", "sampleRate": 16000, "channels": 1, "length": 640}},
+    "AudioData": {"kind": "AudioData", "audioData": {"timestamp": "2024-11-15T19:16:12.925Z", "participantRawID": "8:acs:3d20e1de", "data": B64, "silent": False}},
+    "DtmfData": {"kind": "DtmfData", "dtmfData": {"data": "3"}},
+    "TranscriptionMetadata": {"kind": "TranscriptionMetadata", "transcriptionMetadata": {"subscriptionId": "s", "locale": "en-us", "callConnectionId": "c", "correlationId": "r"}},
+    "TranscriptionData": {"kind": "TranscriptionData", "transcriptionData": {"text": "Testing transcription.", "format": "display", "confidence": 0.695, "offset": 2516998782481234400, "duration": 31600000, "words": [{"text": "testing", "offset": 0, "duration": 0}], "participantRawID": "8:acs:x", "resultStatus": "Final"}},
+}
+
+
+def enc(obj: object) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def test_audio_metadata() -> None:
+    m = decode_message(enc(SAMPLES["AudioMetadata"]))
+    assert isinstance(m, AudioMetadata)
+    assert m.audioMetadata.sampleRate == 16000 and m.audioMetadata.length == 640
+
+
+def test_audio_data_decodes_base64_and_tolerates_optional_fields() -> None:
+    msg = json.loads(json.dumps(SAMPLES["AudioData"]))
+    msg["audioData"]["mark"] = {"sequence": 3}  # newer SDKs
+    m = decode_message(enc(msg))
+    assert isinstance(m, AudioData)
+    assert m.audioData.data == PCM16
+    assert m.audioData.participantRawID == "8:acs:3d20e1de"
+    assert m.audioData.silent is False
+
+
+def test_audio_data_mixed_has_no_participant_and_silent_flag() -> None:
+    m = decode_message(enc({"kind": "AudioData", "audioData": {"data": B64, "participantRawID": None, "silent": True}}))
+    assert isinstance(m, AudioData) and m.audioData.participantRawID is None and m.audioData.silent
+
+
+def test_24khz_metadata_and_frame_size() -> None:
+    m = decode_message(enc({"kind": "AudioMetadata", "audioMetadata": {"encoding": "PCM", "sampleRate": 24000, "channels": 1, "length": 960}}))
+    assert isinstance(m, AudioMetadata) and m.audioMetadata.sampleRate == 24000
+    assert frame_bytes(24000) == 960 and frame_bytes(16000) == 640
+
+
+def test_dtmf_with_newer_optional_fields() -> None:
+    m = decode_message(enc({"kind": "DtmfData", "dtmfData": {"data": "7", "timestamp": "2024-11-15T19:16:12.925Z", "participantRawID": "4:+1555"}}))
+    assert isinstance(m, DtmfData) and m.dtmfData.data == "7"
+
+
+def test_transcription_messages() -> None:
+    meta = decode_message(enc(SAMPLES["TranscriptionMetadata"]))
+    assert isinstance(meta, TranscriptionMetadata) and meta.transcriptionMetadata.locale == "en-us"
+    data = decode_message(enc(SAMPLES["TranscriptionData"]))
+    assert isinstance(data, TranscriptionData)
+    assert data.transcriptionData.resultStatus is ResultStatus.FINAL
+    assert ticks_to_ms(data.transcriptionData.duration) == 3160
+    inter = json.loads(json.dumps(SAMPLES["TranscriptionData"]))
+    inter["transcriptionData"]["resultStatus"] = "Intermediate"
+    assert decode_message(enc(inter)).transcriptionData.resultStatus is ResultStatus.INTERMEDIATE
+
+
+def test_unknown_kind_is_tolerated_not_malformed() -> None:
+    m = decode_message(b'{"kind":"StopAudio","stopAudio":{}}')
+    assert isinstance(m, UnknownKind) and m.kind == "StopAudio"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"not json",
+        b"{}",
+        b'{"kind":"AudioData"}',
+        b'{"kind":"AudioData","audioData":{"data":"!!!notbase64"}}',
+        b'{"kind":"AudioMetadata","audioMetadata":{"sampleRate":"fast"}}',
+        b'{"kind":"TranscriptionData","transcriptionData":{"text":"x","resultStatus":"Maybe"}}',
+        b"[1,2,3]",
+    ],
+)
+def test_malformed_frames_raise_payload_free_error(raw: bytes) -> None:
+    with pytest.raises(MalformedFrame) as info:
+        decode_message(raw)
+    assert "notbase64" not in str(info.value) and "Maybe" not in str(info.value)
+
+
+# ---- fuzz: frames straight into a live call session ------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=12,
+)
+
+
+@st.composite
+def mutated_messages(draw: st.DrawFn) -> bytes:
+    msg = json.loads(json.dumps(SAMPLES[draw(st.sampled_from(sorted(SAMPLES)))]))
+    kind = msg["kind"]
+    payload_key = kind[0].lower() + kind[1:]
+    payload = msg[payload_key]
+    action = draw(st.sampled_from(["replace", "drop", "payload", "data", "kind"]))
+    if action == "replace" and payload:
+        payload[draw(st.sampled_from(sorted(payload)))] = draw(json_values)
+    elif action == "drop" and payload:
+        payload.pop(draw(st.sampled_from(sorted(payload))))
+    elif action == "payload":
+        msg[payload_key] = draw(json_values)
+    elif action == "data" and kind == "AudioData":
+        raw = draw(st.binary(max_size=4000))
+        payload["data"] = base64.b64encode(raw).decode() if draw(st.booleans()) else draw(st.text(max_size=50))
+    elif action == "kind":
+        msg["kind"] = draw(st.text(max_size=12))
+    return enc(msg)
+
+
+frames = st.one_of(st.binary(max_size=200), json_values.map(enc), mutated_messages())
+
+
+async def test_fuzzed_frames_never_escape_and_are_counted(tmp_path) -> None:
+    cfg = load_settings(environ={}, overrides={"stt": "acs", "data_dir": str(tmp_path)})
+    service = Service(cfg, store=SqliteEventStore(tmp_path / "fuzz.db"))
+    await service.start()
+    try:
+        session = service.session("fuzz-call")
+        session.attach()
+        session.on_message(enc(SAMPLES["AudioMetadata"]))
+        stats = service.stats
+
+        @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(frames)
+        def feed(frame: bytes) -> None:
+            before = stats.as_dict()
+            session.on_message(frame)
+            after = stats.as_dict()
+            assert after["frames_received"] == before["frames_received"] + 1
+            moved = {k for k in after if after[k] != before[k]} - {"frames_received", "frames_silent", "utterances"}
+            accepted_without_counter = isinstance(_safe_decode(frame), AudioMetadata | TranscriptionMetadata | TranscriptionData)
+            assert moved or accepted_without_counter, "every frame is accounted for"
+
+        feed()
+        assert stats.frames_malformed > 50
+        # The call survives: a valid frame after the fuzz is still handled.
+        before = stats.frames_audio
+        session.on_message(enc(SAMPLES["AudioData"]))
+        assert stats.frames_audio == before + 1
+        session.detach("test")
+        await session.close_task
+    finally:
+        await service.stop()
+
+
+def _safe_decode(frame: bytes) -> object:
+    try:
+        return decode_message(frame)
+    except MalformedFrame:
+        return None
+
+
+async def test_wrong_length_and_audio_before_metadata_are_malformed(tmp_path) -> None:
+    cfg = load_settings(environ={}, overrides={"stt": "acs", "data_dir": str(tmp_path)})
+    service = Service(cfg, store=SqliteEventStore(tmp_path / "m.db"))
+    await service.start()
+    try:
+        session = service.session("m-call")
+        session.attach()
+        session.on_message(enc(SAMPLES["AudioData"]))  # before metadata
+        assert service.stats.frames_malformed == 1
+        session.on_message(enc(SAMPLES["AudioMetadata"]))
+        odd = json.loads(json.dumps(SAMPLES["AudioData"]))
+        odd["audioData"]["data"] = base64.b64encode(b"\x01\x02\x03").decode()
+        session.on_message(enc(odd))
+        huge = json.loads(json.dumps(SAMPLES["AudioData"]))
+        huge["audioData"]["data"] = base64.b64encode(bytes(200_000)).decode()
+        session.on_message(enc(huge))
+        assert service.stats.frames_malformed == 3
+        session.on_message(enc(SAMPLES["AudioData"]))
+        assert service.stats.frames_audio == 1
+        session.detach("test")
+        await session.close_task
+    finally:
+        await service.stop()
