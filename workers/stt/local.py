@@ -130,6 +130,10 @@ def _worker_main(cmd_q: Any, res_conn: Connection, partial_interval_ms: int) -> 
         return Decoder(loglevel="FATAL", bestpath=True)
 
     pool: list[Any] = [new_decoder()]
+    # Every utterance starts from the model's initial cepstral mean: a pooled decoder would
+    # otherwise carry the previous (possibly other speaker's) normalisation, which makes
+    # results depend on scheduling and hurts the first words of a new speaker.
+    initial_cmn = pool[0].get_cmn()
     active: dict[int, _Utterance] = {}
     partial_bytes = max(1, partial_interval_ms) * BYTES_PER_MS
     parent = os.getppid()
@@ -176,6 +180,7 @@ def _worker_main(cmd_q: Any, res_conn: Connection, partial_interval_ms: int) -> 
             decoder = pool.pop() if pool else new_decoder()
             utt = _Utterance(decoder, msg[2])
             try:
+                decoder.set_cmn(initial_cmn)
                 decoder.start_utt()
             except Exception:
                 utt.failed = True
