@@ -57,6 +57,7 @@ Presidio's recognizers are read-only after construction, so one instance may be 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from typing import NamedTuple
 
@@ -399,3 +400,25 @@ def get_redactor() -> Redactor:
             if _REDACTOR is None:
                 _REDACTOR = Redactor()
     return _REDACTOR
+
+
+# A digit run at the end of a partial may be the start of a card number that no
+# recognizer can judge yet ("4111 1111 1111" is not a card until its last group comes).
+_TRAILING_DIGITS = re.compile(r"(?:\d[\s\-./]*){4,}$")
+
+
+def hold_back_trailing_digits(result: RedactionResult) -> RedactionResult:
+    """For partials: cut an unfinished digit run (4+ digits) off the end of the text.
+
+    The held-back words reappear, judged, in a later partial or the final. Cutting only
+    at the end keeps every earlier redaction span valid.
+    """
+    match = _TRAILING_DIGITS.search(result.text)
+    if match is None:
+        return result
+    cut = match.start()
+    return RedactionResult(
+        result.text[:cut].rstrip(),
+        [r for r in result.redactions if r.end <= cut],
+        result.entities,
+    )

@@ -43,7 +43,7 @@ from workers.stt.acs import AcsTranscriptionAdapter
 from workers.stt.base import SpeechStream
 from workers.vad import SegmentAudio, SegmentEnd, Segmenter, SegmentStart
 
-from .redaction import RedactionResult
+from .redaction import RedactionResult, hold_back_trailing_digits
 
 if TYPE_CHECKING:
     from .service import Service
@@ -339,8 +339,12 @@ class CallSession:
             if not rr.text.strip():
                 self.stats.empty_finals += 1
                 return
-        elif uid not in self.pending or not rr.text.strip():
-            return  # a partial that lost the race with its final, or nothing to show yet
+        else:
+            if uid not in self.pending:
+                return  # a partial that lost the race with its final
+            rr = hold_back_trailing_digits(rr)
+            if not rr.text.strip():
+                return
         cls = TranscriptFinal if result.is_final else TranscriptPartial
         self.emit(
             cls(
