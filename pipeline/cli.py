@@ -60,6 +60,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ws="websockets-sansio",
         ws_max_size=1 << 20,
         log_level="warning",
+        log_config=None,  # uvicorn logs propagate to the root handler, which has the scrubber
         timeout_graceful_shutdown=30,
     )
     return 0

@@ -71,7 +71,7 @@ async def run_demo(args: argparse.Namespace) -> int:
     settings = load_settings(overrides={"host": "127.0.0.1", "port": port, "data_dir": args.data_dir})
     service = Service(settings)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(service), host="127.0.0.1", port=port, ws="websockets-sansio", log_level="warning")
+        uvicorn.Config(create_app(service), host="127.0.0.1", port=port, ws="websockets-sansio", log_level="warning", log_config=None)
     )
     server_task = asyncio.create_task(server.serve())
     print("callstream demo: starting the service (speech: local pocketsphinx, redaction: Presidio) ...")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import AsyncIterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -142,37 +143,42 @@ def mutated_messages(draw: st.DrawFn) -> bytes:
 frames = st.one_of(st.binary(max_size=200), json_values.map(enc), mutated_messages())
 
 
-async def test_fuzzed_frames_never_escape_and_are_counted(tmp_path) -> None:
+@pytest.fixture
+async def acs_service(tmp_path) -> AsyncIterator[Service]:
+    """A started in-process service (ACS passthrough speech, real Presidio, real SQLite)."""
     cfg = load_settings(environ={}, overrides={"stt": "acs", "data_dir": str(tmp_path)})
-    service = Service(cfg, store=SqliteEventStore(tmp_path / "fuzz.db"))
+    service = Service(cfg, store=SqliteEventStore(tmp_path / "events.db"))
     await service.start()
-    try:
-        session = service.session("fuzz-call")
-        session.attach()
-        session.on_message(enc(SAMPLES["AudioMetadata"]))
-        stats = service.stats
+    yield service
+    await service.stop()
 
-        @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
-        @given(frames)
-        def feed(frame: bytes) -> None:
-            before = stats.as_dict()
-            session.on_message(frame)
-            after = stats.as_dict()
-            assert after["frames_received"] == before["frames_received"] + 1
-            moved = {k for k in after if after[k] != before[k]} - {"frames_received", "frames_silent", "utterances"}
-            accepted_without_counter = isinstance(_safe_decode(frame), AudioMetadata | TranscriptionMetadata | TranscriptionData)
-            assert moved or accepted_without_counter, "every frame is accounted for"
 
-        feed()
-        assert stats.frames_malformed > 50
-        # The call survives: a valid frame after the fuzz is still handled.
-        before = stats.frames_audio
-        session.on_message(enc(SAMPLES["AudioData"]))
-        assert stats.frames_audio == before + 1
-        session.detach("test")
-        await session.close_task
-    finally:
-        await service.stop()
+async def test_fuzzed_frames_never_escape_and_are_counted(acs_service: Service) -> None:
+    service = acs_service
+    session = service.session("fuzz-call")
+    session.attach()
+    session.on_message(enc(SAMPLES["AudioMetadata"]))
+    stats = service.stats
+
+    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(frames)
+    def feed(frame: bytes) -> None:
+        before = stats.as_dict()
+        session.on_message(frame)
+        after = stats.as_dict()
+        assert after["frames_received"] == before["frames_received"] + 1
+        moved = {k for k in after if after[k] != before[k]} - {"frames_received", "frames_silent", "utterances"}
+        accepted_without_counter = isinstance(_safe_decode(frame), AudioMetadata | TranscriptionMetadata | TranscriptionData)
+        assert moved or accepted_without_counter, "every frame is accounted for"
+
+    feed()
+    assert stats.frames_malformed > 50
+    # The call survives: a valid frame after the fuzz is still handled.
+    before = stats.frames_audio
+    session.on_message(enc(SAMPLES["AudioData"]))
+    assert stats.frames_audio == before + 1
+    session.detach("test")
+    await session.close_task
 
 
 def _safe_decode(frame: bytes) -> object:
@@ -182,26 +188,21 @@ def _safe_decode(frame: bytes) -> object:
         return None
 
 
-async def test_wrong_length_and_audio_before_metadata_are_malformed(tmp_path) -> None:
-    cfg = load_settings(environ={}, overrides={"stt": "acs", "data_dir": str(tmp_path)})
-    service = Service(cfg, store=SqliteEventStore(tmp_path / "m.db"))
-    await service.start()
-    try:
-        session = service.session("m-call")
-        session.attach()
-        session.on_message(enc(SAMPLES["AudioData"]))  # before metadata
-        assert service.stats.frames_malformed == 1
-        session.on_message(enc(SAMPLES["AudioMetadata"]))
-        odd = json.loads(json.dumps(SAMPLES["AudioData"]))
-        odd["audioData"]["data"] = base64.b64encode(b"\x01\x02\x03").decode()
-        session.on_message(enc(odd))
-        huge = json.loads(json.dumps(SAMPLES["AudioData"]))
-        huge["audioData"]["data"] = base64.b64encode(bytes(200_000)).decode()
-        session.on_message(enc(huge))
-        assert service.stats.frames_malformed == 3
-        session.on_message(enc(SAMPLES["AudioData"]))
-        assert service.stats.frames_audio == 1
-        session.detach("test")
-        await session.close_task
-    finally:
-        await service.stop()
+async def test_wrong_length_and_audio_before_metadata_are_malformed(acs_service: Service) -> None:
+    service = acs_service
+    session = service.session("m-call")
+    session.attach()
+    session.on_message(enc(SAMPLES["AudioData"]))  # before metadata
+    assert service.stats.frames_malformed == 1
+    session.on_message(enc(SAMPLES["AudioMetadata"]))
+    odd = json.loads(json.dumps(SAMPLES["AudioData"]))
+    odd["audioData"]["data"] = base64.b64encode(b"\x01\x02\x03").decode()
+    session.on_message(enc(odd))
+    huge = json.loads(json.dumps(SAMPLES["AudioData"]))
+    huge["audioData"]["data"] = base64.b64encode(bytes(200_000)).decode()
+    session.on_message(enc(huge))
+    assert service.stats.frames_malformed == 3
+    session.on_message(enc(SAMPLES["AudioData"]))
+    assert service.stats.frames_audio == 1
+    session.detach("test")
+    await session.close_task
