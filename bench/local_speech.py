@@ -16,7 +16,7 @@ partial interval (300 ms), and measures:
 A call has two participants who each speak about half the time, so about one speaking
 stream per call on average: concurrent calls ~= concurrent real-time speaking streams.
 
-    /tmp/venv/bin/python bench/local_speech.py                  # streams 2,4,8; 3 rounds
+    /tmp/venv/bin/python bench/local_speech.py                  # streams 2,4,6; 2 rounds
     /tmp/venv/bin/python bench/local_speech.py --streams 4 --rounds 5
 """
 
@@ -216,9 +216,9 @@ async def amain(args: argparse.Namespace) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description="local pocketsphinx RTF and capacity (see docstring)")
-    ap.add_argument("--streams", default="2,4,8", help="concurrent stream counts, comma-separated")
+    ap.add_argument("--streams", default="2,4,6", help="concurrent stream counts, comma-separated")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=3, help="passes over the fixture's utterances")
+    ap.add_argument("--rounds", type=int, default=2, help="passes over the fixture's utterances")
     ap.add_argument("--fixture", default=str(FIXTURE), help="path without extension (.wav + .json)")
     ap.add_argument("--show-text", action="store_true", help="print the first round's transcripts")
     ap.add_argument("--json", help="also write the raw results here")
