@@ -82,7 +82,7 @@ async def run_demo(args: argparse.Namespace) -> int:
         await asyncio.sleep(0.1)
     base = f"ws://127.0.0.1:{port}"
     print(f"service on http://127.0.0.1:{port}  (events: {base}/events)")
-    print("translation: off (needs CALLSTREAM_TRANSLATOR=azure or openai); sentiment: local")
+    print("translation: off (needs CALLSTREAM_TRANSLATOR=azure or openai)")
     path = Path(args.file) if args.file else sample_call_path()
     audio = load_call_audio(path)
     call_id = "demo-" + path.stem.replace("_", "-")
