@@ -37,6 +37,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from .app import create_app
     from .service import Service
+    from .ws_protocol import media_ws_protocol
 
     overrides = {f: getattr(args, f, None) for f in FIELDS if getattr(args, f, None) is not None}
     try:
@@ -57,7 +58,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app,
         host=settings.host,
         port=settings.port,
-        ws="websockets-sansio",
+        ws=media_ws_protocol(),
         ws_max_size=1 << 20,
         log_level="warning",
         log_config=None,  # uvicorn logs propagate to the root handler, which has the scrubber

@@ -25,6 +25,7 @@ from .app import create_app
 from .export import export_lines
 from .replay import load_call_audio, replay_call
 from .service import Service
+from .ws_protocol import media_ws_protocol
 
 
 def free_port() -> int:
@@ -71,7 +72,7 @@ async def run_demo(args: argparse.Namespace) -> int:
     settings = load_settings(overrides={"host": "127.0.0.1", "port": port, "data_dir": args.data_dir})
     service = Service(settings)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(service), host="127.0.0.1", port=port, ws="websockets-sansio", log_level="warning", log_config=None)
+        uvicorn.Config(create_app(service), host="127.0.0.1", port=port, ws=media_ws_protocol(), log_level="warning", log_config=None)
     )
     server_task = asyncio.create_task(server.serve())
     print("callstream demo: starting the service (speech: local pocketsphinx, redaction: Presidio) ...")

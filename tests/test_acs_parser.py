@@ -206,3 +206,12 @@ async def test_wrong_length_and_audio_before_metadata_are_malformed(acs_service:
     assert service.stats.frames_audio == 1
     session.detach("test")
     await session.close_task
+
+
+def test_media_protocol_is_the_high_water_variant() -> None:
+    """Guards the ingest optimisation: a uvicorn upgrade that drops the internals it uses
+    falls back to the stock protocol, and this test says so."""
+    from pipeline.ws_protocol import media_ws_protocol
+
+    proto = media_ws_protocol()
+    assert isinstance(proto, type) and proto.__name__ == "HighWaterSansIOProtocol"
