@@ -68,7 +68,7 @@ class Service:
         store: EventStore | None = None,
     ) -> None:
         self.settings = settings
-        self.settings_final_timeout = 60.0
+        self.final_timeout_s = 60.0  # longest wait for pending finals when a call ends
         self.stats = Stats()
         self.roles = RoleMap(settings.agent_prefixes, settings.customer_prefixes)
         self.engine = engine or make_engine(settings)

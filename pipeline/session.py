@@ -67,15 +67,14 @@ def _parse_ts(value: str | None) -> float | None:
 
 
 class Utterance:
-    __slots__ = ("id", "channel", "start_ms", "stream", "finished", "partials")
+    """An utterance in progress on a channel: its id and the engine stream fed its audio."""
 
-    def __init__(self, uid: str, channel: Channel, start_ms: int, stream: SpeechStream | None) -> None:
+    __slots__ = ("id", "start_ms", "stream")
+
+    def __init__(self, uid: str, start_ms: int, stream: SpeechStream | None) -> None:
         self.id = uid
-        self.channel = channel
         self.start_ms = start_ms
         self.stream = stream
-        self.finished = False
-        self.partials = 0
 
 
 class Channel:
@@ -180,7 +179,7 @@ class CallSession:
         for ch in self.channels.values():
             ch.flush()
         try:
-            await asyncio.wait_for(self._settled.wait(), self.service.settings_final_timeout)
+            await asyncio.wait_for(self._settled.wait(), self.service.final_timeout_s)
         except TimeoutError:
             log.warning("call %s: %d utterances had no final result in time", self.call_id, len(self.pending))
             for uid in list(self.pending):
@@ -324,7 +323,7 @@ class CallSession:
             self.pending.add(uid)
             self._settled.clear()
         self.stats.utterances += 1
-        return Utterance(uid, ch, start_ms, stream)
+        return Utterance(uid, start_ms, stream)
 
     def on_result(self, participant: str, result: SpeechResult) -> None:
         """Raw text arrives here and leaves only through the redaction runner."""
