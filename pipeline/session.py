@@ -55,6 +55,9 @@ MIXED = "mixed"
 # Largest AudioData payload accepted: ten 20 ms frames at 24 kHz. Anything bigger is not
 # an ACS frame, and bounding it bounds the work one message can cause.
 MAX_AUDIO_BYTES = 10 * frame_bytes(24000)
+# In unmixed mode ACS streams only the dominant speakers, so a participant's frames can
+# stop and resume later. A timestamp this far ahead of a channel's frame clock is a gap.
+GAP_MS = 100
 
 
 def _parse_ts(value: str | None) -> float | None:
@@ -120,6 +123,13 @@ class Channel:
     def flush(self) -> None:
         self._handle(self.segmenter.flush())
 
+    def skip(self, gap_ms: int) -> None:
+        """Frames stopped for `gap_ms`: end any open utterance where the audio stopped, and
+        move the clock on so later offsets stay on the call's timeline."""
+        self.flush()
+        self.buf.clear()
+        self.segmenter.clock_ms += gap_ms - gap_ms % 20
+
     def _handle(self, events: tuple) -> None:
         for ev in events:
             kind = type(ev)
@@ -147,6 +157,7 @@ class CallSession:
         self.mode: str | None = None
         self.t0_wall_ms: float | None = None  # ACS timestamp (or wall clock) of the first audio frame
         self.t0_mono: float | None = None
+        self.t0_from_acs = False  # offsets can follow ACS timestamps only if t0 was one
         self.channels: dict[str, Channel] = {}
         self.participants: dict[str, str] = {}  # participant -> role, for those announced
         self.seq = 0
@@ -274,6 +285,12 @@ class CallSession:
         ch = self.channels.get(participant)
         if ch is None:
             ch = self._new_channel(participant, p.timestamp)
+        elif self.t0_from_acs and p.timestamp is not None:
+            ts = _parse_ts(p.timestamp)
+            if ts is not None:
+                ahead = int(ts - self.t0_wall_ms) - ch.segmenter.clock_ms  # type: ignore[operator]
+                if ahead >= GAP_MS:
+                    ch.skip(ahead)
         self.stats.frames_audio += 1
         if p.silent:
             self.stats.frames_silent += 1
@@ -286,6 +303,7 @@ class CallSession:
         if self.t0_mono is None:
             self.t0_mono = time.monotonic()
             self.t0_wall_ms = ts if ts is not None else time.time() * 1000.0
+            self.t0_from_acs = ts is not None
             start_ms = 0
         else:
             start_ms = int(ts - self.t0_wall_ms) if ts is not None and self.t0_wall_ms else self.now_ms()

@@ -215,3 +215,30 @@ def test_media_protocol_is_the_high_water_variant() -> None:
 
     proto = media_ws_protocol()
     assert isinstance(proto, type) and proto.__name__ == "HighWaterSansIOProtocol"
+
+
+async def test_gap_in_a_participants_frames_keeps_offsets_on_the_call_timeline(acs_service: Service) -> None:
+    """Unmixed ACS streams only dominant speakers: frames for a participant stop and resume."""
+    from pipeline.replay import AGENT_ID, load_call_audio
+
+    from .conftest import FIXTURES
+
+    agent = dict(load_call_audio(FIXTURES / "support_call.wav").tracks)[AGENT_ID]
+    session = acs_service.session("gap-call")
+    session.attach()
+    session.on_message(enc(SAMPLES["AudioMetadata"]))
+
+    def frame(i: int, at_ms: int) -> bytes:
+        ts = f"2024-11-15T19:16:{12 + at_ms // 1000:02d}.{at_ms % 1000:03d}Z"
+        chunk = agent[i * 640 : (i + 1) * 640]
+        return enc({"kind": "AudioData", "audioData": {"timestamp": ts, "participantRawID": "8:acs:agent", "data": base64.b64encode(chunk).decode()}})
+
+    for i in range(50, 100):  # the agent's first words (script: 500 ms on), 1 s in all
+        session.on_message(frame(i, (i - 50) * 20))
+    ch = session.channels["8:acs:agent"]
+    assert ch.segmenter.in_utterance and ch.segmenter.clock_ms == 1000
+    session.on_message(frame(100, 6000))  # frames resume 5 s later
+    assert not ch.segmenter.in_utterance, "the utterance ended where the audio stopped"
+    assert ch.segmenter.clock_ms == 6020
+    session.detach("test")
+    await session.close_task
