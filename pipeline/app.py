@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route, WebSocketRoute
 
 from .export import MEDIA_TYPES, ExportError, export_lines
+from .known_entities import KnownEntityError, parse_request
 from .media import MediaEndpoint
 from .metrics import render_metrics
 from .service import Service
@@ -79,6 +80,21 @@ async def transcript(request: Request) -> Response:
     return StreamingResponse(body(), media_type=MEDIA_TYPES[fmt])
 
 
+async def known_entities(request: Request) -> Response:
+    """Values to redact in one call (the caller's name, account number), from the CRM.
+
+    Accepted before the call starts too. The answer never repeats a value.
+    """
+    service: Service = request.app.state.service
+    call_id = request.path_params["callId"]
+    try:
+        values = parse_request(await request.body())
+        count = service.known.add(call_id, values)
+    except KnownEntityError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    return JSONResponse({"callId": call_id, "accepted": len(values), "knownValues": count})
+
+
 async def not_found(request: Request, exc: Exception) -> Response:
     return PlainTextResponse("not found", status_code=404)
 
@@ -99,6 +115,7 @@ def create_app(service: Service) -> Starlette:
             WebSocketRoute("/calls/{callId}/events", event_stream),
             Route("/calls", list_calls),
             Route("/calls/{callId}/transcript", transcript),
+            Route("/calls/{callId}/known-entities", known_entities, methods=["POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),

@@ -72,6 +72,7 @@ import spacy  # noqa: E402
 import tldextract  # noqa: E402
 import tldextract.tldextract  # noqa: E402
 from presidio_analyzer import AnalyzerEngine, Pattern, RecognizerRegistry, RecognizerResult  # noqa: E402
+from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer  # noqa: E402
 from presidio_analyzer.nlp_engine import NlpArtifacts, SlimSpacyNlpEngine  # noqa: E402
 from presidio_analyzer.predefined_recognizers import (  # noqa: E402
     CreditCardRecognizer,
@@ -79,8 +80,6 @@ from presidio_analyzer.predefined_recognizers import (  # noqa: E402
     EmailRecognizer,
     IbanRecognizer,
     IpRecognizer,
-    NhsRecognizer,
-    PhoneRecognizer,
     UkNinoRecognizer,
     UrlRecognizer,
     UsItinRecognizer,
@@ -92,13 +91,19 @@ from spacy.tokens import Doc  # noqa: E402
 
 from models.events import Redaction  # noqa: E402
 
+from .recognizers import KnownValuesRecognizer, PaymentDigitsRecognizer, speech_recognizers  # noqa: E402
+from .spoken_numbers import normalize, trailing_run_start  # noqa: E402
+
 __all__ = [
     "ENTITY_TYPES",
     "FAILED_PLACEHOLDER",
     "Entity",
+    "RedactionPolicy",
     "RedactionResult",
     "Redactor",
+    "StickyValues",
     "get_redactor",
+    "hold_back_unfinished",
 ]
 
 logger = logging.getLogger(__name__)
@@ -106,20 +111,43 @@ logger = logging.getLogger(__name__)
 #: What ``redact_safe`` publishes instead of the text when redaction fails.
 FAILED_PLACEHOLDER = "[REDACTION_FAILED]"
 
-#: Entity types the Redactor detects (all pattern/checksum based, no NER).
+#: Entity types the Redactor detects without per-call help (no NER on a blank pipeline).
 ENTITY_TYPES: tuple[str, ...] = (
+    "CARD_EXPIRY",
+    "CARD_SECURITY_CODE",
     "CREDIT_CARD",
     "CRYPTO",
     "EMAIL_ADDRESS",
     "IBAN_CODE",
     "IP_ADDRESS",
+    "PERSON",
     "PHONE_NUMBER",
-    "UK_NHS",
+    "STREET_ADDRESS",
     "UK_NINO",
     "URL",
     "US_ITIN",
     "US_SSN",
 )
+
+
+class RedactionPolicy(NamedTuple):
+    """What one utterance's redaction must take into account beyond the text itself.
+
+    - ``all_digits``: a payment window is open; every digit goes.
+    - ``known``: the call's known values (``POST /calls/{callId}/known-entities``).
+    - ``sticky``: values an earlier partial of the same utterance redacted; they stay
+      redacted in later partials and the final even if the recognizers change their mind.
+    - ``context``: words of the previous utterances ("and the expiry date?"), which
+      lift ambiguous matches (a bare "12 28") over the threshold.
+    """
+
+    all_digits: bool = False
+    known: KnownValuesRecognizer | None = None
+    sticky: KnownValuesRecognizer | None = None
+    context: tuple[str, ...] = ()
+
+
+_NO_POLICY = RedactionPolicy()
 
 
 class Entity(NamedTuple):
@@ -152,6 +180,11 @@ def _offline_tld_extractor() -> tldextract.TLDExtract:
 
 
 _TLD_EXTRACTOR = _offline_tld_extractor()
+
+
+def _has_public_suffix(domain: str) -> bool:
+    """True if ``domain`` ends in a real public suffix ("contoso.com", not "the.lobby")."""
+    return _TLD_EXTRACTOR(domain).suffix != "" and "." in domain.strip(".")
 
 
 def _make_tldextract_offline() -> None:
@@ -298,18 +331,21 @@ class Redactor:
         self.language = language
         self.score_threshold = score_threshold
 
+        # Presidio's stock pattern recognizers for written shapes; phone numbers, SSNs
+        # and cards are handled by the speech recognizers (written or spoken), which
+        # replace the stock phone matcher (75% of the time) and the UK NHS checksum
+        # (which typed US phone numbers as NHS numbers).
         recognizers = [
             CreditCardRecognizer(supported_language=language),
             CryptoRecognizer(supported_language=language),
             _OfflineEmailRecognizer(supported_language=language),
             IbanRecognizer(supported_language=language),
             IpRecognizer(supported_language=language),
-            PhoneRecognizer(supported_language=language),
-            NhsRecognizer(supported_language=language),
             UkNinoRecognizer(supported_language=language),
             _BoundedUrlRecognizer(supported_language=language),
             UsItinRecognizer(supported_language=language),
             UsSsnRecognizer(supported_language=language),
+            *speech_recognizers(_has_public_suffix, language),
         ]
         registry = RecognizerRegistry(recognizers=recognizers, supported_languages=[language])
         self._analyzer = AnalyzerEngine(
@@ -317,14 +353,13 @@ class Redactor:
             nlp_engine=_BlankSpacyNlpEngine(language),
             supported_languages=[language],
             default_score_threshold=score_threshold,
+            # Spoken numbers are long: look eight words back ("the three digit code on the
+            # back is ...") and three ahead ("... is my card number").
+            context_aware_enhancer=LemmaContextAwareEnhancer(context_prefix_count=8, context_suffix_count=3),
         )
+        self._payment_digits = PaymentDigitsRecognizer(language)
         self._anonymizer = AnonymizerEngine()
-        self._operators = {
-            t: OperatorConfig("replace", {"new_value": f"[{t}]"})
-            for t in self._analyzer.get_supported_entities(language)
-        }
-        # Any type we did not foresee still gets square brackets, never "<...>".
-        self._operators["DEFAULT"] = OperatorConfig("replace", {"new_value": "[PII]"})
+        self._operators: dict[str, OperatorConfig] = {}
         # Pay the lazy costs (PSL snapshot, phonenumbers metadata, regex compilation:
         # ~150 ms) now, not on the first utterance of the first call.
         self.redact(_WARM_UP_TEXT)
@@ -334,22 +369,45 @@ class Redactor:
         """The entity types this instance can detect."""
         return sorted(self._analyzer.get_supported_entities(self.language))
 
-    def redact(self, text: str) -> RedactionResult:
+    def _operator(self, entity_type: str) -> OperatorConfig:
+        op = self._operators.get(entity_type)
+        if op is None:
+            op = self._operators[entity_type] = OperatorConfig("replace", {"new_value": f"[{entity_type}]"})
+        return op
+
+    def analyze(self, text: str, policy: RedactionPolicy = _NO_POLICY) -> list[RecognizerResult]:
+        """Entities in ``text`` (spans of ``text``), merged so that no two overlap."""
+        norm = normalize(text)
+        ad_hoc = [r for r in (policy.known, policy.sticky) if r]
+        if policy.all_digits:
+            ad_hoc.append(self._payment_digits)
+        found = self._analyzer.analyze(
+            text=norm.text,
+            language=self.language,
+            score_threshold=self.score_threshold,
+            ad_hoc_recognizers=ad_hoc or None,
+            context=list(policy.context) or None,
+        )
+        mapped = []
+        for r in found:
+            start, end = norm.to_original(r.start, r.end)
+            if end > start:
+                mapped.append(RecognizerResult(r.entity_type, start, end, r.score))
+        return _merge_overlaps(mapped)
+
+    def redact(self, text: str, policy: RedactionPolicy = _NO_POLICY) -> RedactionResult:
         """Redact ``text``; raises on failure (use ``redact_safe`` at the boundary)."""
         if not isinstance(text, str):
             raise TypeError("text must be str")
         if not text:
             return RedactionResult("", [], [])
-        found = self._analyzer.analyze(
-            text=text, language=self.language, score_threshold=self.score_threshold
-        )
-        results = _merge_overlaps(found)
+        results = self.analyze(text, policy)
         if not results:
             return RedactionResult(text, [], [])
         out = self._anonymizer.anonymize(
             text=text,
             analyzer_results=results,
-            operators=self._operators,
+            operators={r.entity_type: self._operator(r.entity_type) for r in results},
             conflict_resolution=ConflictResolutionStrategy.MERGE_SIMILAR_OR_CONTAINED,
             # Keep entities and redactions one-to-one (no merging of "[X] [X]").
             merge_entities_with_spaces=False,
@@ -360,21 +418,20 @@ class Redactor:
         redactions: list[Redaction] = []
         entities: list[Entity] = []
         for item, r in zip(items, results, strict=True):
-            tag_type = item.text[1:-1] if item.text.startswith("[") else item.entity_type
             if out.text[item.start : item.end] != item.text or item.entity_type != r.entity_type:
                 raise RuntimeError("redaction span does not point at its tag")
-            redactions.append(Redaction(tag_type, item.start, item.end))
+            redactions.append(Redaction(r.entity_type, item.start, item.end))
             entities.append(Entity(r.entity_type, r.start, r.end, float(r.score)))
         return RedactionResult(out.text, redactions, entities)
 
-    def redact_safe(self, text: str) -> RedactionResult:
+    def redact_safe(self, text: str, policy: RedactionPolicy = _NO_POLICY) -> RedactionResult:
         """Redact, never raising: on any error publish a placeholder, never the raw text.
 
         Only the exception *type* is logged: messages and tracebacks of failures inside
         the analyzer can carry fragments of the text being analyzed.
         """
         try:
-            return self.redact(text)
+            return self.redact(text, policy)
         except Exception as exc:  # the privacy boundary must not raise
             logger.error("redaction failed (%s); publishing placeholder", type(exc).__name__)
             return RedactionResult(
@@ -402,23 +459,53 @@ def get_redactor() -> Redactor:
     return _REDACTOR
 
 
-# A digit run at the end of a partial may be the start of a card number that no
-# recognizer can judge yet ("4111 1111 1111" is not a card until its last group comes).
-_TRAILING_DIGITS = re.compile(r"(?:\d[\s\-./]*){4,}$")
+# The spoken e-mail recognizer cannot judge "john dot smith at contoso" until the domain
+# ends; a trailing chain of words joined by spoken separators is held back in partials.
+_TRAILING_SPOKEN_CHAIN = re.compile(
+    r"(?i)(?:[a-z0-9]+\s+)?[a-z0-9]+(?:\s+(?:dot|at|underscore|dash|hyphen)\s+[a-z0-9]+)*"
+    r"\s+(?:dot|at|underscore|dash|hyphen)(?:\s+[a-z0-9]+)?[\s.,]*$"
+)
 
 
-def hold_back_trailing_digits(result: RedactionResult) -> RedactionResult:
-    """For partials: cut an unfinished digit run (4+ digits) off the end of the text.
+def hold_back_unfinished(result: RedactionResult) -> RedactionResult:
+    """For partials: cut an entity that may still be growing off the end of the text.
 
-    The held-back words reappear, judged, in a later partial or the final. Cutting only
-    at the end keeps every earlier redaction span valid.
+    A number run ("4111 1111 1111", "four one one") may be the start of a card number
+    that no recognizer can judge yet; a spoken e-mail may lack its domain. The held-back
+    words reappear, judged, in a later partial or the final. Cutting only at the end
+    keeps every earlier redaction span valid.
     """
-    match = _TRAILING_DIGITS.search(result.text)
-    if match is None:
+    text = result.text
+    cut = trailing_run_start(text)
+    m = _TRAILING_SPOKEN_CHAIN.search(text)
+    if m is not None and (cut is None or m.start() < cut):
+        cut = m.start()
+    if cut is None:
         return result
-    cut = match.start()
     return RedactionResult(
-        result.text[:cut].rstrip(),
+        text[:cut].rstrip(),
         [r for r in result.redactions if r.end <= cut],
         result.entities,
     )
+
+
+class StickyValues:
+    """Values one utterance's partials have redacted, to keep redacted until its final.
+
+    Recognizers judge each partial afresh, and a revised partial can stop looking like
+    a card ("four one one one ..." becomes "for one ..."); what was redacted once must
+    stay redacted. Raw values live here, in memory, for the utterance's lifetime only,
+    and are touched only on the redaction thread (the runner is first-in first-out).
+    """
+
+    __slots__ = ("_values", "recognizer")
+
+    def __init__(self) -> None:
+        self._values: set[tuple[str, str]] = set()
+        self.recognizer: KnownValuesRecognizer | None = None
+
+    def remember(self, text: str, result: RedactionResult) -> None:
+        new = {(e.type, text[e.start : e.end]) for e in result.entities} - self._values
+        if new:
+            self._values |= new
+            self.recognizer = KnownValuesRecognizer(sorted(self._values)) or None

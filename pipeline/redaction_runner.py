@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from .redaction import RedactionResult, Redactor
+from .redaction import RedactionPolicy, RedactionResult, Redactor, StickyValues
 
 
 class RedactionRunner:
@@ -27,16 +27,34 @@ class RedactionRunner:
         self.count = 0
         self.seconds = 0.0
 
-    def submit(self, text: str, on_done: Callable[[RedactionResult], None]) -> None:
+    def submit(
+        self,
+        text: str,
+        on_done: Callable[[RedactionResult], None],
+        policy: RedactionPolicy | None = None,
+        sticky: StickyValues | None = None,
+    ) -> None:
+        """Redact ``text`` under ``policy``; ``sticky`` carries an utterance's earlier redactions."""
         loop = self._loop or asyncio.get_running_loop()
         self._loop = loop
         self.in_flight += 1
         self._drained.clear()
-        self._pool.submit(self._work, loop, text, on_done)
+        self._pool.submit(self._work, loop, text, on_done, policy or RedactionPolicy(), sticky)
 
-    def _work(self, loop: asyncio.AbstractEventLoop, text: str, on_done: Callable[[RedactionResult], None]) -> None:
+    def _work(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        text: str,
+        on_done: Callable[[RedactionResult], None],
+        policy: RedactionPolicy,
+        sticky: StickyValues | None,
+    ) -> None:
         t0 = time.perf_counter()
-        result = self.redactor.redact_safe(text)
+        if sticky is not None and sticky.recognizer is not None:
+            policy = policy._replace(sticky=sticky.recognizer)
+        result = self.redactor.redact_safe(text, policy)
+        if sticky is not None:
+            sticky.remember(text, result)
         self.seconds += time.perf_counter() - t0
         self.count += 1
         loop.call_soon_threadsafe(self._deliver, on_done, result)

@@ -16,6 +16,7 @@ from workers.stt.base import SpeechEngine
 
 from .bus import MemoryBus
 from .journal import Journal
+from .known_entities import KnownEntities
 from .redaction import Redactor, get_redactor
 from .redaction_runner import RedactionRunner
 from .roles import RoleMap
@@ -79,6 +80,7 @@ class Service:
         self.journal: Journal
         self.redaction: RedactionRunner
         self.calls: dict[str, CallSession] = {}
+        self.known = KnownEntities()
         self.ready = False
         self.draining = False
         self.started_at = time.time()
@@ -114,10 +116,12 @@ class Service:
         if s is None or s.ended:
             s = CallSession(call_id, self)
             self.calls[call_id] = s
+            self.known.claim(call_id)
             self.stats.calls_started += 1
         return s
 
     def forget(self, session: CallSession) -> None:
         if self.calls.get(session.call_id) is session:
             del self.calls[session.call_id]
+            self.known.drop(session.call_id)
             self.stats.calls_ended += 1

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import re
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
 from models.acs import (
@@ -43,7 +45,7 @@ from workers.stt.acs import AcsTranscriptionAdapter
 from workers.stt.base import SpeechStream
 from workers.vad import SegmentAudio, SegmentEnd, Segmenter, SegmentStart
 
-from .redaction import RedactionResult, hold_back_trailing_digits
+from .redaction import RedactionPolicy, RedactionResult, StickyValues, hold_back_unfinished
 
 if TYPE_CHECKING:
     from .service import Service
@@ -58,6 +60,10 @@ MAX_AUDIO_BYTES = 10 * frame_bytes(24000)
 # In unmixed mode ACS streams only the dominant speakers, so a participant's frames can
 # stop and resume later. A timestamp this far ahead of a channel's frame clock is a gap.
 GAP_MS = 100
+# How many earlier final utterances lend their words as context to the redactor ("and the
+# expiry date?" makes the customer's bare "twelve twenty eight" an expiry date).
+CONTEXT_UTTERANCES = 2
+_CONTEXT_WORD = re.compile(r"[a-z]+")
 
 
 def _parse_ts(value: str | None) -> float | None:
@@ -171,6 +177,9 @@ class CallSession:
         self._settled.set()
         self.acs_adapter = AcsTranscriptionAdapter()
         self.dtmf_tones = 0
+        self.payment_open = False  # the payment guard's window: every digit is redacted
+        self.sticky: dict[str, StickyValues] = {}  # per open utterance, redaction thread only
+        self.context: deque[tuple[str, ...]] = deque(maxlen=CONTEXT_UTTERANCES)
         self.close_task: asyncio.Task[None] | None = None
 
     # ----- lifecycle -------------------------------------------------------------------
@@ -328,6 +337,18 @@ class CallSession:
         self._settled.clear()
         self.on_result(participant, result)
 
+    # ----- redaction policy ------------------------------------------------------------
+    def set_payment_window(self, open_: bool) -> None:
+        """The payment guard's hook: while open, every digit in transcripts is redacted."""
+        self.payment_open = open_
+
+    def redaction_policy(self) -> RedactionPolicy:
+        return RedactionPolicy(
+            all_digits=self.payment_open,
+            known=self.service.known.recognizer(self.call_id),
+            context=tuple(w for words in self.context for w in words),
+        )
+
     # ----- speech results --------------------------------------------------------------
     def open_utterance(self, ch: Channel, start_ms: int) -> Utterance:
         self.utterance_counter += 1
@@ -345,11 +366,18 @@ class CallSession:
 
     def on_result(self, participant: str, result: SpeechResult) -> None:
         """Raw text arrives here and leaves only through the redaction runner."""
-        self.service.redaction.submit(result.text, lambda rr: self._publish(participant, result, rr))
+        sticky = self.sticky.get(result.utterance_id)
+        if sticky is None:
+            sticky = self.sticky[result.utterance_id] = StickyValues()
+        self.service.redaction.submit(
+            result.text, lambda rr: self._publish(participant, result, rr), self.redaction_policy(), sticky
+        )
 
     def _publish(self, participant: str, result: SpeechResult, rr: RedactionResult) -> None:
         uid = result.utterance_id
         if result.is_final:
+            self.sticky.pop(uid, None)
+            self.context.append(tuple(_CONTEXT_WORD.findall(rr.text.lower())))
             self.pending.discard(uid)
             if not self.pending:
                 self._settled.set()
@@ -359,7 +387,7 @@ class CallSession:
         else:
             if uid not in self.pending:
                 return  # a partial that lost the race with its final
-            rr = hold_back_trailing_digits(rr)
+            rr = hold_back_unfinished(rr)
             if not rr.text.strip():
                 return
         cls = TranscriptFinal if result.is_final else TranscriptPartial

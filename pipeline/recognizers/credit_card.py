@@ -1,0 +1,96 @@
+"""Card numbers, 13 to 19 digits with a valid Luhn check, however they were grouped.
+
+A spoken card number arrives in pieces: "four one one one, one one one one and then one
+one one one ..." normalizes to two or three digit runs, separated by a word or two. So
+runs that follow each other with at most two words between them are tried together;
+any run or chain of runs holding 13-19 digits that passes Luhn is a card, and so is a
+13-19 digit window with a known card prefix inside a longer run (a card read out
+straight after another number). A 13-19 digit run that fails Luhn (one misheard digit)
+is still a card when card words are near: leaking fifteen of sixteen digits is a leak.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .base import SpeechRecognizer
+from .digit_runs import DigitRun, find_runs, luhn_ok
+
+__all__ = ["CreditCardSpeechRecognizer", "known_card_prefix"]
+
+_GAP = re.compile(r"^[\s,.;:\-–]*(?:[A-Za-z']+[\s,.;:\-–]+){0,2}$")
+
+# Issuer prefixes (IIN ranges) of the networks a contact center takes.
+_PREFIX = re.compile(
+    r"^(?:4"  # Visa (13, 16, 19)
+    r"|5[1-5]|2(?:22[1-9]|2[3-9]\d|[3-6]\d\d|7[01]\d|720)"  # Mastercard, incl. 2-series
+    r"|3[47]"  # Amex (15)
+    r"|6011|64[4-9]|65|62"  # Discover, UnionPay
+    r"|3(?:0[0-5]|09|6|8|9)"  # Diners (14)
+    r"|35(?:2[89]|[3-8]\d))"  # JCB
+)
+
+
+def known_card_prefix(digits: str) -> bool:
+    return _PREFIX.match(digits) is not None
+
+
+class CreditCardSpeechRecognizer(SpeechRecognizer):
+    ENTITY = "CREDIT_CARD"
+    CONTEXT = ("card", "credit", "debit", "visa", "mastercard", "amex", "discover", "front")
+
+    def find(self, text: str) -> list[tuple[int, int, float]]:
+        runs = find_runs(text)
+        found: list[tuple[int, int, float]] = []
+        i = 0
+        while i < len(runs):
+            hit = self._chain_from(text, runs, i)
+            if hit is not None:
+                start, end, score, last = hit
+                found.append((start, end, score))
+                i = last + 1
+                continue
+            found.extend(self._windows(runs[i]) or self._unchecked(runs[i]))
+            i += 1
+        return found
+
+    def _chain_from(
+        self, text: str, runs: list[DigitRun], i: int
+    ) -> tuple[int, int, float, int] | None:
+        """The longest chain of runs from runs[i] that reads as a card number."""
+        best = None
+        digits = ""
+        for j in range(i, len(runs)):
+            if j > i and not _GAP.match(text[runs[j - 1].end : runs[j].start]):
+                break
+            digits += runs[j].digits
+            if len(digits) > 19:
+                break
+            if len(digits) >= 13:
+                if luhn_ok(digits):
+                    best = (
+                        runs[i].start,
+                        runs[j].end,
+                        1.0 if known_card_prefix(digits) else 0.8,
+                        j,
+                    )
+        return best
+
+    @staticmethod
+    def _unchecked(run: DigitRun) -> list[tuple[int, int, float]]:
+        """13-19 digits that fail Luhn (a misheard digit): a card only with card words
+        near, through the context enhancer."""
+        return [(run.start, run.end, 0.3)] if 13 <= len(run.digits) <= 19 else []
+
+    @staticmethod
+    def _windows(run: DigitRun) -> list[tuple[int, int, float]]:
+        """A card inside a longer run ("ref 99 4111 ..."): needs a card prefix and Luhn."""
+        d = run.digits
+        if len(d) <= 13:
+            return []
+        for a in range(len(d) - 12):
+            for length in range(min(19, len(d) - a), 12, -1):
+                w = d[a : a + length]
+                if known_card_prefix(w) and luhn_ok(w):
+                    return [(*run.span(a, a + length), 0.9)]
+        return []

@@ -1,0 +1,110 @@
+"""Digit runs in (normalized) text: the raw material of every number recognizer.
+
+After ``spoken_numbers.normalize`` a spoken card number is numerals, but its grouping is
+whatever the caller and the recognizer made of it: "4111, 11 111111 ..." as often as
+"4111 1111 1111 1111". Recognizers therefore look at a run's digits as one sequence,
+whatever separates them, and keep each digit's position to map a sub-window back.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from presidio_analyzer import AnalysisExplanation, RecognizerResult
+
+__all__ = [
+    "DigitRun",
+    "find_runs",
+    "is_measure",
+    "luhn_ok",
+    "words_before",
+    "result",
+    "NOT_SECRET_CUES",
+]
+
+# A digit, then more digits each optionally preceded by spaces and one separator.
+_RUN = re.compile(r"(?<![A-Za-z\d])\d(?:[ \t]{0,2}[,.\-–()/]?[ \t]{0,2}\d)*(?!\d)")
+_DIGIT = re.compile(r"\d")
+_WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
+
+#: Words after which a number is a reference, not a secret ("order number 1234 5678").
+NOT_SECRET_CUES = frozenset({
+    "order", "ticket", "case", "reference", "ref", "confirmation", "tracking", "invoice",
+    "booking", "claim", "incident", "flight", "room", "model", "serial", "version",
+    "item", "sku", "part", "extension", "ext", "page", "step", "chapter", "table",
+    "reservation", "shipment", "package", "parcel", "request",
+})  # fmt: skip
+
+
+# A number that is an amount, a time or a quantity, by the words around it.
+_UNIT_AFTER = re.compile(
+    r"(?i)\s*(?:%|percent|dollars?|bucks|cents?|pounds?|euros?|quid|am\b|pm\b|a\.m\.|p\.m\.|o'clock|"
+    r"minutes?|mins?|hours?|hrs?|days?|weeks?|months?|years?|items?|people|units?|times|miles|"
+    r"boxes|pieces|gb|mb|kg|lbs?)"
+)
+_UNIT_BEFORE = re.compile(
+    r"(?i)(?:[$£€]|\b(?:at|around|about|by|until|till|since|from|to|of|over|under|than))\s*$"
+)
+
+
+def is_measure(text: str, start: int, end: int) -> bool:
+    """True if the number at [start, end) reads as an amount, a time or a quantity."""
+    return bool(
+        _UNIT_AFTER.match(text, end) or _UNIT_BEFORE.search(text, max(0, start - 12), start)
+    )
+
+
+@dataclass(slots=True, frozen=True)
+class DigitRun:
+    start: int
+    end: int
+    digits: str
+    positions: tuple[int, ...]  # text index of each digit
+
+    def span(self, a: int, b: int) -> tuple[int, int]:
+        """The text span of digits [a, b) of this run."""
+        return self.positions[a], self.positions[b - 1] + 1
+
+
+def find_runs(text: str) -> list[DigitRun]:
+    runs = []
+    for m in _RUN.finditer(text):
+        positions = tuple(m.start() + d.start() for d in _DIGIT.finditer(m.group()))
+        digits = "".join(text[p] for p in positions)
+        runs.append(DigitRun(m.start(), m.end(), digits, positions))
+    return runs
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i & 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def words_before(text: str, pos: int, n: int) -> list[str]:
+    """The last ``n`` words before ``pos``, lower-cased."""
+    window = text[max(0, pos - 12 * n) : pos]
+    return [w.lower() for w in _WORD.findall(window)[-n:]]
+
+
+def result(recognizer, entity: str, start: int, end: int, score: float) -> RecognizerResult:  # noqa: ANN001
+    """A RecognizerResult that names its recognizer (the context enhancer needs that)."""
+    return RecognizerResult(
+        entity_type=entity,
+        start=start,
+        end=end,
+        score=score,
+        # The context enhancer records its reasons here and fails without one.
+        analysis_explanation=AnalysisExplanation(recognizer=recognizer.name, original_score=score),
+        recognition_metadata={
+            RecognizerResult.RECOGNIZER_NAME_KEY: recognizer.name,
+            RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: recognizer.id,
+        },
+    )

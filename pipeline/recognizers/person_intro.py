@@ -1,0 +1,100 @@
+"""A person's name where people give it: "my name is ...", "this is ... from", "... speaking".
+
+There is no NER model on a blank spaCy pipeline, and lexical transcripts have no
+capitals, so names are taken only after a self-introduction, and only words that cannot
+be anything else: "my name is on the account" and "this is ridiculous" keep their words.
+Up to three name words, stopping at a common word.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .base import SpeechRecognizer
+
+__all__ = ["PersonIntroRecognizer"]
+
+# Words that end a name (or show there was none).
+_STOP = frozenset(
+    """
+    a an the and or but so if then than that this these those there here it it's its is are was were be been
+    am i i'm im me my mine you your yours we our us he she they them his her their him who what when where why
+    how which from to for of on in at by with about as into onto over under after before up down out off
+    calling call called speaking talking phoning ringing here please thanks thank hi hello hey yes yeah yep no
+    not okay ok sure right well just also really very actually um uh er erm ah oh hmm sorry again still
+    going trying looking wanting hoping wondering having getting doing being following calling
+    ridiculous great good fine bad terrible awful amazing correct wrong true false urgent important
+    unacceptable frustrating annoying confusing interesting weird strange crazy silly insane
+    all any some none everything nothing something anything one two three four five six seven eight nine ten
+    account card number name phone email address order issue problem question bill billing payment
+    customer service services support team department company manager agent help
+    english spanish french german chinese portuguese who whom publicly generally
+    my mister mr mrs ms miss dr doctor
+    """.split()
+)
+_NOT_NAME_SUFFIX = re.compile(r"(?:ing|ed|ly|ous|ful|ble|ive|ment|ness|tion|sion)$")
+_WORD = r"[A-Za-z][A-Za-z'\-]*"
+_FILL = r"(?:(?:um|uh|er|erm|ah|so)\W+)?"
+
+# "my name is X [Y [Z]]": the strongest cue.
+_MY_NAME = re.compile(
+    rf"(?i)\b(?:my\s+name\s+is|my\s+name's|name\s+is|the\s+name's)\W+{_FILL}(?:(?:mister|mr|mrs|ms|miss|dr)\.?\s+)?({_WORD}(?:\s+{_WORD}){{0,2}})"
+)
+# "... ahmed speaking" anywhere: one word, which must not be a common one.
+_NAME_SPEAKING = re.compile(rf"(?i)\b({_WORD})\s*,?\s+speaking\b")
+# "this is X [Y] from/speaking/calling/here", "I'm X from ...".
+_WITH_TRAILER = re.compile(
+    rf"(?i)\b(?:this\s+is|it's|it\s+is|i'm|i\s+am)\s+({_WORD}(?:\s+{_WORD})?)\s*,?\s+(?:from|speaking|calling|here|with|at)\b"
+)
+# "X [Y] speaking" / "X here" at the start of an utterance (after a greeting).
+_GREETING = r"(?:(?:hi|hello|hey|yes|yeah|good\s+(?:morning|afternoon|evening)|um|uh|oh)\W+)*"
+_SPEAKING = re.compile(rf"(?i)^\W*{_GREETING}({_WORD}(?:\s+{_WORD})?)\s*,?\s+(?:speaking|here)\b")
+# "yeah this is X Y." at the start of an utterance, the name ending the clause.
+# "you're speaking with X", "you've reached X".
+_REACHED = re.compile(
+    rf"(?i)\b(?:speaking\s+(?:with|to)|you've\s+reached|you\s+have\s+reached)\s+{_FILL}({_WORD}(?:\s+{_WORD})?)"
+)
+_THIS_IS_START = re.compile(
+    rf"(?i)^\W*{_GREETING}(?:this\s+is|it's)\s+({_WORD}(?:\s+{_WORD})?)\s*(?:[.,!?]|$|\s+(?:and|calling|again)\b)"
+)
+
+
+_CUES = (
+    (_MY_NAME, 0.85, True),
+    (_WITH_TRAILER, 0.8, False),
+    (_SPEAKING, 0.7, True),
+    (_NAME_SPEAKING, 0.6, True),
+    (_REACHED, 0.7, False),
+    (_THIS_IS_START, 0.6, False),
+)
+
+
+def _name_words(span_text: str, span_start: int, strong: bool) -> tuple[int, int] | None:
+    """Trim a candidate to its leading name words; None if the first word is not one.
+
+    After a weak cue ("this is ...") a word that looks like a verb or an adjective
+    ("closed", "confusing") ends the name; after a strong one ("my name is", "...
+    speaking") it does not, or Ahmed and Fred would never be redacted.
+    """
+    end = None
+    for m in re.finditer(_WORD, span_text):
+        w = m.group().lower()
+        if w in _STOP or len(w) < 2 or (not strong and _NOT_NAME_SUFFIX.search(w)):
+            break
+        end = m.end()
+    if end is None:
+        return None
+    return span_start, span_start + end
+
+
+class PersonIntroRecognizer(SpeechRecognizer):
+    ENTITY = "PERSON"
+
+    def find(self, text: str) -> list[tuple[int, int, float]]:
+        best: dict[tuple[int, int], float] = {}
+        for pattern, score, strong in _CUES:
+            for m in pattern.finditer(text):
+                span = _name_words(m.group(1), m.start(1), strong)
+                if span is not None:
+                    best[span] = max(score, best.get(span, 0.0))
+        return [(s, e, score) for (s, e), score in best.items()]

@@ -1,0 +1,349 @@
+"""Inverse text normalization for digits, with a map back to what was said.
+
+Speech recognizers write a card number as "four one one one, double one ...", as
+"4111 1111 ...", or as any mix, with fillers in the middle. Pattern recognizers (ours
+and Presidio's) only understand numerals, so the Redactor analyzes a *normalized* copy
+of the utterance in which every spoken number run is rewritten as numerals, and maps
+each detected span back to the words that were spoken: the redaction lands on
+"four one one one um one one one one", not on characters that happen to sit at the same
+offsets.
+
+What counts as a number run: number tokens (numerals, digit words, "oh"/"o" for zero
+next to other digits, teens, tens with an optional unit, "hundred"/"thousand" after a
+number, "double"/"triple" before a digit) separated only by whitespace, light
+punctuation (``, . - ( )``), spoken separators ("dash", "hyphen") or up to two fillers
+("um", "uh", "sorry", ...). A run is rewritten only if it contains a spoken word or a
+filler; runs of plain numerals ("536-22-8726", "192.168.1.1") are left exactly as
+written so that Presidio's own recognizers still see their usual shapes.
+
+Rendering: adjacent single-digit words join ("four one one one" -> "4111"); other
+number words stand apart ("twelve twenty eight" -> "12 28"), so a recognizer can still
+see the grouping that was spoken. Every recognizer treats a run's digits as one
+sequence whatever the spacing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+__all__ = ["Normalized", "normalize", "trailing_run_start", "FILLERS"]
+
+UNITS = {
+    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4,
+    "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+}  # fmt: skip
+ZERO_LETTERS = {"oh", "o"}
+TEENS = {
+    "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
+    "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
+}  # fmt: skip
+TENS = {
+    "twenty": 20, "thirty": 30, "forty": 40, "fourty": 40, "fifty": 50,
+    "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
+}  # fmt: skip
+SCALES = {"hundred": 100, "thousand": 1000}
+REPEATS = {"double": 2, "triple": 3}
+#: Words that may sit inside a run without ending it (at most two in a row).
+FILLERS = frozenset({
+    "um", "umm", "uh", "uhh", "uhm", "er", "erm", "ah", "eh", "hmm", "hm", "mm", "mhm",
+    "sorry", "dash", "hyphen", "slash",
+})  # fmt: skip
+_SEPARATORS = frozenset(",.-–—()")
+_MAX_GAP_FILLERS = 2
+
+_TOKEN = re.compile(r"\d+|[A-Za-z]+(?:'[A-Za-z]+)?|[^\sA-Za-z\d]")
+
+# Token kinds.
+_NUMERAL, _UNIT, _ZERO_LETTER, _TEEN, _TENS, _SCALE, _REPEAT, _FILLER, _SEP, _OTHER = range(10)
+
+
+def _kind(tok: str) -> int:
+    if tok[0].isdigit():
+        return _NUMERAL
+    low = tok.lower()
+    if low in UNITS:
+        return _UNIT
+    if low in ZERO_LETTERS:
+        return _ZERO_LETTER
+    if low in TEENS:
+        return _TEEN
+    if low in TENS:
+        return _TENS
+    if low in SCALES:
+        return _SCALE
+    if low in REPEATS:
+        return _REPEAT
+    if low in FILLERS:
+        return _FILLER
+    if len(tok) == 1 and tok in _SEPARATORS:
+        return _SEP
+    return _OTHER
+
+
+_NUMBERISH = (_NUMERAL, _UNIT, _ZERO_LETTER, _TEEN, _TENS, _SCALE, _REPEAT)
+_SPOKEN = (_UNIT, _ZERO_LETTER, _TEEN, _TENS, _SCALE, _REPEAT)
+
+
+@dataclass(slots=True)
+class _Tok:
+    text: str
+    start: int
+    end: int
+    kind: int
+
+
+@dataclass(slots=True)
+class Element:
+    """One rendered number: its digits and the span of the words it came from."""
+
+    digits: str
+    start: int
+    end: int
+    single: bool  # a single spoken digit: joins its neighbours without a space
+
+
+@dataclass(slots=True)
+class Run:
+    """A number run: where it is in the original text and its rendered elements."""
+
+    start: int
+    end: int
+    elements: list[Element]
+    rewritten: bool
+
+    @property
+    def digits(self) -> str:
+        return "".join(e.digits for e in self.elements)
+
+
+@dataclass(slots=True)
+class Normalized:
+    """The normalized text and, per character, the original span it stands for."""
+
+    original: str
+    text: str
+    starts: list[int] = field(repr=False)
+    ends: list[int] = field(repr=False)
+    runs: list[Run]
+
+    @property
+    def changed(self) -> bool:
+        return self.text is not self.original
+
+    def to_original(self, start: int, end: int) -> tuple[int, int]:
+        """Map a span of ``text`` to the span of ``original`` it was made from."""
+        if not self.changed:
+            return start, end
+        if end <= start:
+            return self.starts[start], self.starts[start]
+        return self.starts[start], self.ends[end - 1]
+
+
+def _tokens(text: str) -> list[_Tok]:
+    return [_Tok(m.group(), m.start(), m.end(), _kind(m.group())) for m in _TOKEN.finditer(text)]
+
+
+def _find_runs(toks: list[_Tok]) -> list[tuple[int, int]]:
+    """Index ranges [i, j) of tokens that form number runs (edges are number tokens)."""
+    runs: list[tuple[int, int]] = []
+    n = len(toks)
+    i = 0
+    while i < n:
+        if toks[i].kind not in _NUMBERISH:
+            i += 1
+            continue
+        j = i + 1
+        last_num = i
+        fillers = 0
+        while j < n:
+            k = toks[j].kind
+            if k in _NUMBERISH:
+                last_num = j
+                fillers = 0
+            elif k == _FILLER:
+                fillers += 1
+                if fillers > _MAX_GAP_FILLERS:
+                    break
+            elif k == _SEP:
+                # "4111." at a sentence end: the period ends the run unless a number follows.
+                pass
+            else:
+                break
+            j += 1
+        runs.append((i, last_num + 1))
+        i = last_num + 1
+    return runs
+
+
+def _elements(toks: list[_Tok]) -> list[Element]:
+    """Render the number tokens of one run (fillers and separators skipped)."""
+    nums = [t for t in toks if t.kind in _NUMBERISH]
+    out: list[Element] = []
+    i = 0
+    n = len(nums)
+    while i < n:
+        t = nums[i]
+        k = t.kind
+        low = t.text.lower()
+        nxt = nums[i + 1] if i + 1 < n else None
+        if k == _NUMERAL:
+            out.append(Element(t.text, t.start, t.end, False))
+            i += 1
+        elif k in (_UNIT, _ZERO_LETTER):
+            value = UNITS.get(low, 0)
+            if nxt is not None and nxt.kind == _SCALE:
+                el, i = _scaled(nums, i, value)
+                out.append(el)
+            else:
+                out.append(Element(str(value), t.start, t.end, True))
+                i += 1
+        elif k == _TEEN:
+            if nxt is not None and nxt.kind == _SCALE:
+                el, i = _scaled(nums, i, TEENS[low])
+                out.append(el)
+            else:
+                out.append(Element(str(TEENS[low]), t.start, t.end, False))
+                i += 1
+        elif k == _TENS:
+            value, end = TENS[low], t.end
+            i += 1
+            if nxt is not None and nxt.kind == _UNIT and UNITS[nxt.text.lower()] > 0:
+                value += UNITS[nxt.text.lower()]
+                end = nxt.end
+                i += 1
+            if i < n and nums[i].kind == _SCALE:
+                el, i = _scaled(nums, i - 1, value, start=t.start)
+                out.append(el)
+            else:
+                out.append(Element(str(value), t.start, end, False))
+        elif k == _REPEAT:
+            if nxt is not None and (
+                nxt.kind in (_UNIT, _ZERO_LETTER) or (nxt.kind == _NUMERAL and len(nxt.text) == 1)
+            ):
+                digit = nxt.text if nxt.kind == _NUMERAL else str(UNITS.get(nxt.text.lower(), 0))
+                out.append(Element(digit * REPEATS[low], t.start, nxt.end, True))
+                i += 2
+            else:
+                i += 1  # "double" with nothing to double: not a number
+        elif k == _SCALE:
+            out.append(Element(str(SCALES[low]), t.start, t.end, False))
+            i += 1
+    return out
+
+
+def _scaled(nums: list[_Tok], i: int, value: int, start: int | None = None) -> tuple[Element, int]:
+    """``value`` at nums[i] (or ending there) followed by a scale word at nums[i + 1].
+
+    "eight hundred" -> 800, "four hundred fifty" -> 450, "two thousand" -> 2000.
+    A following unit joins only when it ends the run ("four hundred five" -> 405), so that
+    "one eight hundred five five five ..." still reads as 1 800 555...
+    """
+    first = nums[i]
+    scale = nums[i + 1]
+    total = value * SCALES[scale.text.lower()]
+    end = scale.end
+    j = i + 2
+    n = len(nums)
+    if j < n:
+        t = nums[j]
+        low = t.text.lower()
+        if t.kind == _TEEN:
+            total += TEENS[low]
+            end = t.end
+            j += 1
+        elif t.kind == _TENS:
+            total += TENS[low]
+            end = t.end
+            j += 1
+            if j < n and nums[j].kind == _UNIT and UNITS[nums[j].text.lower()] > 0:
+                total += UNITS[nums[j].text.lower()]
+                end = nums[j].end
+                j += 1
+        elif t.kind == _UNIT and j == n - 1:
+            total += UNITS[low]
+            end = t.end
+            j += 1
+    return Element(str(total), first.start if start is None else start, end, False), j
+
+
+def _trim_zero_letters(toks: list[_Tok], i: int, j: int) -> tuple[int, int] | None:
+    """A run must hold a real number: "oh" alone ("oh I see") is an interjection."""
+    if not any(
+        toks[x].kind not in (_ZERO_LETTER, _REPEAT, _SCALE)
+        for x in range(i, j)
+        if toks[x].kind in _NUMBERISH
+    ):
+        return None
+    return i, j
+
+
+def normalize(text: str) -> Normalized:
+    """Rewrite spoken number runs as numerals; keep a per-character map to ``text``."""
+    toks = _tokens(text)
+    found: list[Run] = []
+    for i, j in _find_runs(toks):
+        trimmed = _trim_zero_letters(toks, i, j)
+        if trimmed is None:
+            continue
+        part = toks[i:j]
+        elements = _elements(part)
+        if not elements:
+            continue
+        rewritten = any(t.kind in _SPOKEN or t.kind == _FILLER for t in part)
+        found.append(Run(part[0].start, part[-1].end, elements, rewritten))
+    if not any(r.rewritten for r in found):
+        return Normalized(text, text, [], [], found)
+
+    pieces: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    pos = 0
+    for run in found:
+        if not run.rewritten:
+            continue
+        _copy(text, pos, run.start, pieces, starts, ends)
+        prev: Element | None = None
+        for el in run.elements:
+            if prev is not None and not (prev.single and el.single):
+                pieces.append(" ")
+                starts.append(prev.end)
+                ends.append(el.start)
+            pieces.append(el.digits)
+            starts.extend([el.start] * len(el.digits))
+            ends.extend([el.end] * len(el.digits))
+            prev = el
+        pos = run.end
+    _copy(text, pos, len(text), pieces, starts, ends)
+    return Normalized(text, "".join(pieces), starts, ends, found)
+
+
+def _copy(text: str, a: int, b: int, pieces: list[str], starts: list[int], ends: list[int]) -> None:
+    if b > a:
+        pieces.append(text[a:b])
+        starts.extend(range(a, b))
+        ends.extend(range(a + 1, b + 1))
+
+
+_TRAILING_JUNK = re.compile(r"[\s,.;:!?\-]*$")
+
+
+def trailing_run_start(text: str, min_digits: int = 3) -> int | None:
+    """Where an unfinished number run at the end of ``text`` starts, if there is one.
+
+    For partial results: "my card is four one one" may be the start of a card number
+    that nothing can judge yet, so it is held back until a later partial or the final.
+    """
+    tail = _TRAILING_JUNK.search(text)
+    end = tail.start() if tail else len(text)
+    if end == 0 or not (text[end - 1].isalnum()):
+        return None
+    norm = normalize(text)
+    if not norm.runs:
+        return None
+    last = norm.runs[-1]
+    if last.end != end:
+        return None
+    if len(last.digits) < min_digits:
+        return None
+    return last.start
