@@ -462,7 +462,7 @@ def get_redactor() -> Redactor:
 # The spoken e-mail recognizer cannot judge "john dot smith at contoso" until the domain
 # ends; a trailing chain of words joined by spoken separators is held back in partials.
 _TRAILING_SPOKEN_CHAIN = re.compile(
-    r"(?i)(?:[a-z0-9]+\s+)?[a-z0-9]+(?:\s+(?:dot|at|underscore|dash|hyphen)\s+[a-z0-9]+)*"
+    r"(?i)(?<![a-z0-9'])(?:(?!(?:is|it's|its|my|email|mail|address|at|the|to|me|was|and|or|uh|um)\b)[a-z0-9]+\s+)?[a-z0-9]+(?:\s+(?:dot|at|underscore|dash|hyphen)\s+[a-z0-9]+)*"
     r"\s+(?:dot|at|underscore|dash|hyphen)(?:\s+[a-z0-9]+)?[\s.,]*$"
 )
 
@@ -508,4 +508,6 @@ class StickyValues:
         new = {(e.type, text[e.start : e.end]) for e in result.entities} - self._values
         if new:
             self._values |= new
-            self.recognizer = KnownValuesRecognizer(sorted(self._values)) or None
+            # Above the threshold, below any fresh finding: a partial's guess never
+            # overrides the type a later, longer text earns ("555" then a phone number).
+            self.recognizer = KnownValuesRecognizer(sorted(self._values), score=0.5) or None

@@ -9,11 +9,14 @@ published in the order the engine produced them.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from .redaction import RedactionPolicy, RedactionResult, Redactor, StickyValues
+from .redaction import RedactionPolicy, RedactionResult, Redactor
+
+log = logging.getLogger(__name__)
 
 
 class RedactionRunner:
@@ -31,30 +34,41 @@ class RedactionRunner:
         self,
         text: str,
         on_done: Callable[[RedactionResult], None],
-        policy: RedactionPolicy | None = None,
-        sticky: StickyValues | None = None,
+        policy: RedactionPolicy | Callable[[], RedactionPolicy] | None = None,
+        after: Callable[[RedactionResult], None] | None = None,
     ) -> None:
-        """Redact ``text`` under ``policy``; ``sticky`` carries an utterance's earlier redactions."""
+        """Redact ``text``; ``on_done`` gets the result on the event loop.
+
+        ``policy`` may be a callable: it is then evaluated on the redaction thread just
+        before the text is analyzed, so it sees what ``after`` hooks of earlier texts
+        recorded (the previous turn's words as context, a partial's redacted values),
+        however fast the texts were submitted.
+        """
         loop = self._loop or asyncio.get_running_loop()
         self._loop = loop
         self.in_flight += 1
         self._drained.clear()
-        self._pool.submit(self._work, loop, text, on_done, policy or RedactionPolicy(), sticky)
+        self._pool.submit(self._work, loop, text, on_done, policy, after)
 
     def _work(
         self,
         loop: asyncio.AbstractEventLoop,
         text: str,
         on_done: Callable[[RedactionResult], None],
-        policy: RedactionPolicy,
-        sticky: StickyValues | None,
+        policy: RedactionPolicy | Callable[[], RedactionPolicy] | None,
+        after: Callable[[RedactionResult], None] | None,
     ) -> None:
         t0 = time.perf_counter()
-        if sticky is not None and sticky.recognizer is not None:
-            policy = policy._replace(sticky=sticky.recognizer)
-        result = self.redactor.redact_safe(text, policy)
-        if sticky is not None:
-            sticky.remember(text, result)
+        try:
+            resolved = policy() if callable(policy) else policy or RedactionPolicy()
+        except Exception:  # a broken policy must not let text through unredacted
+            resolved = RedactionPolicy(all_digits=True)
+        result = self.redactor.redact_safe(text, resolved)
+        if after is not None:
+            try:
+                after(result)
+            except Exception as exc:
+                log.error("redaction after-hook failed (%s)", type(exc).__name__)
         self.seconds += time.perf_counter() - t0
         self.count += 1
         loop.call_soon_threadsafe(self._deliver, on_done, result)

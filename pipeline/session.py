@@ -61,9 +61,13 @@ MAX_AUDIO_BYTES = 10 * frame_bytes(24000)
 # stop and resume later. A timestamp this far ahead of a channel's frame clock is a gap.
 GAP_MS = 100
 # How many earlier final utterances lend their words as context to the redactor ("and the
-# expiry date?" makes the customer's bare "twelve twenty eight" an expiry date).
+# expiry date?" makes the customer's bare "twelve twenty eight" an expiry date). Earlier
+# on the call's timeline, not in the order they were recognized: when audio arrives
+# faster than real time, a later turn can be recognized first.
 CONTEXT_UTTERANCES = 2
+CONTEXT_KEPT = 8
 _CONTEXT_WORD = re.compile(r"[a-z]+")
+_TAG = re.compile(r"\[[A-Z0-9_]+\]")  # "[CARD_SECURITY_CODE]" must not read as "security code"
 
 
 def _parse_ts(value: str | None) -> float | None:
@@ -178,8 +182,10 @@ class CallSession:
         self.acs_adapter = AcsTranscriptionAdapter()
         self.dtmf_tones = 0
         self.payment_open = False  # the payment guard's window: every digit is redacted
-        self.sticky: dict[str, StickyValues] = {}  # per open utterance, redaction thread only
-        self.context: deque[tuple[str, ...]] = deque(maxlen=CONTEXT_UTTERANCES)
+        # Per open utterance; their contents are read and written on the redaction thread only.
+        self.sticky: dict[str, StickyValues] = {}
+        # Words of the last final utterances; appended and read on the redaction thread.
+        self.context: deque[tuple[int, tuple[str, ...]]] = deque(maxlen=CONTEXT_KEPT)  # (endMs, words)
         self.close_task: asyncio.Task[None] | None = None
 
     # ----- lifecycle -------------------------------------------------------------------
@@ -342,11 +348,14 @@ class CallSession:
         """The payment guard's hook: while open, every digit in transcripts is redacted."""
         self.payment_open = open_
 
-    def redaction_policy(self) -> RedactionPolicy:
+    def redaction_policy(self, sticky: StickyValues | None = None, start_ms: int | None = None) -> RedactionPolicy:
+        """The policy for the next text; evaluated on the redaction thread (see runner)."""
+        earlier = [words for end, words in self.context if start_ms is None or end <= start_ms + 500]
         return RedactionPolicy(
             all_digits=self.payment_open,
             known=self.service.known.recognizer(self.call_id),
-            context=tuple(w for words in self.context for w in words),
+            sticky=sticky.recognizer if sticky is not None else None,
+            context=tuple(w for words in earlier[-CONTEXT_UTTERANCES:] for w in words),
         )
 
     # ----- speech results --------------------------------------------------------------
@@ -369,15 +378,20 @@ class CallSession:
         sticky = self.sticky.get(result.utterance_id)
         if sticky is None:
             sticky = self.sticky[result.utterance_id] = StickyValues()
+
+        def after(rr: RedactionResult) -> None:  # on the redaction thread, in order
+            sticky.remember(result.text, rr)
+            if result.is_final:
+                self.context.append((result.end_ms, tuple(_CONTEXT_WORD.findall(_TAG.sub(" ", rr.text).lower()))))
+
         self.service.redaction.submit(
-            result.text, lambda rr: self._publish(participant, result, rr), self.redaction_policy(), sticky
+            result.text, lambda rr: self._publish(participant, result, rr), lambda: self.redaction_policy(sticky, result.start_ms), after
         )
 
     def _publish(self, participant: str, result: SpeechResult, rr: RedactionResult) -> None:
         uid = result.utterance_id
         if result.is_final:
             self.sticky.pop(uid, None)
-            self.context.append(tuple(_CONTEXT_WORD.findall(rr.text.lower())))
             self.pending.discard(uid)
             if not self.pending:
                 self._settled.set()

@@ -89,6 +89,8 @@ def test_plain_text_is_returned_as_is() -> None:
         ("my card is four one one", "my card is "),
         ("my card is 4111 1111.", "my card is "),
         ("see you at three", None),
+        ("four one one one will", ""),
+        ("four one one one and then we are done", None),
         ("it costs forty", None),
         ("hello there", None),
     ],

@@ -71,7 +71,8 @@ class KnownValuesRecognizer(SpeechRecognizer):
 
     ENTITY = "KNOWN_ENTITY"
 
-    def __init__(self, values: Iterable[tuple[str, str]], supported_language: str = "en") -> None:
+    def __init__(self, values: Iterable[tuple[str, str]], supported_language: str = "en", score: float = 1.0) -> None:
+        self.score = score
         self._numbers: list[tuple[str, str]] = []
         self._patterns: list[tuple[str, re.Pattern[str]]] = []
         types = set()
@@ -103,7 +104,7 @@ class KnownValuesRecognizer(SpeechRecognizer):
         return found
 
     def analyze(self, text, entities=None, nlp_artifacts=None):  # noqa: ANN001, ANN201
-        return [result(self, t, s, e, 1.0) for t, s, e in self._matches(text)]
+        return [result(self, t, s, e, self.score) for t, s, e in self._matches(text)]
 
     def find(self, text: str) -> list[tuple[int, int, float]]:
-        return [(s, e, 1.0) for _, s, e in self._matches(text)]
+        return [(s, e, self.score) for _, s, e in self._matches(text)]

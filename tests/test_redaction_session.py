@@ -1,0 +1,181 @@
+"""Redaction inside a live call: partials and finals agree, context and known values
+count, the payment-window hook redacts every digit, and a spoken payment call leaks
+nothing anywhere (events, store, export, logs)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+
+from websockets.asyncio.client import connect
+
+from models.settings import load_settings
+from pipeline.redaction import get_redactor
+from pipeline.replay import load_call_audio, replay_call
+from pipeline.service import Service
+from pipeline.spoken_numbers import normalize
+from pipeline.store import SqliteEventStore
+
+from .conftest import FIXTURES, collect_call_events, load_manifest
+from .test_e2e_media import _transcription
+
+CUSTOMER = "4:+15551234"
+AGENT = "8:acs:agent-7"
+
+
+def texts(events: list[dict], kind: str | None = None) -> list[str]:
+    return [e["text"] for e in events if e["type"].startswith("transcript.") and (kind is None or e["type"] == kind)]
+
+
+def digit_leaks(text: str, secret_digits: str, min_len: int = 4) -> list[str]:
+    """Runs of ``min_len``+ digits (spoken or written) in ``text`` that occur in the secret."""
+    return [r.digits for r in normalize(text).runs if len(r.digits) >= min_len and r.digits in secret_digits]
+
+
+def all_outputs(server, call_id: str, events: list[dict]) -> dict[str, str]:  # noqa: ANN001
+    db = sqlite3.connect(server.data_dir / "callstream.db")
+    store = "\n".join(bytes(b).decode() for (b,) in db.execute("SELECT body FROM events WHERE call_id = ?", (call_id,)))
+    db.close()
+    return {
+        "events": json.dumps(events),
+        "store": store,
+        "export": server.get_bytes(f"/calls/{call_id}/transcript?format=jsonl").decode(),
+        "metrics": server.get_bytes("/metrics").decode(),
+        "logs": server.logs(),
+    }
+
+
+async def run_transcripts(server, call_id: str, frames: list[str]) -> list[dict]:  # noqa: ANN001
+    collector = asyncio.create_task(collect_call_events(server.ws, call_id))
+    await asyncio.sleep(0.3)
+    async with connect(f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}) as ws:
+        for frame in frames:
+            await ws.send(frame)
+    return await collector
+
+
+async def test_partials_and_finals_agree_and_unfinished_entities_are_held_back(acs_server) -> None:
+    card_words = "four one one one one one one one one one one one one one one one"
+    # The recognizer revises "four" to "for" in the final: alone, that final would show
+    # fifteen digits of the card. What a partial redacted must stay redacted.
+    revised = "it's for " + " ".join(["one"] * 15)
+    assert "one one one one" in get_redactor().redact(revised).text
+    events = await run_transcripts(
+        acs_server,
+        "sticky-call",
+        [
+            _transcription("it's four one one", "Intermediate", CUSTOMER, 1000),
+            _transcription(f"it's {card_words}", "Intermediate", CUSTOMER, 1000),
+            _transcription(revised, "Final", CUSTOMER, 1000),
+            _transcription("and my email is john dot smith at contoso", "Intermediate", CUSTOMER, 6000),
+            _transcription("and my email is john dot smith at contoso dot com", "Final", CUSTOMER, 6000),
+        ],
+    )
+    assert texts(events, "transcript.partial") == ["it's", "it's [CREDIT_CARD]", "and my email is"]
+    assert texts(events, "transcript.final") == ["it's for [CREDIT_CARD]", "and my email is [EMAIL_ADDRESS]"]
+    for e in events:
+        if e["type"].startswith("transcript."):
+            assert not digit_leaks(e["text"], "4111111111111111")
+            for r in e["redactions"]:
+                assert e["text"][r["start"] : r["end"]] == f"[{r['type']}]"
+
+
+async def test_the_question_asked_is_context_for_the_answer(acs_server) -> None:
+    events = await run_transcripts(
+        acs_server,
+        "context-call",
+        [
+            _transcription("and the expiry date and the security code?", "Final", AGENT, 1000),
+            _transcription("it is twelve twenty eight and one two three", "Final", CUSTOMER, 4000),
+            _transcription("great, and how many boxes? twelve twenty eight or one two three", "Final", AGENT, 8000),
+        ],
+    )
+    finals = texts(events, "transcript.final")
+    assert finals[1] == "it is [CARD_EXPIRY] and [CARD_SECURITY_CODE]"
+    # Without the question, the same words are not secrets: context is the previous turns only.
+    assert get_redactor().redact("it is twelve twenty eight and one two three").text == (
+        "it is twelve twenty eight and one two three"
+    )
+
+
+async def test_known_entities_are_redacted_in_any_form_and_never_echoed(acs_server) -> None:
+    call_id = "known-call"
+    secrets = {"PERSON": "Marta Kowalski", "ACCOUNT_NUMBER": "88124409"}
+    status, body = acs_server.post_json(
+        f"/calls/{call_id}/known-entities", {"entities": [{"type": t, "value": v} for t, v in secrets.items()]}
+    )
+    assert status == 200 and body == {"callId": call_id, "accepted": 2, "knownValues": 2}
+    # Bad requests get a clear 400 that never repeats what was sent.
+    for bad in (b"not json", {"entities": [{"type": "PERSON"}]}, {"entities": [{"type": "X", "value": 88124409}]}):
+        status, body = acs_server.post_json(f"/calls/{call_id}/known-entities", bad)
+        assert status == 400 and body["error"] and "88124409" not in json.dumps(body)
+
+    events = await run_transcripts(
+        acs_server,
+        call_id,
+        [
+            _transcription("yes it's marta and my account is eight eight one two four four oh nine", "Final", CUSTOMER, 1000),
+            _transcription("Thanks Ms. Kowalski, account 8812 4409 is verified.", "Final", AGENT, 5000),
+        ],
+    )
+    assert texts(events, "transcript.final") == [
+        "yes it's [PERSON] and my account is [ACCOUNT_NUMBER]",
+        "Thanks Ms. [PERSON], account [ACCOUNT_NUMBER] is verified.",
+    ]
+    for name, text in all_outputs(acs_server, call_id, events).items():
+        for value in ("marta", "kowalski", "88124409", "8812 4409"):
+            assert value not in text.lower(), f"{value} leaked into {name}"
+
+
+async def test_payment_window_hook_redacts_every_digit(tmp_path) -> None:
+    cfg = load_settings(environ={}, overrides={"stt": "acs", "data_dir": str(tmp_path)})
+    service = Service(cfg, store=SqliteEventStore(tmp_path / "events.db"))
+    await service.start()
+    try:
+        session = service.session("pay-call")
+        session.attach()
+        session.on_message(_transcription("it's for the blue one at 3 pm", "Final", CUSTOMER, 1000))
+        await service.redaction.drain()
+        session.set_payment_window(True)
+        session.on_message(_transcription("it's for the blue one at 3 pm", "Final", CUSTOMER, 3000))
+        session.on_message(_transcription("4 1 1 1 um sorry, it's 12 then 7", "Final", CUSTOMER, 5000))
+        await service.redaction.drain()
+        session.set_payment_window(False)
+        session.detach("test")
+        await session.close_task
+        await service.journal.flush()
+        events = [json.loads(b) for _, b in service.store.read("pay-call")]
+    finally:
+        await service.stop()
+    assert texts(events, "transcript.final") == [
+        "it's for the blue one at 3 pm",
+        "it's for the blue [DIGITS] at [DIGITS] pm",
+        "[DIGITS] um sorry, it's [DIGITS] then [DIGITS]",
+    ]
+
+
+async def test_spoken_payment_call_leaks_nothing(local_server) -> None:
+    """The payment fixture, spoken by a synthesizer and recognized by pocketsphinx: the card
+    number, the phone number and the caller's name (known to the CRM) appear nowhere."""
+    manifest = load_manifest("payment_call")
+    call_id = "spoken-payment"
+    status, _ = local_server.post_json(
+        f"/calls/{call_id}/known-entities", {"entities": [{"type": "PERSON", "value": "John Smith"}]}
+    )
+    assert status == 200
+    collector = asyncio.create_task(collect_call_events(local_server.ws, call_id))
+    await asyncio.sleep(0.3)
+    await replay_call(f"{local_server.ws}/media", load_call_audio(FIXTURES / "payment_call.wav"), call_id, speed=2.0)
+    events = await collector
+    finals = texts(events, "transcript.final")
+    print("finals:", finals)
+    joined = " ".join(finals)
+    assert "[CREDIT_CARD]" in joined and "[PHONE_NUMBER]" in joined
+    card, email, phone = manifest["secrets"]
+    for name, text in all_outputs(local_server, call_id, events).items():
+        for secret in (card, email, phone, "john dot smith", "contoso dot com"):
+            assert secret not in text, f"{secret!r} leaked into {name}"
+        assert "smith" not in text.lower(), f"the caller's name leaked into {name}"
+        if name in ("events", "store", "export"):
+            assert not digit_leaks(text, card + " " + phone, 4), f"digits leaked into {name}"
