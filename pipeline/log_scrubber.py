@@ -9,7 +9,9 @@ every digit of
 - any run of 9 or more consecutive digits (SSNs without dashes, account numbers, IBAN
   bodies, phone numbers),
 
-replacing each digit with ``#`` so the shape (and so the kind of leak) stays visible.
+replacing each digit with ``#`` so the shape (and so the kind of leak) stays visible,
+and replaces any run of nine or more spoken number words ("four one one one ...", as a
+speech recognizer writes them) with ``[spoken digits withheld]``.
 False positives (13-digit millisecond timestamps, long ids) are the accepted price:
 masking a harmless number costs a little debugging; leaking a PAN costs PCI scope.
 
@@ -33,6 +35,13 @@ __all__ = ["ScrubbingFilter", "install_log_scrubber", "scrub"]
 # preceded by one space or dash: "4111 1111 1111 1111", "4111-1111-1111-1111".
 _CARD_LIKE = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
 _LONG_RUN = re.compile(r"\d{9,}")
+_NUMBER_WORD = (
+    r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine|double|triple|ten|eleven|twelve"
+    r"|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty"
+    r"|fifty|sixty|seventy|eighty|ninety|hundred|\d+)"
+)
+_SPOKEN_RUN = re.compile(rf"(?i)\b{_NUMBER_WORD}(?:[\s,.\-]+(?:(?:um|uh|er|sorry)[\s,.\-]+)?{_NUMBER_WORD}\b){{8,}}")
+SPOKEN_MASK = "[spoken digits withheld]"
 _DIGIT = re.compile(r"\d")
 
 _UNSCRUBBABLE = "[log record withheld: could not be scrubbed]"
@@ -44,11 +53,11 @@ def _mask(match: re.Match[str]) -> str:
 
 def scrub(text: str) -> str:
     """Return ``text`` with card-like and long digit runs masked digit by digit."""
-    return _LONG_RUN.sub(_mask, _CARD_LIKE.sub(_mask, text))
+    return _SPOKEN_RUN.sub(SPOKEN_MASK, _LONG_RUN.sub(_mask, _CARD_LIKE.sub(_mask, text)))
 
 
 def _needs_scrub(text: str) -> bool:
-    return bool(_CARD_LIKE.search(text) or _LONG_RUN.search(text))
+    return bool(_CARD_LIKE.search(text) or _LONG_RUN.search(text) or _SPOKEN_RUN.search(text))
 
 
 def _args_need_scrub(args: Any) -> bool:

@@ -75,7 +75,6 @@ from presidio_analyzer import AnalyzerEngine, Pattern, RecognizerRegistry, Recog
 from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer  # noqa: E402
 from presidio_analyzer.nlp_engine import NlpArtifacts, SlimSpacyNlpEngine  # noqa: E402
 from presidio_analyzer.predefined_recognizers import (  # noqa: E402
-    CreditCardRecognizer,
     CryptoRecognizer,
     EmailRecognizer,
     IbanRecognizer,
@@ -83,10 +82,10 @@ from presidio_analyzer.predefined_recognizers import (  # noqa: E402
     UkNinoRecognizer,
     UrlRecognizer,
     UsItinRecognizer,
-    UsSsnRecognizer,
 )
 from presidio_anonymizer import AnonymizerEngine  # noqa: E402
 from presidio_anonymizer.entities import ConflictResolutionStrategy, OperatorConfig  # noqa: E402
+from spacy.attrs import IDX, LENGTH  # noqa: E402
 from spacy.tokens import Doc  # noqa: E402
 
 from models.events import Redaction  # noqa: E402
@@ -241,11 +240,16 @@ class _BlankSpacyNlpEngine(SlimSpacyNlpEngine):
         self.nlp = {self._language: spacy.blank(self._language)}
 
     def _doc_to_nlp_artifact(self, doc: Doc, language: str) -> NlpArtifacts:
+        # Offsets straight from the doc's arrays, not Token objects (this runs per
+        # utterance); a blank pipeline never has lemmas, so the lower-cased token text
+        # stands in for every one of them.
+        text = doc.text
+        spans = doc.to_array([IDX, LENGTH]).tolist() if len(doc) else []
         return NlpArtifacts(
             entities=[],
             tokens=doc,
-            tokens_indices=[token.idx for token in doc],
-            lemmas=[token.lemma_ or token.lower_ for token in doc],
+            tokens_indices=[i for i, _ in spans],
+            lemmas=[text[i : i + n].lower() for i, n in spans],
             nlp_engine=self,
             language=language,
             scores=[],
@@ -331,12 +335,11 @@ class Redactor:
         self.language = language
         self.score_threshold = score_threshold
 
-        # Presidio's stock pattern recognizers for written shapes; phone numbers, SSNs
-        # and cards are handled by the speech recognizers (written or spoken), which
-        # replace the stock phone matcher (75% of the time) and the UK NHS checksum
-        # (which typed US phone numbers as NHS numbers).
+        # Presidio's stock pattern recognizers for the written shapes they know; cards,
+        # SSNs and phone numbers are handled by the speech recognizers (written or
+        # spoken), which replace the stock ones, the stock phone matcher (75% of the
+        # time) and the UK NHS checksum (which typed US phone numbers as NHS numbers).
         recognizers = [
-            CreditCardRecognizer(supported_language=language),
             CryptoRecognizer(supported_language=language),
             _OfflineEmailRecognizer(supported_language=language),
             IbanRecognizer(supported_language=language),
@@ -344,7 +347,6 @@ class Redactor:
             UkNinoRecognizer(supported_language=language),
             _BoundedUrlRecognizer(supported_language=language),
             UsItinRecognizer(supported_language=language),
-            UsSsnRecognizer(supported_language=language),
             *speech_recognizers(_has_public_suffix, language),
         ]
         registry = RecognizerRegistry(recognizers=recognizers, supported_languages=[language])

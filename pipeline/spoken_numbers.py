@@ -140,8 +140,18 @@ class Normalized:
         return self.starts[start], self.ends[end - 1]
 
 
-def _tokens(text: str) -> list[_Tok]:
-    return [_Tok(m.group(), m.start(), m.end(), _kind(m.group())) for m in _TOKEN.finditer(text)]
+def _tokens(text: str, pos: int = 0, endpos: int | None = None) -> list[_Tok]:
+    it = _TOKEN.finditer(text, pos, len(text) if endpos is None else endpos)
+    return [_Tok(m.group(), m.start(), m.end(), _kind(m.group())) for m in it]
+
+
+# Where runs can be: number tokens joined by what may sit between them in a run. Found by
+# one regex scan in C, so text without numbers costs almost nothing; tokenizing and the
+# run rules then apply inside these spans only.
+_NUM_ALT = "|".join(sorted({*UNITS, *ZERO_LETTERS, *TEENS, *TENS, *SCALES, *REPEATS}, key=len, reverse=True))
+_NUM_TOKEN = rf"(?:\d+|(?<![A-Za-z'])(?:{_NUM_ALT})(?![A-Za-z']))"
+_GAP = rf"(?:[\s,.\-–—()]*(?:(?<![A-Za-z'])(?:{'|'.join(sorted(FILLERS))})(?![A-Za-z'])[\s,.\-–—()]*){{0,{_MAX_GAP_FILLERS}}})"
+_CANDIDATE = re.compile(rf"(?i){_NUM_TOKEN}(?:{_GAP}{_NUM_TOKEN})*")
 
 
 def _find_runs(toks: list[_Tok]) -> list[tuple[int, int]]:
@@ -278,13 +288,9 @@ def _trim_zero_letters(toks: list[_Tok], i: int, j: int) -> tuple[int, int] | No
     return i, j
 
 
-def normalize(text: str) -> Normalized:
-    """Rewrite spoken number runs as numerals; keep a per-character map to ``text``."""
-    toks = _tokens(text)
-    found: list[Run] = []
+def _collect_runs(toks: list[_Tok], found: list[Run]) -> None:
     for i, j in _find_runs(toks):
-        trimmed = _trim_zero_letters(toks, i, j)
-        if trimmed is None:
+        if _trim_zero_letters(toks, i, j) is None:
             continue
         part = toks[i:j]
         elements = _elements(part)
@@ -292,6 +298,14 @@ def normalize(text: str) -> Normalized:
             continue
         rewritten = any(t.kind in _SPOKEN or t.kind == _FILLER for t in part)
         found.append(Run(part[0].start, part[-1].end, elements, rewritten))
+
+
+def normalize(text: str) -> Normalized:
+    """Rewrite spoken number runs as numerals; keep a per-character map to ``text``."""
+    found: list[Run] = []
+    for m in _CANDIDATE.finditer(text):
+        toks = _tokens(text, m.start(), m.end())
+        _collect_runs(toks, found)
     if not any(r.rewritten for r in found):
         return Normalized(text, text, [], [], found)
 

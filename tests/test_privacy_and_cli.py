@@ -65,8 +65,15 @@ def test_redact_json_names_entities_and_spans() -> None:
     source = "call me at 212-555-0199 or mail ann@example.org"
     spans = {source[e["start"] : e["end"]]: e["type"] for e in doc["entities"]}
     assert spans["ann@example.org"] == "EMAIL_ADDRESS"
-    assert "212-555-0199" in spans  # typed by Presidio's stock recognizers; see the redaction issue
+    assert spans["212-555-0199"] == "PHONE_NUMBER"
     assert all(0 < e["score"] <= 1 for e in doc["entities"])
+    spoken = "it's four one one one, double one um one one, one one one one, one one one one thanks"
+    doc = json.loads(run_cli("redact", "--json", spoken).stdout)
+    assert doc["text"] == "it's [CREDIT_CARD] thanks"
+    [entity] = doc["entities"]
+    assert entity["type"] == "CREDIT_CARD"
+    # The span is on the words that were spoken, fillers and all.
+    assert spoken[entity["start"] : entity["end"]] == spoken[5:-7]
     lines = run_cli("redact", stdin="nothing secret here\nmail bob@example.com\n")
     assert lines.stdout.splitlines() == ["nothing secret here", "mail [EMAIL_ADDRESS]"]
 

@@ -19,6 +19,8 @@ _MONTHS = (
     r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?"
 )
 _MONTH_YEAR = re.compile(rf"(?i)\b(?:{_MONTHS})\.?\s+(?:of\s+)?(?:20\s?[2-4]\d|[2-4]\d)(?!\d)")
+_DIGIT = re.compile(r"\d")
+_MONTH_PREFIXES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _SLASHED = re.compile(r"(?<!\d)(?:0?[1-9]|1[0-2])\s?/\s?(?:20)?[2-4]\d(?!\d)")
 
 
@@ -38,7 +40,12 @@ class CardExpiryRecognizer(SpeechRecognizer):
     CONTEXT = ("expir", "exp", "valid", "thru", "card")
 
     def find(self, text: str) -> list[tuple[int, int, float]]:
-        found = [(m.start(), m.end(), 0.3) for m in _MONTH_YEAR.finditer(text)]
+        if not _DIGIT.search(text):
+            return []
+        lower = text.lower()
+        found = []
+        if any(m in lower for m in _MONTH_PREFIXES):
+            found += [(m.start(), m.end(), 0.3) for m in _MONTH_YEAR.finditer(text)]
         # "04/27" is the shape printed on cards: enough on its own.
         found += [(m.start(), m.end(), 0.45) for m in _SLASHED.finditer(text)]
         for run in find_runs(text):

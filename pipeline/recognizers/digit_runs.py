@@ -8,6 +8,7 @@ whatever separates them, and keep each digit's position to map a sub-window back
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -67,13 +68,15 @@ class DigitRun:
         return self.positions[a], self.positions[b - 1] + 1
 
 
-def find_runs(text: str) -> list[DigitRun]:
+@functools.lru_cache(maxsize=16)
+def find_runs(text: str) -> tuple[DigitRun, ...]:
+    """Digit runs of ``text``; cached, since five recognizers ask about the same text."""
     runs = []
     for m in _RUN.finditer(text):
         positions = tuple(m.start() + d.start() for d in _DIGIT.finditer(m.group()))
         digits = "".join(text[p] for p in positions)
         runs.append(DigitRun(m.start(), m.end(), digits, positions))
-    return runs
+    return tuple(runs)
 
 
 def luhn_ok(digits: str) -> bool:

@@ -59,13 +59,14 @@ _THIS_IS_START = re.compile(
 )
 
 
+# (pattern, score, strong cue, words one of which the text must hold for it to match)
 _CUES = (
-    (_MY_NAME, 0.85, True),
-    (_WITH_TRAILER, 0.8, False),
-    (_SPEAKING, 0.7, True),
-    (_NAME_SPEAKING, 0.6, True),
-    (_REACHED, 0.7, False),
-    (_THIS_IS_START, 0.6, False),
+    (_MY_NAME, 0.85, True, ("name",)),
+    (_WITH_TRAILER, 0.8, False, ("this", "it's", "it is", "i'm", "i am")),
+    (_SPEAKING, 0.7, True, ("speaking", "here")),
+    (_NAME_SPEAKING, 0.6, True, ("speaking",)),
+    (_REACHED, 0.7, False, ("speaking", "reached")),
+    (_THIS_IS_START, 0.6, False, ("this", "it's")),
 )
 
 
@@ -92,7 +93,10 @@ class PersonIntroRecognizer(SpeechRecognizer):
 
     def find(self, text: str) -> list[tuple[int, int, float]]:
         best: dict[tuple[int, int], float] = {}
-        for pattern, score, strong in _CUES:
+        lower = text.lower()
+        for pattern, score, strong, needs in _CUES:
+            if not any(w in lower for w in needs):
+                continue
             for m in pattern.finditer(text):
                 span = _name_words(m.group(1), m.start(1), strong)
                 if span is not None:

@@ -11,6 +11,7 @@ a reference word ("order number", "ticket") is a reference, not a phone number.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import phonenumbers
@@ -28,6 +29,7 @@ _GAP = re.compile(r"^[\s,.;:\-–]*(?:[A-Za-z']+[\s,.;:\-–]+){0,2}$")
 _REGIONS = ("GB", "IE", "DE", "FR", "ES", "IT", "NL", "AU", "IN")
 
 
+@functools.lru_cache(maxsize=1024)
 def _valid(number: str, region: str | None) -> bool:
     try:
         return phonenumbers.is_valid_number(phonenumbers.parse(number, region))

@@ -25,6 +25,7 @@ _DOMAIN = rf"(?:{_WORD}\s+)?{_WORD}(?:(?:\s+(?:dot|period|point)\s+|\s*\.\s*){_W
 _EMAIL = re.compile(
     rf"(?i)(?<![a-z0-9'])(?P<lead>[a-z0-9]+\s+)?(?P<local>{_LOCAL}(?:\s+\d+)?)\s*(?:\bat(?:\s+(?:sign|symbol))?\b|@)\s*(?P<domain>{_DOMAIN})(?![a-z0-9])"
 )
+_GATE = re.compile(r"(?i)(?:\bat\b|@).*?(?:\b(?:dot|period|point)\b|\.\s*[a-z])")
 _DOMAIN_SEP = re.compile(r"(?i)\s+(?:dot|period|point)\s+|\s*\.\s*")
 # Words that can precede a local part but are not part of it.
 _NOT_LOCAL = frozenset(
@@ -44,6 +45,9 @@ class SpokenEmailRecognizer(SpeechRecognizer):
         super().__init__(supported_language)
 
     def find(self, text: str) -> list[tuple[int, int, float]]:
+        # Most utterances hold no "at"/"@" followed later by a dot: skip the big regex.
+        if not _GATE.search(text):
+            return []
         found = []
         pos = 0
         while (m := _EMAIL.search(text, pos)) is not None:
