@@ -179,3 +179,24 @@ async def test_spoken_payment_call_leaks_nothing(local_server) -> None:
         assert "smith" not in text.lower(), f"the caller's name leaked into {name}"
         if name in ("events", "store", "export"):
             assert not digit_leaks(text, card + " " + phone, 4), f"digits leaked into {name}"
+
+
+async def test_dtmf_tones_are_counted_never_kept(acs_server) -> None:
+    """A keypad entry is card data: the service records that tones came, never which."""
+    call_id = "keypad-call"
+    tones = ["4", "1", "1", "1", "*", "#"]
+    frames = [json.dumps({"kind": "DtmfData", "dtmfData": {"data": t}}) for t in tones]
+    before = acs_server.get_bytes("/metrics").decode()
+    events = await run_transcripts(
+        acs_server, call_id, [_transcription("go ahead and key it in", "Final", AGENT, 500), *frames]
+    )
+    assert {e["type"] for e in events} <= {"call.started", "participant.joined", "transcript.final", "call.ended"}
+    assert not any("dtmf" in json.dumps(e).lower() for e in events)
+    after = acs_server.get_bytes("/metrics").decode()
+
+    def tones_counted(metrics: str) -> float:
+        [line] = [x for x in metrics.splitlines() if x.startswith("callstream_dtmf_tones")]
+        return float(line.split()[-1])
+
+    assert tones_counted(after) - tones_counted(before) == len(tones)
+    assert "*" not in acs_server.get_bytes(f"/calls/{call_id}/transcript?format=jsonl").decode()
