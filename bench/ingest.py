@@ -54,10 +54,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from procstat import CLK_TCK, core_busy_s  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 from pipeline.replay import audio_message, load_call_audio, metadata_message  # noqa: E402
 
 FIXTURE = REPO / "tests" / "fixtures" / "support_call.wav"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+
 MASK = b"\x5a\x17\xc3\x8e"
 SLOTS = 20  # 1 ms slots in the 20 ms period
 MAX_BACKLOG = 1 << 20  # per connection: beyond this the server is not reading; skip frames
@@ -172,15 +174,6 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def core_busy_s(core: int) -> tuple[float, float]:
-    """(busy, steal) seconds of one core from /proc/stat: to see what else ran on it."""
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith(f"cpu{core} "):
-                v = [int(x) for x in line.split()[1:]]
-                # user nice system idle iowait irq softirq steal ...
-                return (v[0] + v[1] + v[2] + v[5] + v[6]) / CLK_TCK, v[7] / CLK_TCK
-    return 0.0, 0.0
 
 
 def http_get(url: str, timeout: float = 10.0) -> str:

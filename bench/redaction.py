@@ -72,7 +72,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from procstat import core_busy_s  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 LENGTHS = (10, 30, 80)
 FORMS = ("lexical", "display")
 VARIANTS = ("callstream", "stock")
@@ -470,15 +471,6 @@ def leaked(u: Utterance, out: str) -> list[str]:
 # ------------------------------------------------------------------ machinery
 
 
-def core_busy_s(core: int) -> tuple[float, float]:
-    """(busy, steal) seconds of one core from /proc/stat."""
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith(f"cpu{core} "):
-                v = [int(x) for x in line.split()[1:]]
-                # user nice system idle iowait irq softirq steal ...
-                return (v[0] + v[1] + v[2] + v[5] + v[6]) / CLK_TCK, v[7] / CLK_TCK
-    return 0.0, 0.0
 
 
 def own_cpu_s() -> float:
