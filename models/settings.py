@@ -67,6 +67,22 @@ class Settings(msgspec.Struct, kw_only=True):
     agent_prefixes: str = "8:acs:,8:orgid:,8:teamsvisitor:"
     customer_prefixes: str = "4:"
     log_level: str = "INFO"
+    # Payment guard (PCI). Phrase lists are "|"-separated and matched, case-insensitively
+    # and on word boundaries, in either participant's partial and final transcripts.
+    payment_intent_phrases: str = (
+        "card number|long number|number on the front|take a payment|take the payment|"
+        "take your payment|take payment|make a payment|pay by card|card details|"
+        "expiry date|expiration date|security code|cvv"
+    )
+    payment_closing_phrases: str = (
+        "payment has gone through|payment went through|payment is complete|payment is completed|"
+        "payment was successful|payment is approved|transaction approved|transaction is approved|"
+        "transaction is complete"
+    )
+    payment_quiet_s: float = 20.0  # close after this long without a digit (spoken or keyed)
+    payment_max_s: float = 180.0  # the longest a window stays open
+    payment_withhold_audio: bool = True  # keep the customer's audio from remote speech engines
+    recording_attempt_timeout_s: float = 1.0  # per pause/resume request to ACS
 
     @property
     def store_url(self) -> str:

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 
+from . import control_plane
 from .export import MEDIA_TYPES, ExportError, export_lines
 from .known_entities import KnownEntityError, parse_request
 from .media import MediaEndpoint
@@ -116,6 +117,11 @@ def create_app(service: Service) -> Starlette:
             Route("/calls", list_calls),
             Route("/calls/{callId}/transcript", transcript),
             Route("/calls/{callId}/known-entities", known_entities, methods=["POST"]),
+            Route("/calls/{callId}/recording", control_plane.register_recording, methods=["POST"]),
+            Route("/calls/{callId}/recording/{action:str}", control_plane.manual_control, methods=["POST"]),
+            Route("/calls/{callId}/audit", control_plane.audit),
+            Route("/acs/events", control_plane.acs_events, methods=["POST"]),
+            Route("/acs/callbacks", control_plane.acs_callbacks, methods=["POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),

@@ -10,13 +10,14 @@ for the disk.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 
-from models.events import CallEnded, CallStarted, Event, encode_event, event_type
+from models.events import CallEnded, CallStarted, Event, encode_event, event_type, utc_now_iso
 
 from .bus import MemoryBus
-from .store import EventStore, StoredEvent
+from .store import AuditRecord, EventStore, StoredEvent
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ class Journal:
         self.bus = bus
         self.max_batch = max_batch
         self._pending: list[StoredEvent] = []
+        self._audit: list[AuditRecord] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -55,9 +57,16 @@ class Journal:
         self._wakeup.set()
         return raw
 
+    def audit(self, call_id: str, kind: str, body: dict) -> None:
+        """Queue one audit record; it is written with the next batch (never published)."""
+        record = {"kind": kind, "time": utc_now_iso(), **body}
+        self._audit.append(AuditRecord(call_id, record["time"], kind, json.dumps(record).encode()))
+        self._idle.clear()
+        self._wakeup.set()
+
     async def _run(self) -> None:
         while True:
-            if not self._pending:
+            if not self._pending and not self._audit:
                 self._idle.set()
                 if self._closing:
                     return
@@ -66,13 +75,15 @@ class Journal:
                 continue
             batch = self._pending[: self.max_batch]
             del self._pending[: self.max_batch]
+            audit, self._audit = self._audit, []
             t0 = time.perf_counter()
             try:
-                await asyncio.to_thread(self.store.append, batch)
+                await asyncio.to_thread(self.store.append, batch, audit)
             except Exception as exc:  # the store is down: keep the events, retry, never publish unstored
                 self.write_errors += 1
                 log.error("store write failed (%s); %d events kept for retry", type(exc).__name__, len(batch))
                 self._pending[:0] = batch
+                self._audit[:0] = audit
                 await asyncio.sleep(0.5)
                 continue
             self.write_seconds += time.perf_counter() - t0

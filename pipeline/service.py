@@ -17,6 +17,8 @@ from workers.stt.base import SpeechEngine
 from .bus import MemoryBus
 from .journal import Journal
 from .known_entities import KnownEntities
+from .payment_guard import GuardPolicy
+from .recording import RecordingController
 from .redaction import Redactor, get_redactor
 from .redaction_runner import RedactionRunner
 from .roles import RoleMap
@@ -81,6 +83,8 @@ class Service:
         self.redaction: RedactionRunner
         self.calls: dict[str, CallSession] = {}
         self.known = KnownEntities()
+        self.guard_policy = GuardPolicy.from_settings(settings)
+        self.recording = RecordingController(settings)
         self.ready = False
         self.draining = False
         self.started_at = time.time()
@@ -108,6 +112,7 @@ class Service:
         await self.journal.flush()
         await self.journal.aclose()
         await self.engine.aclose()
+        self.recording.close()
         self.redaction.close()
         self.store.close()
 

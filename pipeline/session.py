@@ -15,7 +15,7 @@ import datetime as dt
 import logging
 import re
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import TYPE_CHECKING
 
 from models.acs import (
@@ -35,6 +35,8 @@ from models.events import (
     CallStarted,
     Event,
     ParticipantJoined,
+    PaymentEnded,
+    PaymentStarted,
     TranscriptFinal,
     TranscriptPartial,
     utc_now_iso,
@@ -45,6 +47,7 @@ from workers.stt.acs import AcsTranscriptionAdapter
 from workers.stt.base import SpeechStream
 from workers.vad import SegmentAudio, SegmentEnd, Segmenter, SegmentStart
 
+from .payment_guard import Decision, PaymentGuard, Window
 from .redaction import RedactionPolicy, RedactionResult, StickyValues, hold_back_unfinished
 
 if TYPE_CHECKING:
@@ -140,20 +143,27 @@ class Channel:
         self.buf.clear()
         self.segmenter.clock_ms += gap_ms - gap_ms % 20
 
+    def _withheld(self) -> bool:
+        """During a payment the customer's audio does not go to a remote speech engine."""
+        s = self.session
+        return s.payment_open and self.role != "agent" and s.withhold_audio
+
     def _handle(self, events: tuple) -> None:
         for ev in events:
             kind = type(ev)
             if kind is SegmentAudio:
-                if self.utterance is not None and self.utterance.stream is not None:
+                if self.utterance is not None and self.utterance.stream is not None and not self._withheld():
                     self.utterance.stream.push(ev.audio)
             elif kind is SegmentStart:
+                if self.role != "agent":
+                    self.session.guard.on_customer_speech(self.session.now_ms())
                 self.utterance = self.session.open_utterance(self, ev.start_ms)
-                if self.utterance.stream is not None:
+                if self.utterance.stream is not None and not self._withheld():
                     self.utterance.stream.push(ev.audio)
             elif kind is SegmentEnd:
                 utt, self.utterance = self.utterance, None
                 if utt is not None and utt.stream is not None:
-                    if ev.audio:
+                    if ev.audio and not self._withheld():
                         utt.stream.push(ev.audio)
                     utt.stream.end(ev.end_ms)
 
@@ -182,6 +192,12 @@ class CallSession:
         self.acs_adapter = AcsTranscriptionAdapter()
         self.dtmf_tones = 0
         self.payment_open = False  # the payment guard's window: every digit is redacted
+        self.guard = PaymentGuard(service.guard_policy)
+        self.withhold_audio = service.guard_policy.withhold_audio and getattr(service.engine, "remote", False)
+        self._guard_timer: asyncio.TimerHandle | None = None
+        self._policy_audited = False
+        self._tasks: set[asyncio.Task] = set()
+        self.redaction_counts: Counter[str] = Counter()
         # Per open utterance; their contents are read and written on the redaction thread only.
         self.sticky: dict[str, StickyValues] = {}
         # Words of the last final utterances; appended and read on the redaction thread.
@@ -211,6 +227,15 @@ class CallSession:
             for uid in list(self.pending):
                 self.pending.discard(uid)
         await self.service.redaction.drain()
+        self._apply(self.guard.call_ended(self.now_ms()), notify_acs=False)
+        if self._guard_timer is not None:
+            self._guard_timer.cancel()
+        if self._tasks:
+            _, late = await asyncio.wait(list(self._tasks), timeout=self.service.recording.timeout_s * 3 + 2)
+            for task in late:
+                task.cancel()
+        if self.redaction_counts or self.guard.windows:
+            self.audit("redactions", {"counts": dict(sorted(self.redaction_counts.items()))})
         if self.started:
             self.emit(CallEnded(callId=self.call_id, reason=reason))
         self.ended = True
@@ -265,6 +290,7 @@ class CallSession:
             # Digits are card data during a payment: count that a tone came, never which.
             self.dtmf_tones += 1
             self.stats.dtmf_tones += 1
+            self._apply(self.guard.on_dtmf(self.now_ms()))
         elif kind is TranscriptionMetadata:
             if msg.transcriptionMetadata.locale:
                 self.acs_adapter.set_locale(msg.transcriptionMetadata.locale)
@@ -343,6 +369,73 @@ class CallSession:
         self._settled.clear()
         self.on_result(participant, result)
 
+    # ----- payment windows -------------------------------------------------------------
+    def track(self, task: asyncio.Task) -> None:
+        """Keep a background task of this call (recording requests) until it is done."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def audit(self, kind: str, body: dict) -> None:
+        self.service.journal.audit(self.call_id, kind, body)
+
+    def audit_exposures(self, window: Window) -> None:
+        for start, end in window.exposures[window.audited_exposures :]:
+            self.audit(
+                "exposure",
+                {"window": window.number, "fromMs": start, "toMs": end, "durationMs": end - start,
+                 "reason": "late trigger: digits before the window" if window.exposure_from_ms is not None
+                 else "the customer spoke or keyed before ACS confirmed the pause"},
+            )  # fmt: skip
+        window.audited_exposures = len(window.exposures)
+
+    def manual(self, action: str) -> Decision | None:
+        """``POST /calls/{callId}/recording/pause|resume`` from the agent desktop."""
+        decision = self.guard.manual(action, self.now_ms())
+        self._apply(decision)
+        return decision
+
+    def _apply(self, decision: Decision | None, t0: float | None = None, notify_acs: bool = True) -> None:
+        if decision is None:
+            return
+        t0 = time.monotonic() if t0 is None else t0
+        w = decision.window
+        if decision.action == "open":
+            self.set_payment_window(True)
+            if not self._policy_audited:
+                self._policy_audited = True
+                policy = self.guard.policy
+                self.audit("policy", {"version": policy.version, **policy.as_dict()})
+            self.emit(PaymentStarted(callId=self.call_id, trigger=decision.trigger, startMs=w.start_ms))
+            self.audit(
+                "window.opened",
+                {"window": w.number, "trigger": decision.trigger, "startMs": w.start_ms, "exposureFromMs": w.exposure_from_ms},
+            )
+            self.service.recording.window_opened(self, w, t0)
+            self._schedule_guard_timer()
+        else:
+            self.set_payment_window(False)
+            self.emit(PaymentEnded(callId=self.call_id, trigger=decision.trigger, startMs=w.end_ms or 0))
+            self.audit(
+                "window.closed",
+                {"window": w.number, "trigger": decision.trigger, "startMs": w.start_ms, "endMs": w.end_ms,
+                 "pauseConfirmedMs": w.confirmed_ms, "callEnded": not notify_acs},
+            )  # fmt: skip
+            self.audit_exposures(w)
+            if notify_acs:
+                self.service.recording.window_closed(self, w, t0)
+
+    def _schedule_guard_timer(self) -> None:
+        if self._guard_timer is None or self._guard_timer.cancelled():
+            self._guard_timer = asyncio.get_running_loop().call_later(1.0, self._guard_tick)
+
+    def _guard_tick(self) -> None:
+        self._guard_timer = None
+        if self.ended:
+            return
+        self._apply(self.guard.check_timers(self.now_ms()))
+        if self.guard.is_open:
+            self._schedule_guard_timer()
+
     # ----- redaction policy ------------------------------------------------------------
     def set_payment_window(self, open_: bool) -> None:
         """The payment guard's hook: while open, every digit in transcripts is redacted."""
@@ -374,7 +467,14 @@ class CallSession:
         return Utterance(uid, start_ms, stream)
 
     def on_result(self, participant: str, result: SpeechResult) -> None:
-        """Raw text arrives here and leaves only through the redaction runner."""
+        """Raw text arrives here and leaves only through the redaction runner.
+
+        The payment guard reads it first, on the loop, so that a pause request leaves
+        within milliseconds of the partial that carried the intent.
+        """
+        t0 = time.monotonic()
+        role = self.participants.get(participant, "unknown")
+        self._apply(self.guard.on_text(result.text, role, result.start_ms, self.now_ms()), t0)
         sticky = self.sticky.get(result.utterance_id)
         if sticky is None:
             sticky = self.sticky[result.utterance_id] = StickyValues()
@@ -398,6 +498,7 @@ class CallSession:
             if not rr.text.strip():
                 self.stats.empty_finals += 1
                 return
+            self.redaction_counts.update(r.type for r in rr.redactions)
         else:
             if uid not in self.pending:
                 return  # a partial that lost the race with its final

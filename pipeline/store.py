@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the audit table
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -37,7 +37,24 @@ CREATE TABLE IF NOT EXISTS calls (
     last_seq INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS calls_started ON calls (started_at);
+CREATE TABLE IF NOT EXISTS audit (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id TEXT NOT NULL,
+    time TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_call ON audit (call_id, n);
 """
+
+
+class AuditRecord(NamedTuple):
+    """One compliance record of a call (a payment window, a pause request, an exposure)."""
+
+    call_id: str
+    time: str
+    kind: str
+    body: bytes  # JSON object
 
 
 class StoredEvent(NamedTuple):
@@ -62,7 +79,8 @@ class CallRecord(NamedTuple):
 
 
 class EventStore(Protocol):
-    def append(self, events: list[StoredEvent]) -> None: ...
+    def append(self, events: list[StoredEvent], audit: list[AuditRecord] | None = None) -> None: ...
+    def audit(self, call_id: str) -> list[AuditRecord]: ...
     def read(self, call_id: str, since_seq: int = 0) -> Iterator[tuple[int, bytes]]: ...
     def calls(self, limit: int = 100) -> list[CallRecord]: ...
     def get_call(self, call_id: str) -> CallRecord | None: ...
@@ -76,8 +94,10 @@ class SqliteEventStore:
         self._writer = self._connect()
         with self._writer:
             self._writer.executescript(_SCHEMA)
+            # Migrations are additive (CREATE ... IF NOT EXISTS above); record the version.
             self._writer.execute(
-                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                "INSERT INTO meta(key, value) VALUES ('schema_version', ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (str(SCHEMA_VERSION),),
             )
         self._write_lock = threading.Lock()
@@ -89,14 +109,19 @@ class SqliteEventStore:
         conn.execute("PRAGMA busy_timeout=5000")
         return conn
 
-    def append(self, events: list[StoredEvent]) -> None:
+    def append(self, events: list[StoredEvent], audit: list[AuditRecord] | None = None) -> None:
         """Write a batch in one transaction; events of one call arrive in seq order."""
-        if not events:
+        if not events and not audit:
             return
         with self._write_lock:
             cur = self._writer.cursor()
             cur.execute("BEGIN")
             try:
+                if audit:
+                    cur.executemany(
+                        "INSERT INTO audit(call_id, time, kind, body) VALUES (?, ?, ?, ?)",
+                        [(a.call_id, a.time, a.kind, a.body) for a in audit],
+                    )
                 cur.executemany(
                     "INSERT INTO events(call_id, seq, type, time, body) VALUES (?, ?, ?, ?, ?)",
                     [(e.call_id, e.seq, e.type, e.time, e.body) for e in events],
@@ -135,6 +160,16 @@ class SqliteEventStore:
                 yield seq, bytes(body)
         finally:
             conn.close()
+
+    def audit(self, call_id: str) -> list[AuditRecord]:
+        conn = self._connect()
+        try:
+            rows = conn.execute(
+                "SELECT call_id, time, kind, body FROM audit WHERE call_id = ? ORDER BY n", (call_id,)
+            ).fetchall()
+        finally:
+            conn.close()
+        return [AuditRecord(c, t, k, bytes(b)) for c, t, k, b in rows]
 
     def calls(self, limit: int = 100) -> list[CallRecord]:
         conn = self._connect()

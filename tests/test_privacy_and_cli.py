@@ -27,7 +27,9 @@ async def test_secrets_never_leave_the_boundary(acs_server) -> None:
         await ws.send(json.dumps({"kind": "DtmfData", "dtmfData": {"data": "7"}}))
     events = await collector
     partials = [e for e in events if e["type"] == "transcript.partial"]
-    assert [p["text"] for p in partials] == ["my card is"]  # the unfinished digit run is held back
+    # Twelve card digits open a payment window (a late trigger): every digit is redacted.
+    assert [p["text"] for p in partials] == ["my card is [DIGITS]"]
+    assert [e["trigger"] for e in events if e["type"] == "payment.started"] == ["digits"]
     finals = [e for e in events if e["type"] == "transcript.final"]
     assert len(finals) == 2
     assert finals[0]["text"] == "my card is [CREDIT_CARD] and mail [EMAIL_ADDRESS]"

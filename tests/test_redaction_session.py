@@ -5,13 +5,15 @@ nothing anywhere (events, store, export, logs)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
+from collections.abc import AsyncIterator
 
 from websockets.asyncio.client import connect
 
 from models.settings import load_settings
-from pipeline.redaction import get_redactor
+from pipeline.redaction import RedactionPolicy, StickyValues, get_redactor
 from pipeline.replay import load_call_audio, replay_call
 from pipeline.service import Service
 from pipeline.spoken_numbers import normalize
@@ -73,7 +75,11 @@ async def test_partials_and_finals_agree_and_unfinished_entities_are_held_back(a
         ],
     )
     assert texts(events, "transcript.partial") == ["it's", "it's [CREDIT_CARD]", "and my email is"]
-    assert texts(events, "transcript.final") == ["it's for [CREDIT_CARD]", "and my email is [EMAIL_ADDRESS]"]
+    # The card digits also opened a payment window (a late trigger), so the final's
+    # digits are redacted as [DIGITS]; test_sticky_values_keep_a_partials_redaction shows
+    # the same final redacted without a window.
+    assert texts(events, "transcript.final") == ["it's for [DIGITS]", "and my email is [EMAIL_ADDRESS]"]
+    assert [e["trigger"] for e in events if e["type"] == "payment.started"] == ["digits"]
     for e in events:
         if e["type"].startswith("transcript."):
             assert not digit_leaks(e["text"], "4111111111111111")
@@ -81,18 +87,56 @@ async def test_partials_and_finals_agree_and_unfinished_entities_are_held_back(a
                 assert e["text"][r["start"] : r["end"]] == f"[{r['type']}]"
 
 
-async def test_the_question_asked_is_context_for_the_answer(acs_server) -> None:
-    events = await run_transcripts(
-        acs_server,
-        "context-call",
-        [
-            _transcription("and the expiry date and the security code?", "Final", AGENT, 1000),
-            _transcription("it is twelve twenty eight and one two three", "Final", CUSTOMER, 4000),
-            _transcription("great, and how many boxes? twelve twenty eight or one two three", "Final", AGENT, 8000),
-        ],
-    )
-    finals = texts(events, "transcript.final")
-    assert finals[1] == "it is [CARD_EXPIRY] and [CARD_SECURITY_CODE]"
+def test_sticky_values_keep_a_partials_redaction() -> None:
+    redactor = get_redactor()
+    partial = "it's four one one one one one one one one one one one one one one one"
+    final = "it's for " + " ".join(["one"] * 15)
+    sticky = StickyValues()
+    first = redactor.redact(partial, RedactionPolicy(sticky=sticky.recognizer))
+    sticky.remember(partial, first)
+    assert first.text == "it's [CREDIT_CARD]"
+    assert redactor.redact(final).text == final  # alone, fifteen digits of the card would show
+    assert redactor.redact(final, RedactionPolicy(sticky=sticky.recognizer)).text == "it's for [CREDIT_CARD]"
+
+
+@contextlib.asynccontextmanager
+async def in_process_service(tmp_path, **overrides: object) -> AsyncIterator[Service]:  # noqa: ANN001
+    """A started service in this process (ACS passthrough speech, real Presidio, SQLite)."""
+    cfg = load_settings(environ={}, overrides={"stt": "acs", "data_dir": str(tmp_path), **overrides})
+    service = Service(cfg, store=SqliteEventStore(tmp_path / "events.db"))
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+async def feed(service: Service, call_id: str, frames: list[str]) -> list[dict]:
+    """Send frames to a call one by one (each redacted before the next), end it, read the store."""
+    session = service.session(call_id)
+    session.attach()
+    for frame in frames:
+        session.on_message(frame)
+        await service.redaction.drain()
+    session.detach("test")
+    await session.close_task
+    await service.journal.flush()
+    return [json.loads(b) for _, b in service.store.read(call_id)]
+
+
+async def test_the_question_asked_is_context_for_the_answer(tmp_path) -> None:
+    # No intent phrases here, so that no payment window redacts the digits anyway.
+    async with in_process_service(tmp_path, payment_intent_phrases="") as service:
+        events = await feed(
+            service,
+            "context-call",
+            [
+                _transcription("and the expiry date and the security code?", "Final", AGENT, 1000),
+                _transcription("it is twelve twenty eight and one two three", "Final", CUSTOMER, 4000),
+            ],
+        )
+    assert texts(events, "transcript.final")[1] == "it is [CARD_EXPIRY] and [CARD_SECURITY_CODE]"
+    assert not [e for e in events if e["type"] == "payment.started"]
     # Without the question, the same words are not secrets: context is the previous turns only.
     assert get_redactor().redact("it is twelve twenty eight and one two three").text == (
         "it is twelve twenty eight and one two three"
@@ -129,10 +173,7 @@ async def test_known_entities_are_redacted_in_any_form_and_never_echoed(acs_serv
 
 
 async def test_payment_window_hook_redacts_every_digit(tmp_path) -> None:
-    cfg = load_settings(environ={}, overrides={"stt": "acs", "data_dir": str(tmp_path)})
-    service = Service(cfg, store=SqliteEventStore(tmp_path / "events.db"))
-    await service.start()
-    try:
+    async with in_process_service(tmp_path) as service:
         session = service.session("pay-call")
         session.attach()
         session.on_message(_transcription("it's for the blue one at 3 pm", "Final", CUSTOMER, 1000))
@@ -146,8 +187,6 @@ async def test_payment_window_hook_redacts_every_digit(tmp_path) -> None:
         await session.close_task
         await service.journal.flush()
         events = [json.loads(b) for _, b in service.store.read("pay-call")]
-    finally:
-        await service.stop()
     assert texts(events, "transcript.final") == [
         "it's for the blue one at 3 pm",
         "it's for the blue [DIGITS] at [DIGITS] pm",
@@ -171,7 +210,9 @@ async def test_spoken_payment_call_leaks_nothing(local_server) -> None:
     finals = texts(events, "transcript.final")
     print("finals:", finals)
     joined = " ".join(finals)
-    assert "[CREDIT_CARD]" in joined and "[PHONE_NUMBER]" in joined
+    # The agent's "take the payment ... card number" opened a payment window, so the phone
+    # number (said before "payment has gone through") is redacted as [DIGITS].
+    assert "[CREDIT_CARD]" in joined and "[DIGITS]" in joined
     card, email, phone = manifest["secrets"]
     for name, text in all_outputs(local_server, call_id, events).items():
         for secret in (card, email, phone, "john dot smith", "contoso dot com"):
@@ -190,8 +231,14 @@ async def test_dtmf_tones_are_counted_never_kept(acs_server) -> None:
     events = await run_transcripts(
         acs_server, call_id, [_transcription("go ahead and key it in", "Final", AGENT, 500), *frames]
     )
-    assert {e["type"] for e in events} <= {"call.started", "participant.joined", "transcript.final", "call.ended"}
-    assert not any("dtmf" in json.dumps(e).lower() for e in events)
+    assert [e["trigger"] for e in events if e["type"] == "payment.started"] == ["dtmf"]
+    assert {e["type"] for e in events} <= {
+        "call.started", "participant.joined", "transcript.final", "payment.started", "payment.ended", "call.ended"
+    }
+    # That tones came is on record (the window's trigger), which tones is not.
+    [started] = [e for e in events if e["type"] == "payment.started"]
+    assert set(started) == {"type", "callId", "seq", "time", "trigger", "startMs"}
+    assert not any("dtmf" in json.dumps(e).lower() for e in events if e is not started)
     after = acs_server.get_bytes("/metrics").decode()
 
     def tones_counted(metrics: str) -> float:

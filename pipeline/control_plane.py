@@ -1,0 +1,199 @@
+"""The ACS control plane and the compliance side of payments, as HTTP endpoints.
+
+- ``POST /acs/events``: Event Grid. Subscription validation is answered; an IncomingCall
+  is answered through Call Automation with media streaming to our ``/media`` (unmixed,
+  16 kHz, DTMF on, starting at once) and callbacks to ``/acs/callbacks``.
+- ``POST /acs/callbacks``: Call Automation CloudEvents. CallConnected starts the
+  recording (unless ``CALLSTREAM_RECORDING=off``); RecordingStateChanged confirms pauses
+  and resumes; CallDisconnected ends the call; every callback is audited by type.
+- ``POST /calls/{callId}/recording``: register a recording started elsewhere.
+- ``POST /calls/{callId}/recording/pause|resume``: the agent's manual control.
+- ``GET /calls/{callId}/audit``: the call's compliance record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .recording import describe_error, http_url, websocket_url
+from .service import Service
+
+log = logging.getLogger(__name__)
+
+VALIDATION = "Microsoft.EventGrid.SubscriptionValidationEvent"
+INCOMING_CALL = "Microsoft.Communication.IncomingCall"
+MAX_BODY = 1 << 20
+
+
+def _public_url(service: Service, request: Request) -> str:
+    return service.settings.public_url or str(request.base_url).rstrip("/")
+
+
+async def _json_array(request: Request) -> list[dict] | Response:
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        return JSONResponse({"error": "body too large"}, status_code=413)
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return JSONResponse({"error": "body is not JSON"}, status_code=400)
+    items = doc if isinstance(doc, list) else [doc]
+    if not all(isinstance(i, dict) for i in items):
+        return JSONResponse({"error": "expected an event or an array of events"}, status_code=400)
+    return items
+
+
+def _recording_wanted(service: Service) -> bool:
+    setting = (service.settings.recording or "").lower()
+    return service.recording.configured and setting != "off"
+
+
+async def acs_events(request: Request) -> Response:
+    service: Service = request.app.state.service
+    items = await _json_array(request)
+    if isinstance(items, Response):
+        return items
+    public = _public_url(service, request)
+    for ev in items:
+        kind = ev.get("eventType") or ev.get("type")
+        data = ev.get("data") or {}
+        if kind == VALIDATION:
+            return JSONResponse({"validationResponse": data.get("validationCode")})
+        if kind == INCOMING_CALL:
+            context = data.get("incomingCallContext")
+            if not context:
+                return JSONResponse({"error": "IncomingCall without incomingCallContext"}, status_code=400)
+            asyncio.get_running_loop().create_task(_answer(service, context, public))
+    return JSONResponse({})
+
+
+async def _answer(service: Service, context: str, public: str) -> None:
+    try:
+        props = await service.recording.answer(
+            context, http_url(public, "/acs/callbacks"), websocket_url(public, "/media")
+        )
+    except Exception as exc:
+        log.error("answering an incoming call failed (%s)", describe_error(exc))
+        return
+    cc = service.recording.control(props.call_connection_id)
+    cc.server_call_id = props.server_call_id
+    service.journal.audit(cc.call_id, "acs.answered", {"serverCallId": props.server_call_id})
+
+
+async def acs_callbacks(request: Request) -> Response:
+    service: Service = request.app.state.service
+    items = await _json_array(request)
+    if isinstance(items, Response):
+        return items
+    public = _public_url(service, request)
+    for ev in items:
+        await _callback(service, ev, public)
+    return JSONResponse({})
+
+
+async def _callback(service: Service, ev: dict, public: str) -> None:
+    kind = str(ev.get("type") or ev.get("eventType") or "").removeprefix("Microsoft.Communication.")
+    data = ev.get("data") or {}
+    rec = service.recording
+    call_id = data.get("callConnectionId")
+    cc = rec.control(call_id) if call_id else rec.by_recording(str(data.get("recordingId") or ""))
+    if cc is None:
+        log.warning("ACS callback %s for an unknown call ignored", kind or "?")
+        return
+    if data.get("serverCallId"):
+        cc.server_call_id = data["serverCallId"]
+    audit: dict[str, Any] = {"type": kind}
+    if kind == "RecordingStateChanged":
+        state = str(data.get("state") or "").lower()
+        if data.get("recordingId") and cc.recording_id is None:
+            cc.recording_id = data["recordingId"]
+        audit |= {"recordingId": data.get("recordingId"), "state": state}
+        if state:
+            rec.on_state(cc, state)
+    elif kind == "CallDisconnected":
+        session = service.calls.get(cc.call_id)
+        if session is not None:
+            session.end_now("call-disconnected")
+    service.journal.audit(cc.call_id, "acs.callback", audit)
+    if kind == "CallConnected" and _recording_wanted(service) and cc.recording_id is None and cc.server_call_id:
+        try:
+            await rec.start_recording(cc, http_url(public, "/acs/callbacks"))
+            service.journal.audit(cc.call_id, "recording.started", {"recordingId": cc.recording_id, "state": cc.recording_state})
+        except Exception as exc:
+            service.journal.audit(cc.call_id, "recording.start-failed", {"error": describe_error(exc)})
+            log.error("call %s: starting the recording failed (%s)", cc.call_id, describe_error(exc))
+
+
+class _RecordingBody(msgspec.Struct, forbid_unknown_fields=True):
+    recordingId: str
+
+
+async def register_recording(request: Request) -> Response:
+    service: Service = request.app.state.service
+    call_id = request.path_params["callId"]
+    try:
+        body = msgspec.json.decode(await request.body(), type=_RecordingBody)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return JSONResponse({"error": 'expected {"recordingId": "..."}'}, status_code=400)
+    cc = service.recording.control(call_id)
+    cc.recording_id = body.recordingId
+    service.journal.audit(call_id, "recording.registered", {"recordingId": body.recordingId})
+    return JSONResponse({"callId": call_id, "recordingId": body.recordingId})
+
+
+async def manual_control(request: Request) -> Response:
+    service: Service = request.app.state.service
+    call_id = request.path_params["callId"]
+    action = request.path_params["action"]
+    if action not in ("pause", "resume"):
+        return JSONResponse({"error": "use .../recording/pause or .../recording/resume"}, status_code=404)
+    session = service.calls.get(call_id)
+    if session is None or session.ended:
+        return JSONResponse({"error": f"no live call {call_id!r}"}, status_code=404)
+    decision = session.manual(action)
+    cc = service.recording.calls.get(call_id)
+    return JSONResponse(
+        {
+            "callId": call_id,
+            "payment": "open" if session.guard.is_open else "closed",
+            "changed": decision is not None,
+            "recordingId": cc.recording_id if cc else None,
+        },
+        status_code=202 if decision is not None else 200,
+    )
+
+
+def summarize(records: list[dict]) -> dict[str, Any]:
+    """The audit trail, and the parts a compliance officer asks for first."""
+    windows: dict[int, dict] = {}
+    for r in records:
+        if r["kind"] == "window.opened":
+            windows[r["window"]] = {"window": r["window"], "trigger": r["trigger"], "startMs": r["startMs"], "openedAt": r["time"]}
+        elif r["kind"] == "window.closed" and r["window"] in windows:
+            windows[r["window"]] |= {"endMs": r["endMs"], "endTrigger": r["trigger"], "closedAt": r["time"], "pauseConfirmedMs": r["pauseConfirmedMs"]}
+    policy = next((r for r in records if r["kind"] == "policy"), None)
+    counts = next((r["counts"] for r in reversed(records) if r["kind"] == "redactions"), {})
+    return {
+        "policyVersion": policy["version"] if policy else None,
+        "windows": list(windows.values()),
+        "requests": [r for r in records if r["kind"] in ("recording.request", "recording.skipped", "recording.abandoned")],
+        "exposures": [r for r in records if r["kind"] == "exposure"],
+        "redactionCounts": counts,
+    }
+
+
+async def audit(request: Request) -> Response:
+    service: Service = request.app.state.service
+    call_id = request.path_params["callId"]
+    stored = await asyncio.to_thread(service.store.audit, call_id)
+    if not stored and await asyncio.to_thread(service.store.get_call, call_id) is None:
+        return JSONResponse({"error": f"no stored call {call_id!r}"}, status_code=404)
+    records = [json.loads(a.body) for a in stored]
+    return JSONResponse({"callId": call_id, **summarize(records), "records": records})
