@@ -142,7 +142,9 @@ class PaymentGuard:
         if self._intent is not None and self._intent.search(flat):
             return self._open("intent", now_ms)
         if self._looks_like_card(text):
-            return self._open("digits", now_ms, exposure_from_ms=utterance_start_ms)
+            # The digits began with the utterance, at the latest now (offsets reported by a
+            # remote recognizer can run ahead of our clock).
+            return self._open("digits", now_ms, exposure_from_ms=min(utterance_start_ms, now_ms))
         return None
 
     def on_dtmf(self, now_ms: int) -> Decision | None:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+CALLBACK_WAIT_S = 0.25
 CONFIRM_WAIT_S = 1.0
 MAX_BACKOFF_S = 4.0
 
@@ -109,7 +110,8 @@ class RecordingController:
             else:
                 endpoint, key = s.acs_endpoint or "", s.acs_key or ""
             # The constructor keeps an http:// endpoint as given; retries are ours.
-            self._client = CallAutomationClient(endpoint, AzureKeyCredential(key), retry_total=0)
+            # A trailing slash would be signed as part of the host (the SDK answers 401).
+            self._client = CallAutomationClient(endpoint.rstrip("/"), AzureKeyCredential(key), retry_total=0)
         return self._client
 
     async def _call(self, method: str, *args: Any, on_sent: Callable[[], None] | None = None, **kwargs: Any) -> Any:
@@ -161,28 +163,40 @@ class RecordingController:
         cc.recording_state = state.lower()
         cc.state_changed.set()
 
-    async def _confirm(self, cc: CallControl, want: str) -> str:
-        """Wait for ACS to report ``want``; returns how it was confirmed, or ``unconfirmed``."""
-        deadline = time.monotonic() + CONFIRM_WAIT_S
+    async def _wait_state(self, cc: CallControl, want: str, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
         while cc.recording_state != want:
             left = deadline - time.monotonic()
             if left <= 0:
-                break
+                return False
             cc.state_changed.clear()
             try:
                 await asyncio.wait_for(cc.state_changed.wait(), left)
             except TimeoutError:
-                break
-        if cc.recording_state == want:
-            return "callback"
+                return cc.recording_state == want
+        return True
+
+    async def _poll_state(self, cc: CallControl) -> str | None:
         try:
             props = await self._call("get_recording_properties", cc.recording_id)
-            state = str(props.recording_state).lower()
-            cc.recording_state = state
-            return "poll" if state == want else "unconfirmed"
         except Exception as exc:
             log.warning("call %s: recording state poll failed (%s)", cc.call_id, describe_error(exc))
-            return "unconfirmed"
+            return None
+        cc.recording_state = str(props.recording_state).lower()
+        return cc.recording_state
+
+    async def _confirm(self, cc: CallControl, want: str) -> str:
+        """Wait for ACS to report ``want``: its callback usually comes within tens of
+        milliseconds; if not (a recording started elsewhere sends its callbacks elsewhere),
+        ask with ``get_recording_properties``, then wait once more. Returns how it was
+        confirmed, or ``unconfirmed``."""
+        if await self._wait_state(cc, want, CALLBACK_WAIT_S):
+            return "callback"
+        if await self._poll_state(cc) == want:
+            return "poll"
+        if await self._wait_state(cc, want, CONFIRM_WAIT_S):
+            return "callback"
+        return "poll" if await self._poll_state(cc) == want else "unconfirmed"
 
     # ----- payment windows ---------------------------------------------------------------
     def window_opened(self, session: CallSession, window: Window, t0: float) -> None:

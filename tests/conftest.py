@@ -76,11 +76,15 @@ class Server:
         return self.proc.returncode
 
 
-def start_server(tmp: Path, **env: str) -> Server:
+def start_server(tmp: Path, public_url_self: bool = False, **env: str) -> Server:
+    """`callstream serve` in a subprocess on a free port; ``public_url_self`` makes the
+    server hand its own loopback URL to ACS (callbacks and the media transport URL)."""
     port = free_port()
     data_dir = tmp / f"data-{port}"
     log_path = tmp / f"server-{port}.log"
     environ = {**os.environ, "CALLSTREAM_DATA_DIR": str(data_dir), "CALLSTREAM_PORT": str(port), **env}
+    if public_url_self:
+        environ["CALLSTREAM_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
     fh = open(log_path, "wb")  # noqa: SIM115 - the child owns it
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "serve", "--log-level", "INFO"],
