@@ -24,6 +24,7 @@ _COUNTERS = {
     "utterances": "utterances segmented by VAD",
     "calls_started": "calls started",
     "calls_ended": "calls ended",
+    "payment_windows": "payment windows opened",
 }
 
 
@@ -41,6 +42,10 @@ class _ServiceCollector:
         if hasattr(s, "journal"):
             yield CounterMetricFamily("callstream_events_stored", "events written to the store", value=s.journal.written)
             yield CounterMetricFamily("callstream_store_write_errors", "failed store writes", value=s.journal.write_errors)
+        yield CounterMetricFamily(
+            "callstream_recording_pause_failures", "pause requests to ACS that failed (each retried)",
+            value=s.recording.pause_failures,
+        )
         if hasattr(s, "redaction"):
             yield CounterMetricFamily("callstream_redactions", "texts passed through the Redactor", value=s.redaction.count)
             yield CounterMetricFamily(

@@ -92,6 +92,10 @@ class RecordingController:
         self.configured = settings.acs_configured
         self.timeout_s = settings.recording_attempt_timeout_s
         self._client: Any = None
+        # Pause and resume requests get threads of their own, so that a state poll or an
+        # answer in flight never delays the request that keeps a card number off the
+        # recording.
+        self._urgent = ThreadPoolExecutor(max_workers=8, thread_name_prefix="acs-pause")
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="acs")
         self.calls: dict[str, CallControl] = {}
         self.pause_failures = 0
@@ -119,8 +123,9 @@ class RecordingController:
         if on_sent is not None:
             kwargs["raw_request_hook"] = lambda _request: on_sent()
         fn = functools.partial(getattr(self.client(), method), *args, connection_timeout=t, read_timeout=t, **kwargs)
+        pool = self._urgent if method in ("pause_recording", "resume_recording") else self._pool
         loop = asyncio.get_running_loop()
-        return await asyncio.wait_for(loop.run_in_executor(self._pool, fn), timeout=2 * t + 1)
+        return await asyncio.wait_for(loop.run_in_executor(pool, fn), timeout=2 * t + 1)
 
     def control(self, call_id: str) -> CallControl:
         cc = self.calls.get(call_id)
@@ -260,4 +265,5 @@ class RecordingController:
         )  # fmt: skip
 
     def close(self) -> None:
+        self._urgent.shutdown(wait=False, cancel_futures=True)
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -43,6 +43,7 @@ class Stats:
     calls_started: int = 0
     calls_ended: int = 0
     media_connections: int = 0
+    payment_windows: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

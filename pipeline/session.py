@@ -401,6 +401,7 @@ class CallSession:
         w = decision.window
         if decision.action == "open":
             self.set_payment_window(True)
+            self.stats.payment_windows += 1
             if not self._policy_audited:
                 self._policy_audited = True
                 policy = self.guard.policy

@@ -118,6 +118,7 @@ class AcsPassthroughEngine:
     """
 
     source = SOURCE
+    remote = False  # ACS transcribes on its side; callstream sends it nothing
 
     async def start(self) -> None:
         return None

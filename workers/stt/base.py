@@ -42,6 +42,9 @@ class SpeechEngine(Protocol):
     """A speech recognizer shared by all calls of the process."""
 
     source: str  # "local" | "azure" | "acs"
+    # True if audio leaves this machine (a cloud recognizer): the payment guard then keeps
+    # the customer's audio from it while a card payment is taken.
+    remote: bool
 
     async def start(self) -> None:
         """Acquire resources; remembers the running loop for callbacks."""

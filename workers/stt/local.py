@@ -314,6 +314,7 @@ class LocalSpeechEngine:
     """SpeechEngine backed by pocketsphinx in `workers` spawned processes."""
 
     source = SOURCE
+    remote = False
 
     def __init__(self, workers: int, partial_interval_ms: int = 300) -> None:
         if workers < 1:

@@ -1,0 +1,150 @@
+"""The payment guard's state machine alone, and its hold on a remote speech engine."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from models.settings import load_settings
+from pipeline.payment_guard import GuardPolicy, PaymentGuard
+from pipeline.replay import AGENT_ID, CUSTOMER_ID, load_call_audio
+from pipeline.service import Service
+from pipeline.store import SqliteEventStore
+
+from .conftest import FIXTURES
+
+SETTINGS = load_settings(environ={})
+
+
+def guard(**overrides: object) -> PaymentGuard:
+    return PaymentGuard(GuardPolicy.from_settings(load_settings(environ={}, overrides=overrides)))
+
+
+def test_intent_opens_closing_phrase_closes_and_the_same_utterance_cannot_reopen() -> None:
+    g = guard()
+    d = g.on_text("sure, can I take the card number?", "agent", 0, 1200)
+    assert (d.action, d.trigger, d.window.start_ms) == ("open", "intent", 1200)
+    assert g.on_text("can I take the card number", "agent", 0, 1300) is None  # already open
+    d = g.on_text("thank you, your payment has gone through", "agent", 30000, 31000)
+    assert (d.action, d.trigger, d.window.end_ms) == ("close", "phrase", 31000)
+    # Late partials of utterances spoken before the close do not reopen it ...
+    assert g.on_text("your card payment has gone through, take a payment", "agent", 30000, 31500) is None
+    # ... a new utterance does.
+    assert g.on_text("I'd like to take a payment for the other account", "agent", 32000, 33000).action == "open"
+
+
+def test_phrases_are_whole_words_and_configurable() -> None:
+    g = guard(payment_intent_phrases="pay now|tarjeta")
+    assert g.on_text("the card number is on file", "agent", 0, 100) is None
+    assert g.on_text("repay nowhere", "agent", 0, 100) is None
+    assert g.on_text("quiero pagar con tarjeta", "customer", 0, 200).trigger == "intent"
+    assert guard(payment_intent_phrases="").on_text("card number", "agent", 0, 1) is None
+
+
+def test_a_card_like_digit_run_is_a_late_trigger_with_exposure() -> None:
+    g = guard()
+    assert g.on_text("my order is one two three four", "customer", 0, 500) is None
+    d = g.on_text("it's four one one one one one one one one", "customer", 2000, 2600)
+    assert (d.trigger, d.window.exposure_from_ms) == ("digits", 2000)
+    g.confirmed(2700)
+    assert d.window.exposures == [(2000, 2700)]
+
+
+def test_quiet_period_and_maximum_window() -> None:
+    g = guard(payment_quiet_s=20, payment_max_s=60)
+    g.on_text("can I take the card number", "agent", 0, 1000)
+    assert g.check_timers(20000) is None
+    g.on_text("four one one one", "customer", 5000, 15000)  # a digit moves the quiet period on
+    assert g.check_timers(34000) is None
+    assert g.check_timers(35000).trigger == "timeout"
+    g.on_dtmf(40000)
+    assert g.window.trigger == "dtmf"
+    for t in range(41000, 100000, 10000):
+        g.on_dtmf(t)  # tones keep it from going quiet ...
+    assert g.check_timers(100000).trigger == "timeout"  # ... but not past the maximum
+
+
+def test_exposure_only_when_the_customer_spoke_before_the_pause_took_effect() -> None:
+    g = guard()
+    w = g.on_text("can I take the card number", "agent", 0, 1000).window
+    g.on_text("can I take the card number please", "agent", 0, 1100)  # the agent, not exposure
+    g.confirmed(1150)
+    g.on_customer_speech(1500)
+    assert w.exposures == []
+    assert g.on_text("thanks, payment is complete", "agent", 9000, 9500).action == "close"
+    w2 = g.on_text("take a payment", "agent", 10000, 10000).window
+    g.on_customer_speech(10100)
+    g.confirmed(10900)
+    assert w2.exposures == [(10000, 10900)]
+
+
+class _RemoteEngine:
+    """A stand-in cloud recognizer: records what audio it was given, never answers."""
+
+    source = "azure"
+    remote = True
+
+    def __init__(self) -> None:
+        self.pushed: dict[str, int] = {}
+
+    async def start(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+    def open_stream(self, uid, start_ms, on_result, language):  # noqa: ANN001, ANN201
+        engine = self
+
+        class Stream:
+            def push(self, pcm: bytes) -> None:
+                engine.pushed[uid] = engine.pushed.get(uid, 0) + len(pcm)
+
+            def end(self, end_ms: int) -> None:
+                pass
+
+            def cancel(self) -> None:
+                pass
+
+        engine.pushed.setdefault(uid, 0)
+        return Stream()
+
+
+async def test_customer_audio_is_withheld_from_a_remote_engine_during_a_payment(tmp_path) -> None:
+    cfg = load_settings(environ={}, overrides={"data_dir": str(tmp_path)})
+    engine = _RemoteEngine()
+    service = Service(cfg, engine=engine, store=SqliteEventStore(tmp_path / "events.db"))
+    service.final_timeout_s = 0.5
+    await service.start()
+    try:
+        audio = load_call_audio(FIXTURES / "payment_call.wav")
+        session = service.session("withhold-call")
+        session.attach()
+        session.on_message(json.dumps({"kind": "AudioMetadata", "audioMetadata": {
+            "subscriptionId": "s", "encoding": "PCM", "sampleRate": 16000, "channels": 1, "length": 640}}))  # fmt: skip
+        tracks = dict(audio.tracks)
+        frame = 640
+
+        def send(ms_from: int, ms_to: int) -> None:
+            for ms in range(ms_from, ms_to, 20):
+                for pid in (CUSTOMER_ID, AGENT_ID):
+                    pcm = tracks[pid][ms * 32 : ms * 32 + frame]
+                    if len(pcm) == frame:
+                        session.on_message(json.dumps({"kind": "AudioData", "audioData": {
+                            "data": base64.b64encode(pcm).decode(), "participantRawID": pid,
+                            "silent": False}}))  # fmt: skip
+
+        send(0, 6000)  # the agent asks for the card; the customer is silent
+        before = {u for u, n in engine.pushed.items()}
+        session.manual("pause")  # the window opens (manually here: no remote results)
+        send(6000, 12000)  # the customer reads the card number
+        during = {u: n for u, n in engine.pushed.items() if u not in before}
+        session.manual("resume")
+        send(12000, 19000)  # the customer gives the expiry, now back with the engine
+        after = {u: n for u, n in engine.pushed.items() if u not in before and u not in during}
+        session.detach("test")
+        await session.close_task
+    finally:
+        await service.stop()
+    assert during and all(n == 0 for n in during.values()), "no customer audio while the window is open"
+    assert after and any(n > 0 for n in after.values()), "audio flows again after the window"
