@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 from pipeline.replay import load_call_audio, replay_call
 
 from .conftest import FIXTURES, collect_call_events, load_manifest, start_server
-from .fake_acs import FakeAcs, post_event_grid
+from .fake_acs import FakeAcs, cloud_event, post_cloud_events, post_event_grid
 from .test_e2e_media import _transcription
 
 CUSTOMER = "4:+15551234"
@@ -218,11 +218,17 @@ async def test_dtmf_card_entry_opens_the_window_and_keeps_no_digit(fake_acs, tmp
                 await ws.send(json.dumps({"kind": "DtmfData", "dtmfData": {"data": tone}}))
             await wait_for(lambda: fake.of("pause"), what="a pause")
             await asyncio.sleep(0.5)
-        events = await collector
+            # ACS hangs up: the call ends although its media socket is still open.
+            post_cloud_events(f"{server.http}/acs/callbacks", [cloud_event(
+                "Microsoft.Communication.CallDisconnected", {"callConnectionId": call_id, "serverCallId": "server-call-dtmf"}
+            )])  # fmt: skip
+            events = await asyncio.wait_for(collector, 30)
         doc = audit_of(server, call_id)
     finally:
         server.stop()
     assert [e["trigger"] for e in events if e["type"] == "payment.started"] == ["dtmf"]
+    assert events[-1]["type"] == "call.ended" and events[-1]["reason"] == "call-disconnected"
+    assert any(r["kind"] == "acs.callback" and r["type"] == "CallDisconnected" for r in doc["records"])
     [exposure] = doc["exposures"]  # the first tones may be on the recording
     assert exposure["reason"].startswith("late trigger")
     db = sqlite3.connect(server.data_dir / "callstream.db")
