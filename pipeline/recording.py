@@ -96,7 +96,7 @@ class RecordingController:
         # answer in flight never delays the request that keeps a card number off the
         # recording.
         self._urgent = ThreadPoolExecutor(max_workers=8, thread_name_prefix="acs-pause")
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="acs")
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="acs")
         self.calls: dict[str, CallControl] = {}
         self.pause_failures = 0
 
@@ -212,6 +212,13 @@ class RecordingController:
 
     async def _drive(self, session: CallSession, window: Window, t0: float, action: str) -> None:
         """Send pause (or resume) until ACS confirms, or until the window changes state."""
+        try:
+            await self._drive_once(session, window, t0, action)
+        except asyncio.CancelledError:
+            session.audit("recording.abandoned", {"action": action, "window": window.number, "reason": "the call ended"})
+            raise
+
+    async def _drive_once(self, session: CallSession, window: Window, t0: float, action: str) -> None:
         cc = self.control(session.call_id)
         pausing = action == "pause"
         if not self.configured or cc.recording_id is None:
@@ -245,17 +252,24 @@ class RecordingController:
                 )  # fmt: skip
                 await asyncio.sleep(0.2 if attempt == 1 else min(MAX_BACKOFF_S, 0.5 * 2 ** (attempt - 2)))
                 continue
-            how = await self._confirm(cc, want)
-            latency = round((time.monotonic() - t0) * 1000, 1)
-            if pausing:
-                session.guard.confirmed(session.now_ms())
-            cls = RecordingPaused if pausing else RecordingResumed
-            session.emit(cls(callId=session.call_id, recordingId=rid, latencyMs=latency, attempt=attempt))
+            # Accepted: on record at once, whatever happens while we wait for confirmation.
             session.audit(
                 "recording.request",
                 {"action": action, "window": window.number, "recordingId": rid, "attempt": attempt,
-                 "outcome": "ok", "confirmedBy": how, "latencyMs": latency,
+                 "outcome": "ok", "latencyMs": round((time.monotonic() - t0) * 1000, 1),
                  "sentAfterMs": round((sent[0] - t0) * 1000, 1) if sent else None},
+            )  # fmt: skip
+            how = await self._confirm(cc, want) if still_wanted() else "not awaited (the window changed)"
+            latency = round((time.monotonic() - t0) * 1000, 1)
+            if pausing and how in ("callback", "poll"):
+                session.guard.confirmed(session.now_ms())
+                session.audit_exposures(window)
+            cls = RecordingPaused if pausing else RecordingResumed
+            session.emit(cls(callId=session.call_id, recordingId=rid, latencyMs=latency, attempt=attempt))
+            session.audit(
+                "recording.confirmed",
+                {"action": action, "window": window.number, "recordingId": rid, "state": cc.recording_state,
+                 "confirmedBy": how, "latencyMs": latency},
             )  # fmt: skip
             return
         session.audit(
