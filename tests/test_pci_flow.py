@@ -174,7 +174,8 @@ async def test_pause_failures_are_retried_and_the_exposure_is_on_record(fake_acs
 
 async def test_a_late_trigger_opens_on_digits_and_reports_exposure(fake_acs, tmp_path) -> None:
     fake = fake_acs
-    server = start_server(tmp_path, CALLSTREAM_STT="acs", **acs_env(fake))
+    # Configured by connection string this time: its http:// endpoint must be kept as given.
+    server = start_server(tmp_path, CALLSTREAM_STT="acs", CALLSTREAM_ACS_CONNECTION_STRING=fake.connection_string)
     try:
         client = CallAutomationClient(fake.endpoint, AzureKeyCredential(fake.access_key), retry_total=0)
         recording_id = client.start_recording(server_call_id="server-call-late").recording_id
@@ -236,3 +237,27 @@ async def test_dtmf_card_entry_opens_the_window_and_keeps_no_digit(fake_acs, tmp
     db.close()
     assert "4111" not in "\n".join(rows) + json.dumps(events) + json.dumps(doc) + server.logs()
     assert doc["windows"][0]["trigger"] == "dtmf"
+
+
+async def test_without_a_known_recording_the_window_still_opens_and_the_audit_says_so(fake_acs, tmp_path) -> None:
+    server = start_server(tmp_path, CALLSTREAM_STT="acs", **acs_env(fake_acs))
+    try:
+        call_id = "unrecorded-call"
+        collector = asyncio.create_task(collect_call_events(server.ws, call_id))
+        await asyncio.sleep(0.3)
+        async with connect(f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}) as ws:
+            await ws.send(_transcription("can i take the card number", "Final", AGENT, 0))
+            await asyncio.sleep(0.3)
+            assert server.post_json(f"/calls/{call_id}/recording/resume", {})[0] == 202
+            assert server.post_json(f"/calls/{call_id}/recording/pause", {})[0] == 202
+            assert server.post_json(f"/calls/{call_id}/recording/pause", {})[0] == 200  # already open
+            assert server.post_json(f"/calls/{call_id}/recording/stop", {})[0] == 404
+            assert server.post_json("/calls/no-such-call/recording/pause", {})[0] == 404
+        events = await collector
+        doc = audit_of(server, call_id)
+    finally:
+        server.stop()
+    assert [e["trigger"] for e in events if e["type"] == "payment.started"] == ["intent", "manual"]
+    skipped = [r for r in doc["requests"] if r["kind"] == "recording.skipped"]
+    assert skipped and all(r["reason"] == "no recording is known for this call" for r in skipped)
+    assert not [e for e in events if e["type"].startswith("recording.")]
