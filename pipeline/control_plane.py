@@ -55,12 +55,20 @@ def _recording_wanted(service: Service) -> bool:
     return service.recording.configured and setting != "off"
 
 
-async def acs_events(request: Request) -> Response:
+async def _acs_request(request: Request) -> tuple[Service, list[dict], str] | Response:
+    """The service, the posted events and the public base URL (or the error answer)."""
     service: Service = request.app.state.service
     items = await _json_array(request)
     if isinstance(items, Response):
         return items
-    public = _public_url(service, request)
+    return service, items, _public_url(service, request)
+
+
+async def acs_events(request: Request) -> Response:
+    parsed = await _acs_request(request)
+    if isinstance(parsed, Response):
+        return parsed
+    service, items, public = parsed
     for ev in items:
         kind = ev.get("eventType") or ev.get("type")
         data = ev.get("data") or {}
@@ -88,11 +96,10 @@ async def _answer(service: Service, context: str, public: str) -> None:
 
 
 async def acs_callbacks(request: Request) -> Response:
-    service: Service = request.app.state.service
-    items = await _json_array(request)
-    if isinstance(items, Response):
-        return items
-    public = _public_url(service, request)
+    parsed = await _acs_request(request)
+    if isinstance(parsed, Response):
+        return parsed
+    service, items, public = parsed
     for ev in items:
         await _callback(service, ev, public)
     return JSONResponse({})

@@ -43,6 +43,14 @@ async def wait_for(predicate, timeout: float = 10.0, what: str = "condition") ->
         await asyncio.sleep(0.05)
 
 
+def register_recording(server, fake: FakeAcs, call_id: str) -> str:  # noqa: ANN001
+    """A recording started elsewhere (not by callstream), registered for the call."""
+    client = CallAutomationClient(fake.endpoint, AzureKeyCredential(fake.access_key), retry_total=0)
+    recording_id = client.start_recording(server_call_id=f"server-{call_id}").recording_id
+    assert server.post_json(f"/calls/{call_id}/recording", {"recordingId": recording_id})[0] == 200
+    return recording_id
+
+
 def audit_of(server, call_id: str) -> dict:  # noqa: ANN001
     status, doc = server.get_json(f"/calls/{call_id}/audit")
     assert status == 200, doc
@@ -130,10 +138,8 @@ async def test_pause_failures_are_retried_and_the_exposure_is_on_record(fake_acs
         tmp_path, CALLSTREAM_STT="acs", CALLSTREAM_RECORDING_ATTEMPT_TIMEOUT_S="0.5", **acs_env(fake)
     )
     try:
-        client = CallAutomationClient(fake.endpoint, AzureKeyCredential(fake.access_key), retry_total=0)
-        recording_id = client.start_recording(server_call_id="server-call-retry").recording_id
         call_id = "retry-call"
-        assert server.post_json(f"/calls/{call_id}/recording", {"recordingId": recording_id})[0] == 200
+        register_recording(server, fake, call_id)
         # First pause: HTTP 500. Second: no answer within the attempt timeout. Third: fine.
         fake.script("pause", 500, ("timeout", 1.5))
         collector = asyncio.create_task(collect_call_events(server.ws, call_id))
@@ -146,7 +152,12 @@ async def test_pause_failures_are_retried_and_the_exposure_is_on_record(fake_acs
             await ws.send(_transcription("sure it's four one one one", "Intermediate", CUSTOMER, 2000))
             await wait_for(lambda: [r for r in fake.of("pause") if r.status == 202], timeout=15, what="a pause")
             await ws.send(_transcription("sure it's 4111 1111 1111 1111", "Final", CUSTOMER, 2000))
-            await asyncio.sleep(1.5)
+            # The agent resumes once ACS has confirmed the pause (on a loaded machine that
+            # can take a moment after the 202).
+            await wait_for(
+                lambda: any(r["kind"] == "recording.confirmed" for r in audit_of(server, call_id)["records"]),
+                timeout=15, what="the pause to be confirmed",
+            )  # fmt: skip
             assert server.post_json(f"/calls/{call_id}/recording/resume", {})[0] == 202
             await wait_for(lambda: fake.of("resume"), what="the resume")
             await asyncio.sleep(0.5)
@@ -177,10 +188,8 @@ async def test_a_late_trigger_opens_on_digits_and_reports_exposure(fake_acs, tmp
     # Configured by connection string this time: its http:// endpoint must be kept as given.
     server = start_server(tmp_path, CALLSTREAM_STT="acs", CALLSTREAM_ACS_CONNECTION_STRING=fake.connection_string)
     try:
-        client = CallAutomationClient(fake.endpoint, AzureKeyCredential(fake.access_key), retry_total=0)
-        recording_id = client.start_recording(server_call_id="server-call-late").recording_id
         call_id = "late-call"
-        server.post_json(f"/calls/{call_id}/recording", {"recordingId": recording_id})
+        register_recording(server, fake, call_id)
         collector = asyncio.create_task(collect_call_events(server.ws, call_id))
         await asyncio.sleep(0.3)
         async with connect(f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}) as ws:
@@ -207,10 +216,8 @@ async def test_dtmf_card_entry_opens_the_window_and_keeps_no_digit(fake_acs, tmp
     fake = fake_acs
     server = start_server(tmp_path, CALLSTREAM_STT="acs", **acs_env(fake))
     try:
-        client = CallAutomationClient(fake.endpoint, AzureKeyCredential(fake.access_key), retry_total=0)
-        recording_id = client.start_recording(server_call_id="server-call-dtmf").recording_id
         call_id = "keypad-entry-call"
-        server.post_json(f"/calls/{call_id}/recording", {"recordingId": recording_id})
+        register_recording(server, fake, call_id)
         collector = asyncio.create_task(collect_call_events(server.ws, call_id))
         await asyncio.sleep(0.3)
         async with connect(f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}) as ws:
