@@ -63,6 +63,7 @@ class Sentiment(Event, tag="sentiment", kw_only=True):
     utteranceId: str
     label: str
     score: float
+    rollingScore: float | None = None  # the participant's running score (beyond the contract)
 
 
 class Translation(Event, tag="translation", kw_only=True):

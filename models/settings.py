@@ -79,6 +79,9 @@ class Settings(msgspec.Struct, kw_only=True):
         "payment was successful|payment is approved|transaction approved|transaction is approved|"
         "transaction is complete"
     )
+    llm_timeout_s: float = 5.0  # one request to the model; then the fallback
+    sentiment_batch_ms: int = 200  # model sentiment: wait this long to batch finals ...
+    sentiment_batch_max: int = 8  # ... or until this many are waiting
     payment_quiet_s: float = 20.0  # close after this long without a digit (spoken or keyed)
     payment_max_s: float = 180.0  # the longest a window stays open
     payment_withhold_audio: bool = True  # keep the customer's audio from remote speech engines

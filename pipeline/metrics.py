@@ -46,6 +46,17 @@ class _ServiceCollector:
             "callstream_recording_pause_failures", "pause requests to ACS that failed (each retried)",
             value=s.recording.pause_failures,
         )
+        errors = CounterMetricFamily(
+            "callstream_enrichment_errors", "model requests that failed (sentiment fell back to local)",
+            labels=["kind"],
+        )
+        for kind in ("sentiment", "translation", "summary"):
+            errors.add_metric([kind], s.enricher.errors[kind])
+        yield errors
+        yield CounterMetricFamily("callstream_sentiment_local", "utterances rated by VADER", value=s.enricher.sentiment_count)
+        yield CounterMetricFamily(
+            "callstream_sentiment_local_seconds", "time spent rating with VADER", value=s.enricher.sentiment_seconds
+        )
         if hasattr(s, "redaction"):
             yield CounterMetricFamily("callstream_redactions", "texts passed through the Redactor", value=s.redaction.count)
             yield CounterMetricFamily(

@@ -15,6 +15,7 @@ from models.settings import Settings
 from workers.stt.base import SpeechEngine
 
 from .bus import MemoryBus
+from .enrichment import Enricher
 from .journal import Journal
 from .known_entities import KnownEntities
 from .payment_guard import GuardPolicy
@@ -86,6 +87,7 @@ class Service:
         self.known = KnownEntities()
         self.guard_policy = GuardPolicy.from_settings(settings)
         self.recording = RecordingController(settings)
+        self.enricher = Enricher(settings)
         self.ready = False
         self.draining = False
         self.started_at = time.time()
@@ -114,6 +116,7 @@ class Service:
         await self.journal.aclose()
         await self.engine.aclose()
         self.recording.close()
+        await self.enricher.aclose()
         self.redaction.close()
         self.store.close()
 

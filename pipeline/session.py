@@ -68,6 +68,7 @@ GAP_MS = 100
 # on the call's timeline, not in the order they were recognized: when audio arrives
 # faster than real time, a later turn can be recognized first.
 CONTEXT_UTTERANCES = 2
+MAX_SUMMARY_LINES = 2000  # redacted finals kept for the end-of-call summary
 CONTEXT_KEPT = 8
 _CONTEXT_WORD = re.compile(r"[a-z]+")
 _TAG = re.compile(r"\[[A-Z0-9_]+\]")  # "[CARD_SECURITY_CODE]" must not read as "security code"
@@ -198,6 +199,8 @@ class CallSession:
         self._policy_audited = False
         self._tasks: set[asyncio.Task] = set()
         self.redaction_counts: Counter[str] = Counter()
+        self.rolling_sentiment: dict[str, float] = {}  # participant -> running score
+        self.finals: list[tuple[str, str]] = []  # (role, redacted text), for the summary
         # Per open utterance; their contents are read and written on the redaction thread only.
         self.sticky: dict[str, StickyValues] = {}
         # Words of the last final utterances; appended and read on the redaction thread.
@@ -230,10 +233,12 @@ class CallSession:
         self._apply(self.guard.call_ended(self.now_ms()), notify_acs=False)
         if self._guard_timer is not None:
             self._guard_timer.cancel()
+        await self.service.enricher.drain()
         if self._tasks:
             _, late = await asyncio.wait(list(self._tasks), timeout=self.service.recording.timeout_s * 3 + 2)
             for task in late:
                 task.cancel()
+        await self.service.enricher.summary(self)
         if self.redaction_counts or self.guard.windows:
             self.audit("redactions", {"counts": dict(sorted(self.redaction_counts.items()))})
         if self.started:
@@ -370,10 +375,15 @@ class CallSession:
         self.on_result(participant, result)
 
     # ----- payment windows -------------------------------------------------------------
-    def track(self, task: asyncio.Task) -> None:
-        """Keep a background task of this call (recording requests) until it is done."""
+    def track(self, task: asyncio.Future) -> None:
+        """Keep a background task of this call (recording requests, enrichment) until it is done."""
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def track_new(self, coro) -> asyncio.Task:  # noqa: ANN001
+        task = asyncio.get_running_loop().create_task(coro)
+        self.track(task)
+        return task
 
     def audit(self, kind: str, body: dict) -> None:
         self.service.journal.audit(self.call_id, kind, body)
@@ -522,3 +532,8 @@ class CallSession:
                 redactions=rr.redactions,
             )
         )
+        if result.is_final:
+            role = self.participants.get(participant, "unknown")
+            if len(self.finals) < MAX_SUMMARY_LINES:
+                self.finals.append((role, rr.text))
+            self.service.enricher.on_final(self, participant, uid, rr.text)

@@ -233,7 +233,8 @@ async def test_dtmf_tones_are_counted_never_kept(acs_server) -> None:
     )
     assert [e["trigger"] for e in events if e["type"] == "payment.started"] == ["dtmf"]
     assert {e["type"] for e in events} <= {
-        "call.started", "participant.joined", "transcript.final", "payment.started", "payment.ended", "call.ended"
+        "call.started", "participant.joined", "transcript.final", "sentiment", "payment.started", "payment.ended",
+        "call.ended",
     }
     # That tones came is on record (the window's trigger), which tones is not.
     [started] = [e for e in events if e["type"] == "payment.started"]

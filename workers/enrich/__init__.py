@@ -1,0 +1,1 @@
+"""Enrichers: sentiment, translation and summary, on redacted text only."""
