@@ -105,6 +105,13 @@ class RecordingError(_Recording, tag="recording.error", kw_only=True):
     pass
 
 
+class SpeechError(Event, tag="speech.error", kw_only=True):
+    """The speech engine failed for a participant (beyond the contract; the call goes on)."""
+
+    participant: str
+    error: str
+
+
 class Summary(Event, tag="summary", kw_only=True):
     text: str
 

@@ -25,6 +25,7 @@ _COUNTERS = {
     "calls_started": "calls started",
     "calls_ended": "calls ended",
     "payment_windows": "payment windows opened",
+    "speech_errors": "speech engine cancellations and errors (the call goes on)",
 }
 
 

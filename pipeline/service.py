@@ -45,6 +45,7 @@ class Stats:
     calls_ended: int = 0
     media_connections: int = 0
     payment_windows: int = 0
+    speech_errors: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -57,11 +58,31 @@ def make_engine(settings: Settings) -> SpeechEngine:
         return LocalSpeechEngine(
             workers=settings.stt_worker_count, partial_interval_ms=settings.stt_partial_interval_ms
         )
+    if settings.stt == "azure":
+        from urllib.parse import urlsplit
+
+        from workers.stt.azure import AzureSpeechEngine
+
+        translate_to = [t.strip() for t in settings.translate_to.split(",") if t.strip()]
+        kwargs: dict = {}
+        endpoint = settings.speech_endpoint
+        if endpoint and urlsplit(endpoint).path in ("", "/"):
+            kwargs["host"] = endpoint.rstrip("/")  # a bare host (a container, or a test's fake)
+        elif endpoint:
+            kwargs["endpoint"] = endpoint
+        else:
+            kwargs["region"] = settings.speech_region
+        return AzureSpeechEngine(
+            key=settings.speech_key,
+            language=settings.language,
+            translate_to=translate_to if settings.translator == "azure" else None,
+            **kwargs,
+        )
     if settings.stt == "acs":
         from workers.stt.acs import AcsPassthroughEngine
 
         return AcsPassthroughEngine()
-    raise ValueError(f"CALLSTREAM_STT={settings.stt!r} is not available (use local or acs)")
+    raise ValueError(f"CALLSTREAM_STT={settings.stt!r} is not available (use local, azure or acs)")
 
 
 class Service:

@@ -37,6 +37,7 @@ from models.events import (
     ParticipantJoined,
     PaymentEnded,
     PaymentStarted,
+    SpeechError,
     TranscriptFinal,
     TranscriptPartial,
     utc_now_iso,
@@ -97,7 +98,9 @@ class Utterance:
 class Channel:
     """One participant's audio (or the mixed stream): resampler, segmenter, open utterance."""
 
-    __slots__ = ("session", "participant", "role", "resampler", "segmenter", "buf", "utterance", "in_frame_bytes")
+    __slots__ = (
+        "session", "participant", "role", "resampler", "segmenter", "buf", "utterance", "in_frame_bytes", "continuous",
+    )  # fmt: skip
 
     def __init__(self, session: CallSession, participant: str, role: str, start_ms: int) -> None:
         s = session.service.settings
@@ -117,10 +120,15 @@ class Channel:
         )
         self.buf = bytearray()
         self.utterance: Utterance | None = None
+        # A continuous engine (Azure) hears the participant's whole audio, silence and all,
+        # so that its offsets stay on the call's timeline; VAD still runs for the guard.
+        self.continuous = session.open_continuous(self, start_ms)
 
     def audio(self, data: bytes) -> None:
         if self.resampler is not None:
             data = self.resampler.process(data)
+        if self.continuous is not None:
+            self.continuous.push(bytes(len(data)) if self._withheld() else data)
         if not self.buf and len(data) == VAD_FRAME_BYTES:
             self._handle(self.segmenter.push(data))
             return
@@ -131,18 +139,26 @@ class Channel:
             self._handle(self.segmenter.push(frame))
 
     def silence(self, nbytes: int) -> None:
-        for _ in range(max(1, round(nbytes / self.in_frame_bytes))):
+        frames = max(1, round(nbytes / self.in_frame_bytes))
+        if self.continuous is not None:
+            self.continuous.push(bytes(VAD_FRAME_BYTES * frames))
+        for _ in range(frames):
             self._handle(self.segmenter.push_silence())
 
     def flush(self) -> None:
         self._handle(self.segmenter.flush())
+        if self.continuous is not None:
+            self.continuous.close()  # the engine delivers its last finals, then stops
 
     def skip(self, gap_ms: int) -> None:
         """Frames stopped for `gap_ms`: end any open utterance where the audio stopped, and
         move the clock on so later offsets stay on the call's timeline."""
-        self.flush()
+        self._handle(self.segmenter.flush())
         self.buf.clear()
-        self.segmenter.clock_ms += gap_ms - gap_ms % 20
+        step = gap_ms - gap_ms % 20
+        if self.continuous is not None:
+            self.continuous.push(bytes(32 * step))  # silence for the gap keeps offsets true
+        self.segmenter.clock_ms += step
 
     def _withheld(self) -> bool:
         """During a payment the customer's audio does not go to a remote speech engine."""
@@ -223,6 +239,12 @@ class CallSession:
         """Close open utterances, wait (bounded) for their finals, then end the call."""
         for ch in self.channels.values():
             ch.flush()
+        closing = [ch.continuous.wait_closed() for ch in self.channels.values() if ch.continuous is not None]
+        if closing:  # a continuous engine's last finals come after its channel closes
+            try:
+                await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), self.service.final_timeout_s)
+            except TimeoutError:
+                log.warning("call %s: the speech engine did not finish in time", self.call_id)
         try:
             await asyncio.wait_for(self._settled.wait(), self.service.final_timeout_s)
         except TimeoutError:
@@ -462,13 +484,51 @@ class CallSession:
             context=tuple(w for words in earlier[-CONTEXT_UTTERANCES:] for w in words),
         )
 
+    # ----- continuous engines (Azure) -------------------------------------------------
+    def open_continuous(self, ch: Channel, start_ms: int):  # noqa: ANN201
+        engine = self.service.engine
+        if not getattr(engine, "continuous", False):
+            return None
+        participant = ch.participant
+
+        def on_result(result: SpeechResult) -> None:
+            if not result.is_final and result.utterance_id not in self.pending:
+                self.pending.add(result.utterance_id)  # open until its final is published
+                self._settled.clear()
+            self.on_result(participant, result)
+
+        def on_translation(uid: str, _channel: str, translations: dict[str, str], is_final: bool) -> None:
+            if is_final:
+                for language, text in translations.items():
+                    self.on_engine_translation(participant, uid, language, text)
+
+        return engine.open_channel(
+            participant, start_ms, on_result, on_translation,
+            lambda error: self.on_engine_error(participant, error), self.service.settings.language,
+        )  # fmt: skip
+
+    def on_engine_error(self, participant: str, error: str) -> None:
+        """A recognizer was canceled: an event and a metric; the call goes on."""
+        self.stats.speech_errors += 1
+        log.warning("call %s: speech engine error for a participant: %s", self.call_id, error)
+        if not self.ended:
+            self.emit(SpeechError(callId=self.call_id, participant=participant, error=error))
+
+    def on_engine_translation(self, participant: str, uid: str, language: str, text: str) -> None:
+        """Live translation from the engine is raw speech too: redact it, then publish."""
+        self.service.redaction.submit(
+            text,
+            lambda rr: self.service.enricher.translation_from_engine(self, participant, uid, language, rr.text),
+            lambda: self.redaction_policy(),
+        )
+
     # ----- speech results --------------------------------------------------------------
     def open_utterance(self, ch: Channel, start_ms: int) -> Utterance:
         self.utterance_counter += 1
         uid = f"u{self.utterance_counter}"
         stream = None
         engine = self.service.engine
-        if engine.source != "acs":
+        if engine.source != "acs" and not getattr(engine, "continuous", False):
             stream = engine.open_stream(
                 uid, start_ms, lambda r, p=ch.participant: self.on_result(p, r), self.service.settings.language
             )

@@ -5,36 +5,53 @@ The REAL Speech SDK talks to it:
     with FakeSpeech() as fake:
         fake.script([Phrase("hello there", 500, 1200)])
         config = speechsdk.SpeechConfig(host=fake.host, subscription="fake-key")
+        # or SpeechConfig(endpoint=fake.endpoint, subscription="fake-key")
 
 It runs a `websockets` server on 127.0.0.1 in a background thread with its own event loop,
 so it serves the SDK's native threads whatever the test's loop is doing.
 
-Wire protocol, as the SDK (1.53) speaks it:
+Wire protocol, as the SDK (azure-cognitiveservices-speech 1.53) speaks it (observed):
 - Handshake: GET /speech/recognition/conversation/cognitiveservices/v1?language=en-US
-  (translation: /speech/translation/cognitiveservices/v1?from=en-US&to=de...), headers
-  Ocp-Apim-Subscription-Key, X-ConnectionId, Sec-WebSocket-Protocol: USP.
-- Client text frames: "Header:value\\r\\n..." lines, a blank line, a JSON body. Paths
-  `speech.config` (SDK/OS/audio format) then `speech.context` (phraseDetection language,
-  translation targets) carrying the turn's X-RequestId.
+  (&format=detailed with OutputFormat.Detailed). A TranslationRecognizer configured with
+  `host=` goes to /stt/speech/universal/v2 with NO query: its language and target
+  languages travel in speech.context. Headers: Ocp-Apim-Subscription-Key,
+  X-ConnectionId, Sec-WebSocket-Protocol: USP (the fake selects it).
+- Client text frames: "Header:value\r\n..." lines, a blank line, a JSON body. Paths
+  `speech.config` (SDK/OS/audio format), `speech.context` (phraseDetection.language;
+  translation.targetLanguages; on a reconnection "continuation" with the audio offset it
+  resumes from), `telemetry`. The turn's X-RequestId comes with speech.context.
 - Client binary frames: 2-byte big-endian header length, headers (Path:audio,
   X-RequestId, X-StreamId), then audio. The first audio frame of a turn carries only a 44
   byte RIFF/WAVE header (Content-Type:audio/x-wav); an empty audio frame ends the stream.
-- Service text frames: "X-RequestId:<id>\\r\\nContent-Type:application/json;
-  charset=utf-8\\r\\nPath:<path>\\r\\n\\r\\n<json>" with paths turn.start,
-  speech.startDetected, speech.hypothesis / translation.hypothesis, speech.phrase /
-  translation.phrase, speech.endDetected, turn.end. Offsets and durations are 100-ns ticks
-  from the start of the turn's audio.
+- Service text frames: "X-RequestId:<id>\r\nContent-Type:application/json;
+  charset=utf-8\r\nPath:<path>\r\n\r\n<json>": turn.start, speech.startDetected,
+  speech.hypothesis {Text, Offset, Duration} (translation.hypothesis adds Translation
+  {TranslationStatus, Translations: [{Language, Text}]}), speech.phrase
+  {RecognitionStatus: "Success", DisplayText, Offset, Duration, NBest} (translation.phrase:
+  Text + Translation), and at the end of the stream speech.endDetected, a phrase with
+  RecognitionStatus "EndOfDictation" at the end offset, turn.end. Without EndOfDictation
+  the SDK thinks audio after the last final is unacknowledged: it opens a new turn to
+  replay it and a stop then waits ~10 s for the service. With it, the SDK fires canceled
+  (EndOfStream) and session_stopped. Offsets/durations: 100-ns ticks from the start of
+  the connection's audio; after a reconnection the SDK replays from the end of the last
+  final and adds that offset itself, so the engine sees stream offsets.
 
-Scripting: each new connection takes a `Script`: first one queued for its language (the
-`language` / `from` query parameter), else the next one of the plain FIFO, else an empty
-script (no speech: the turn just ends with the audio). A script lists `Phrase`s; each
-phrase is sent as partial hypotheses and a final phrase once the connection has received
-audio up to the phrase's end (32 bytes per ms of 16 kHz PCM16), so results are driven by
-the audio actually streamed. A `Failure` script instead rejects the handshake (HTTP status)
-or closes the websocket with a close code after `after_ms` of audio.
+Scripting: each new connection takes a `Script`: the first one queued for its language
+(the `language` query parameter; translation connections have none and use the FIFO),
+else the next one of the plain FIFO, else an empty script (no speech: the turn just ends
+with the audio). A script lists `Phrase`s with offsets relative to that connection's
+audio; each is sent as a partial hypothesis (first half of its words) once audio reaches
+its middle, and a final phrase once audio reaches its end (32 bytes per ms of 16 kHz
+PCM16), so results are driven by the audio actually streamed. A `Failure` as the whole
+script rejects the handshake (HTTP status) or closes the websocket with a close code after
+`after_ms` of audio; `repeat` fails that many connections in a row (the SDK retries a
+dropped connection: 5 connections in all before it cancels with an error). A `Failure`
+inside a phrase list drops the connection mid-stream after the phrases due by `after_ms`.
+One turn per connection.
 
 Every connection is recorded (`ConnectionRecord`): path, query, headers, the messages it
-sent, the audio bytes received, whether the stream was ended, and what was answered.
+sent, the last speech.context, the audio bytes received, whether the stream was ended,
+and the paths answered.
 """
 
 from __future__ import annotations
@@ -71,6 +88,9 @@ class Phrase:
     duration_ms: int
     translations: dict[str, str] | None = None
     confidence: float = 0.9
+    # "Success", or e.g. "NoMatch": the final phrase then carries no text (the partial
+    # hypothesis is still sent when `text` is not empty).
+    status: str = "Success"
 
 
 @dataclass(frozen=True)
@@ -85,12 +105,15 @@ class Failure:
     repeat: int = 1  # also fail this many - 1 reconnections (the SDK retries)
 
 
+Script = list[Phrase | Failure] | Failure
+
+
 @dataclass
 class ConnectionRecord:
     path: str
     query: dict[str, list[str]]
     headers: dict[str, str]
-    script: list[Phrase] | Failure
+    script: Script
     messages: list[tuple[str, dict[str, str], str]] = field(default_factory=list)
     audio_bytes: int = 0
     wav_headers: int = 0
@@ -144,8 +167,8 @@ class FakeSpeech:
     def __init__(self) -> None:
         self.port = 0
         self.connections: list[ConnectionRecord] = []
-        self._fifo: deque[list[Phrase] | Failure] = deque()
-        self._by_language: dict[str, deque[list[Phrase] | Failure]] = {}
+        self._fifo: deque[Script] = deque()
+        self._by_language: dict[str, deque[Script]] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -164,7 +187,7 @@ class FakeSpeech:
     def endpoint(self) -> str:
         return f"{self.host}/speech/recognition/conversation/cognitiveservices/v1"
 
-    def script(self, script: list[Phrase] | Failure, language: str | None = None) -> None:
+    def script(self, script: Script, language: str | None = None) -> None:
         """Queue the behaviour of a future connection (for `language`, or the next one)."""
         with self._lock:
             if language is None:
@@ -228,7 +251,7 @@ class FakeSpeech:
 
     # ------------------------------------------------------------------ protocol
 
-    def _take_script(self, language: str | None) -> list[Phrase] | Failure:
+    def _take_script(self, language: str | None) -> Script:
         with self._lock:
             queue = self._by_language.get(language or "") or self._fifo
             if not queue:
@@ -255,9 +278,7 @@ class FakeSpeech:
         if isinstance(record.script, Failure) and record.script.http_status is not None:
             status = HTTPStatus(record.script.http_status)
             record.closed = True
-            return Response(
-                status.value, status.phrase, Headers(), record.script.reason.encode()
-            )
+            return Response(status.value, status.phrase, Headers(), record.script.reason.encode())
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
@@ -281,8 +302,11 @@ class _Session:
         self.turn_ended = False
         self.pending: list[tuple[int, str, Phrase]] = []  # (audio_ms trigger, kind, phrase)
         self.speech_started = False
+        self.drop: Failure | None = None  # a Failure inside a phrase list: drop mid-stream
         if isinstance(record.script, list):
-            for ph in sorted(record.script, key=lambda p: p.offset_ms):
+            phrases = [p for p in record.script if isinstance(p, Phrase)]
+            self.drop = next((p for p in record.script if isinstance(p, Failure)), None)
+            for ph in sorted(phrases, key=lambda p: p.offset_ms):
                 end = ph.offset_ms + ph.duration_ms
                 self.pending.append((ph.offset_ms + ph.duration_ms // 2, "partial", ph))
                 self.pending.append((end, "final", ph))
@@ -330,6 +354,9 @@ class _Session:
                     return
                 continue
             await self.advance(self.record.audio_ms)
+            if self.drop is not None and self.record.audio_ms >= self.drop.after_ms:
+                await self.ws.close(self.drop.close_code, self.drop.reason)
+                return
 
     async def advance(self, audio_ms: int) -> None:
         while self.pending and self.pending[0][0] <= audio_ms:
@@ -343,6 +370,8 @@ class _Session:
             await self.send("speech.startDetected", {"Offset": offset})
         translation = self.record.is_translation
         if kind == "partial":
+            if not ph.text:
+                return
             words = ph.text.split()
             text = " ".join(words[: max(1, len(words) // 2)])
             body: dict[str, Any] = {
@@ -357,6 +386,11 @@ class _Session:
                 await self.send("speech.hypothesis", body)
             return
         duration = ph.duration_ms * TICKS_PER_MS
+        if ph.status != "Success":
+            path = "translation.phrase" if translation else "speech.phrase"
+            body = {"RecognitionStatus": ph.status, "Offset": offset, "Duration": duration}
+            await self.send(path, body)
+            return
         if translation:
             await self.send(
                 "translation.phrase",
@@ -414,11 +448,7 @@ class _Session:
         end = audio_ms * TICKS_PER_MS
         await self.send("speech.endDetected", {"Offset": end})
         phrase_path = "translation.phrase" if self.record.is_translation else "speech.phrase"
-        await self.send(phrase_path, {"RecognitionStatus": "EndOfDictation", "Offset": end, "Duration": 0})
+        await self.send(
+            phrase_path, {"RecognitionStatus": "EndOfDictation", "Offset": end, "Duration": 0}
+        )
         await self.send("turn.end", {})
-
-
-@contextlib.contextmanager
-def running() -> Any:
-    with FakeSpeech() as fake:
-        yield fake
