@@ -83,3 +83,20 @@ async def test_a_canceled_recognizer_is_reported_and_the_call_goes_on(fake_speec
     assert finals[0]["participant"] != errors[0]["participant"]
     assert events[-1]["type"] == "call.ended"
     assert "callstream_speech_errors_total 1.0" in metrics
+
+
+async def test_live_translation_from_the_audio_is_redacted(fake_speech, tmp_path) -> None:
+    card_de = "meine Karte ist 4111 1111 1111 1111"
+    for _ in range(2):
+        fake_speech.script([Phrase("my card is 4111 1111 1111 1111", 1000, 2000, translations={"de": card_de})])
+    server = start_server(tmp_path, CALLSTREAM_TRANSLATOR="azure", CALLSTREAM_TRANSLATE_TO="de", **azure_env(fake_speech))
+    try:
+        events = await run_call(server, "azure-translated")
+    finally:
+        server.stop()
+    translations = [e for e in events if e["type"] == "translation"]
+    finals = {e["utteranceId"] for e in events if e["type"] == "transcript.final"}
+    assert translations and {t["utteranceId"] for t in translations} <= finals
+    for t in translations:
+        assert t["language"] == "de" and t["text"].startswith("meine Karte ist [")
+    assert not any("4111" in e.get("text", "") for e in events)

@@ -123,3 +123,17 @@ async def test_a_failing_or_slow_model_degrades_to_the_fallback(fake_llm, tmp_pa
     }
     assert errors["sentiment"] >= 2 and errors["translation"] >= 3 and errors["summary"] == 1
     assert json.dumps(events).count("Summary") == 0
+
+
+async def test_azure_openai_is_served_through_the_same_client(fake_llm) -> None:
+    from workers.enrich.llm import LlmClient
+
+    llm = LlmClient(model="my-deployment", azure_endpoint=fake_llm.azure_endpoint, azure_api_key=fake_llm.api_key)
+    try:
+        rated = await llm.sentiment([("a", "thank you, that is great"), ("b", "this is terrible")])
+        translated = await llm.translate("my card is [CREDIT_CARD] thanks", "fr")
+    finally:
+        await llm.aclose()
+    assert rated["a"].label == "positive" and rated["b"].label == "negative"
+    assert "[CREDIT_CARD]" in translated
+    assert all("/openai/deployments/my-deployment/" in r["path"] for r in fake_llm.requests)
