@@ -13,6 +13,9 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 __all__ = ["Sentiment", "LocalSentiment", "label_for"]
 
+# VADER's cost grows faster than the text (45 ms for 1,000 words, 0.5 ms for 80): an
+# utterance is rated on its last this-many characters, where a turn's feeling usually ends.
+MAX_CHARS = 600
 # VADER's own recommended cut-offs on the compound score.
 POSITIVE_AT = 0.05
 NEGATIVE_AT = -0.05
@@ -38,5 +41,7 @@ class LocalSentiment:
         self._vader = SentimentIntensityAnalyzer()
 
     def score(self, text: str) -> Sentiment:
+        if len(text) > MAX_CHARS:
+            text = text[-MAX_CHARS:].split(" ", 1)[-1]
         compound = float(self._vader.polarity_scores(text)["compound"])
         return Sentiment(label_for(compound), round(compound, 3))
