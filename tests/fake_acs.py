@@ -44,6 +44,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from .loopback import LoopbackServer
+
 OPS = (
     "answer",
     "create_call",
@@ -295,7 +297,7 @@ def _error_body(status: int, message: str, code: str | None = None) -> dict:
     return {"error": {"code": code or _ERROR_CODES.get(status, str(status)), "message": message}}
 
 
-class FakeAcs:
+class FakeAcs(LoopbackServer):
     """Fake ACS Call Automation REST endpoint. See the module docstring.
 
     Public state (read it from tests; all lists are appended under `lock`):
@@ -307,6 +309,7 @@ class FakeAcs:
     """
 
     def __init__(self, access_key: str | None = None) -> None:
+        super().__init__()
         self._key = access_key or base64.b64encode(os.urandom(32)).decode()
         self.lock = threading.RLock()
         self.requests: list[Recorded] = []
@@ -324,8 +327,6 @@ class FakeAcs:
         self.max_clock_skew = 300.0
         self._scripts: dict[str, deque[Behavior]] = defaultdict(deque)
         self._incoming: dict[str, dict] = {}
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._cb_queue: queue.Queue = queue.Queue()
         self._cb_thread: threading.Thread | None = None
         self._cb_pending = 0
@@ -333,51 +334,20 @@ class FakeAcs:
 
     # ---- lifecycle
 
-    def start(self) -> str:
-        if self._server is not None:
-            return self.base_url
-        server = _Server(("127.0.0.1", 0), _Handler)
-        server.fake = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-acs",
-            daemon=True,
-        )
-        self._thread.start()
-        self._cb_thread = threading.Thread(
-            target=self._callback_worker, name="fake-acs-cb", daemon=True
-        )
-        self._cb_thread.start()
-        return self.base_url
+    handler = _Handler
+    thread_name = "fake-acs"
 
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if self._thread:
-            self._thread.join(timeout=2)
+    def _make_server(self, handler: type) -> _Server:
+        return _Server(("127.0.0.1", 0), handler)
+
+    def _started(self) -> None:
+        self._cb_thread = threading.Thread(target=self._callback_worker, name="fake-acs-cb", daemon=True)
+        self._cb_thread.start()
+
+    def _stopped(self) -> None:
         self._cb_queue.put(None)
         if self._cb_thread:
             self._cb_thread.join(timeout=2)
-
-    def __enter__(self) -> FakeAcs:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # ---- addresses and key
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("FakeAcs is not started")
-        return self._server.server_address[1]
 
     @property
     def base_url(self) -> str:

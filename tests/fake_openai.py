@@ -43,6 +43,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from .loopback import LoopbackServer
+
 Behavior = str | int | tuple[str, Any]
 Responder = Callable[[dict], str]
 
@@ -292,7 +294,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.fake._handle(self, method)
 
 
-class FakeOpenAI:
+class FakeOpenAI(LoopbackServer):
     """A fake OpenAI / Azure OpenAI chat-completions server on 127.0.0.1 (see module doc)."""
 
     def __init__(
@@ -303,63 +305,27 @@ class FakeOpenAI:
         port: int = 0,
         default_behavior: Behavior = "ok",
     ) -> None:
+        super().__init__(port)
         self.api_key = api_key
         self.responder: Responder = responder or default_responder
         self.default_behavior: Behavior = default_behavior
         self.requests: list[dict] = []
-        self._port = port
         self._lock = threading.Lock()
         self._queue: deque[Behavior] = deque()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
+        self._stop_event = threading.Event()
         self._seq = 0
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> str:
-        if self._server is not None:
-            return self.base_url
-        self._stopping.clear()
-        server = _Server(("127.0.0.1", self._port), _Handler)
-        server.fake = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-openai",
-            daemon=True,
-        )
-        self._thread.start()
-        return self.base_url
+    handler = _Handler
+    thread_name = "fake-openai"
 
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self._stopping.set()  # wakes sleeping "delay"/"hang" handlers
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+    def _make_server(self, handler: type) -> _Server:
+        self._stop_event.clear()
+        return _Server(("127.0.0.1", self._port), handler)
 
-    def __enter__(self) -> FakeOpenAI:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("FakeOpenAI is not started")
-        return self._server.server_address[1]
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def _stopping(self) -> None:
+        self._stop_event.set()  # wakes sleeping "delay"/"hang" handlers
 
     @property
     def base_url(self) -> str:
@@ -507,7 +473,7 @@ class FakeOpenAI:
         if isinstance(behavior, tuple):
             kind, arg = behavior
             if kind in ("delay", "hang"):
-                if self._stopping.wait(float(arg)):
+                if self._stop_event.wait(float(arg)):
                     rec["status"] = 0
                     h.close_connection = True
                     return None
