@@ -79,6 +79,8 @@ class Settings(msgspec.Struct, kw_only=True):
         "payment was successful|payment is approved|transaction approved|transaction is approved|"
         "transaction is complete"
     )
+    retention_days: float | None = None  # purge calls that ended longer ago (unset: keep)
+    retention_interval_s: float = 3600.0  # how often the service purges
     llm_timeout_s: float = 5.0  # one request to the model; then the fallback
     sentiment_batch_ms: int = 200  # model sentiment: wait this long to batch finals ...
     sentiment_batch_max: int = 8  # ... or until this many are waiting

@@ -120,6 +120,8 @@ def create_app(service: Service) -> Starlette:
             Route("/calls/{callId}/recording", control_plane.register_recording, methods=["POST"]),
             Route("/calls/{callId}/recording/{action:str}", control_plane.manual_control, methods=["POST"]),
             Route("/calls/{callId}/audit", control_plane.audit),
+            Route("/calls/{callId}/hold", control_plane.legal_hold, methods=["POST"]),
+            Route("/calls/{callId}/manifest", control_plane.manifest),
             Route("/acs/events", control_plane.acs_events, methods=["POST"]),
             Route("/acs/callbacks", control_plane.acs_callbacks, methods=["POST"]),
             Route("/healthz", healthz),

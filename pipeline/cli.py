@@ -1,4 +1,4 @@
-"""The `callstream` command line: serve, demo, replay, redact, export."""
+"""The `callstream` command line: serve, demo, replay, redact, export, verify, purge."""
 
 from __future__ import annotations
 
@@ -111,26 +111,39 @@ def cmd_redact(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from .export import ExportError, export_lines
+def _open_store_for(args: argparse.Namespace, command: str):  # noqa: ANN202
     from .store import open_store
 
     settings = load_settings(overrides={"data_dir": args.data_dir})
     store_url = settings.store_url
     if not settings.store and not Path(store_url).exists():
-        print(f"callstream export: no store at {store_url}", file=sys.stderr)
+        print(f"callstream {command}: no store at {store_url}", file=sys.stderr)
+        return None, settings
+    return open_store(store_url), settings
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import ExportError, export_lines
+    from .manifest import write_export
+
+    if (args.call_id is None) == (args.since is None and args.until is None):
+        print("callstream export: give a CALL_ID, or --since/--until with --out DIR", file=sys.stderr)
+        return 2
+    store, _ = _open_store_for(args, "export")
+    if store is None:
         return 1
-    store = open_store(store_url)
     try:
+        if args.call_id is None:
+            return _bulk_export(store, args)
         if store.get_call(args.call_id) is None:
             print(f"callstream export: no stored call {args.call_id!r}", file=sys.stderr)
             return 1
         try:
             lines = export_lines(store, args.call_id, args.format)
             if args.out:
-                with open(args.out, "wb") as fh:
-                    n = sum(fh.write(line) > 0 for line in lines)
-                print(f"wrote {n} events to {args.out}", file=sys.stderr)
+                manifest = write_export(store, args.call_id, args.format, Path(args.out), lines)
+                print(f"wrote {args.out} ({manifest['eventCount']} events, chain head {manifest['chainHead'][:16]}...)"
+                      f" and {args.out}.manifest.json", file=sys.stderr)  # fmt: skip
             else:
                 for line in lines:
                     sys.stdout.buffer.write(line)
@@ -139,6 +152,60 @@ def cmd_export(args: argparse.Namespace) -> int:
             return 2
     finally:
         store.close()
+    return 0
+
+
+def _bulk_export(store, args: argparse.Namespace) -> int:  # noqa: ANN001
+    """Every call that started in [--since, --until) into --out DIR, one call at a time."""
+    from tqdm import tqdm
+
+    from .export import export_lines
+    from .manifest import write_export
+
+    if not args.out:
+        print("callstream export: bulk export needs --out DIR", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    calls = list(r.call_id for r in store.calls_between(args.since, args.until))  # ids only: memory stays flat
+    for call_id in tqdm(calls, desc="export", unit="call", disable=not sys.stderr.isatty() and not args.progress):
+        target = out / f"{_safe_name(call_id)}.{args.format}"
+        write_export(store, call_id, args.format, target, export_lines(store, call_id, args.format))
+    print(f"exported {len(calls)} calls to {out}", file=sys.stderr)
+    return 0
+
+
+def _safe_name(call_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in call_id)[:200]
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .manifest import verify_export
+
+    problems = verify_export(args.path)
+    if problems:
+        for p in problems:
+            print(f"FAILED: {p}")
+        return 1
+    print(f"OK: {args.path} matches its manifest")
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from .retention import purge_now
+
+    store, settings = _open_store_for(args, "purge")
+    if store is None:
+        return 1
+    days = args.days if args.days is not None else settings.retention_days
+    if days is None:
+        print("callstream purge: set --days or CALLSTREAM_RETENTION_DAYS", file=sys.stderr)
+        return 2
+    try:
+        purged = purge_now(store, days, actor="cli")
+    finally:
+        store.close()
+    print(f"purged {len(purged)} calls older than {days:g} days (calls on legal hold are kept)")
     return 0
 
 
@@ -181,18 +248,30 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--json", action="store_true", help="print text and entity spans as JSON")
     x.set_defaults(func=cmd_redact)
 
-    e = sub.add_parser("export", help="write a call's redacted transcript")
-    e.add_argument("call_id")
+    e = sub.add_parser("export", help="write a call's redacted transcript (and its manifest), or many calls")
+    e.add_argument("call_id", nargs="?")
     e.add_argument("--format", default="jsonl", choices=["jsonl", "vtt", "txt", "csv"])
-    e.add_argument("--out")
+    e.add_argument("--out", help="a file (one call) or a folder (--since/--until)")
+    e.add_argument("--since", help="bulk: calls that started at or after this ISO 8601 time")
+    e.add_argument("--until", help="bulk: calls that started before this ISO 8601 time")
+    e.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
     e.add_argument("--data-dir", dest="data_dir")
     e.set_defaults(func=cmd_export)
+
+    v = sub.add_parser("verify", help="check an export against its manifest; names the event that broke the chain")
+    v.add_argument("path")
+    v.set_defaults(func=cmd_verify)
+
+    g = sub.add_parser("purge", help="delete calls older than the retention period (legal holds are kept)")
+    g.add_argument("--days", type=float)
+    g.add_argument("--data-dir", dest="data_dir")
+    g.set_defaults(func=cmd_purge)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("redact", "export", "replay"):
+    if args.command in ("redact", "export", "replay", "verify", "purge"):
         logging.basicConfig(level="WARNING")
     return args.func(args) or 0
 

@@ -204,3 +204,48 @@ async def audit(request: Request) -> Response:
         return JSONResponse({"error": f"no stored call {call_id!r}"}, status_code=404)
     records = [json.loads(a.body) for a in stored]
     return JSONResponse({"callId": call_id, **summarize(records), "records": records})
+
+
+class _HoldBody(msgspec.Struct, forbid_unknown_fields=True):
+    hold: bool = True
+    reason: str | None = None
+
+
+async def legal_hold(request: Request) -> Response:
+    """``POST /calls/{callId}/hold`` ``{"hold": true}``: purge keeps the call until lifted."""
+    service: Service = request.app.state.service
+    call_id = request.path_params["callId"]
+    try:
+        body = msgspec.json.decode(await request.body() or b"{}", type=_HoldBody)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return JSONResponse({"error": 'expected {"hold": true|false, "reason": "..."}'}, status_code=400)
+    if not await asyncio.to_thread(service.store.set_hold, call_id, body.hold):
+        return JSONResponse({"error": f"no stored call {call_id!r}"}, status_code=404)
+    service.journal.audit(call_id, "legal-hold", {"hold": body.hold, "reason": body.reason})
+    return JSONResponse({"callId": call_id, "hold": body.hold})
+
+
+async def manifest(request: Request) -> Response:
+    """``GET /calls/{callId}/manifest?format=``: the manifest of that export, as the CLI writes it."""
+    import hashlib
+
+    from .export import ExportError, export_lines
+    from .manifest import build_manifest
+
+    service: Service = request.app.state.service
+    call_id = request.path_params["callId"]
+    fmt = request.query_params.get("format", "jsonl")
+    if await asyncio.to_thread(service.store.get_call, call_id) is None:
+        return JSONResponse({"error": f"no stored call {call_id!r}"}, status_code=404)
+
+    def build() -> dict:
+        digest = hashlib.sha256()
+        for line in export_lines(service.store, call_id, fmt):
+            digest.update(line)
+        return build_manifest(service.store, call_id, fmt, digest.hexdigest())
+
+    try:
+        doc = await asyncio.to_thread(build)
+    except ExportError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    return JSONResponse(doc)

@@ -112,6 +112,7 @@ class Service:
         self.ready = False
         self.draining = False
         self.started_at = time.time()
+        self._retention_task: asyncio.Task | None = None
 
     async def start(self) -> None:
         t0 = time.perf_counter()
@@ -121,12 +122,29 @@ class Service:
         self.journal = Journal(self.store, self.bus)
         self.journal.start()
         await self.engine.start()
+        if self.settings.retention_days is not None:
+            self._retention_task = asyncio.create_task(self._retention_loop(self.settings.retention_days))
         self.ready = True
         log.info("service ready in %.1f s (speech engine: %s)", time.perf_counter() - t0, self.engine.source)
+
+    async def _retention_loop(self, days: float) -> None:
+        """Purge calls past the retention period now and then every hour (holds are kept)."""
+        from .retention import purge_now
+
+        while True:
+            try:
+                purged = await asyncio.to_thread(purge_now, self.store, days, "schedule")
+                if purged:
+                    log.info("retention: purged %d calls older than %g days", len(purged), days)
+            except Exception as exc:
+                log.error("retention purge failed (%s)", type(exc).__name__)
+            await asyncio.sleep(self.settings.retention_interval_s)
 
     async def stop(self) -> None:
         """Drain: end every live call (publishing its finals), flush the store, stop engines."""
         self.ready = False
+        if self._retention_task is not None:
+            self._retention_task.cancel()
         self.draining = True
         for session in list(self.calls.values()):
             session.end_now("server-shutdown")
