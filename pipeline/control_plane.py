@@ -22,6 +22,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .audit_summary import summarize
 from .recording import describe_error, http_url, websocket_url
 from .service import Service
 
@@ -175,25 +176,6 @@ async def manual_control(request: Request) -> Response:
         },
         status_code=202 if decision is not None else 200,
     )
-
-
-def summarize(records: list[dict]) -> dict[str, Any]:
-    """The audit trail, and the parts a compliance officer asks for first."""
-    windows: dict[int, dict] = {}
-    for r in records:
-        if r["kind"] == "window.opened":
-            windows[r["window"]] = {"window": r["window"], "trigger": r["trigger"], "startMs": r["startMs"], "openedAt": r["time"]}
-        elif r["kind"] == "window.closed" and r["window"] in windows:
-            windows[r["window"]] |= {"endMs": r["endMs"], "endTrigger": r["trigger"], "closedAt": r["time"], "pauseConfirmedMs": r["pauseConfirmedMs"]}
-    policy = next((r for r in records if r["kind"] == "policy"), None)
-    counts = next((r["counts"] for r in reversed(records) if r["kind"] == "redactions"), {})
-    return {
-        "policyVersion": policy["version"] if policy else None,
-        "windows": list(windows.values()),
-        "requests": [r for r in records if r["kind"] in ("recording.request", "recording.skipped", "recording.abandoned")],
-        "exposures": [r for r in records if r["kind"] == "exposure"],
-        "redactionCounts": counts,
-    }
 
 
 async def audit(request: Request) -> Response:

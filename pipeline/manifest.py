@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import chain
+from .audit_summary import summarize
 from .store import EventStore
 
 __all__ = ["build_manifest", "manifest_path", "verify_export", "write_export"]
@@ -26,8 +27,6 @@ def manifest_path(export: str | Path) -> Path:
 
 
 def _audit_summary(store: EventStore, call_id: str) -> dict[str, Any]:
-    from .control_plane import summarize
-
     records = [json.loads(a.body) for a in store.audit(call_id)]
     s = summarize(records)
     pauses = [
