@@ -15,6 +15,9 @@ command -v gcc >/dev/null || need_apt+=(gcc python3-dev)
 for lib in libssl3 libuuid1 ca-certificates; do
   dpkg -s "$lib" >/dev/null 2>&1 || need_apt+=("$lib")
 done
+# PostgreSQL server binaries: the tests start a real server for the PostgreSQL store
+# (tests/pg_server.py); production points CALLSTREAM_STORE at its own server.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
+pytest_plugins = ["tests.pg_server"]
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
