@@ -83,6 +83,17 @@ class CallRecord(NamedTuple):
     hold: bool = False
 
 
+def call_updates(events: list[StoredEvent]) -> tuple[list[tuple], list[tuple], list[tuple]]:
+    """What a batch changes in the calls table, for any store: rows to insert for
+    call.started, (time, reason, call id) for call.ended, and (seq, call id, seq) last seqs."""
+    started = [(e.call_id, e.time, e.mode, e.sample_rate) for e in events if e.type == "call.started"]
+    ended = [(e.time, e.reason, e.call_id) for e in events if e.type == "call.ended"]
+    last: dict[str, int] = {}
+    for e in events:
+        last[e.call_id] = e.seq
+    return started, ended, [(seq, cid, seq) for cid, seq in last.items()]
+
+
 _CALL_COLUMNS = "call_id, started_at, ended_at, end_reason, mode, sample_rate, last_seq, hold"
 
 
@@ -180,24 +191,14 @@ class SqliteEventStore:
                 cur.executemany(
                     "INSERT INTO events(call_id, seq, type, time, body, chain) VALUES (?, ?, ?, ?, ?, ?)", rows
                 )
-                last: dict[str, int] = {}
-                for e in events:
-                    last[e.call_id] = e.seq
-                    if e.type == "call.started":
-                        cur.execute(
-                            "INSERT INTO calls(call_id, started_at, mode, sample_rate) VALUES (?, ?, ?, ?)"
-                            " ON CONFLICT(call_id) DO NOTHING",
-                            (e.call_id, e.time, e.mode, e.sample_rate),
-                        )
-                    elif e.type == "call.ended":
-                        cur.execute(
-                            "UPDATE calls SET ended_at = ?, end_reason = ? WHERE call_id = ?",
-                            (e.time, e.reason, e.call_id),
-                        )
+                started, ended, last = call_updates(events)
                 cur.executemany(
-                    "UPDATE calls SET last_seq = ? WHERE call_id = ? AND last_seq < ?",
-                    [(seq, cid, seq) for cid, seq in last.items()],
+                    "INSERT INTO calls(call_id, started_at, mode, sample_rate) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT(call_id) DO NOTHING",
+                    started,
                 )
+                cur.executemany("UPDATE calls SET ended_at = ?, end_reason = ? WHERE call_id = ?", ended)
+                cur.executemany("UPDATE calls SET last_seq = ? WHERE call_id = ? AND last_seq < ?", last)
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import psycopg
 
 from . import chain
-from .store import SCHEMA_VERSION, AuditRecord, CallRecord, StoredEvent
+from .store import SCHEMA_VERSION, AuditRecord, CallRecord, StoredEvent, call_updates
 
 # First key of the two-key advisory locks this store takes (the second is the call id's
 # hashtext), so they never collide with advisory locks other applications take.
@@ -202,24 +202,17 @@ class PostgresEventStore:
                         "INSERT INTO events(call_id, seq, type, time, body, chain) VALUES (%s, %s, %s, %s, %s, %s)",
                         rows,
                     )
-                    last: dict[str, int] = {}
-                    for e in events:
-                        last[e.call_id] = e.seq
-                        if e.type == "call.started":
-                            cur.execute(
-                                "INSERT INTO calls(call_id, started_at, mode, sample_rate) VALUES (%s, %s, %s, %s)"
-                                " ON CONFLICT (call_id) DO NOTHING",
-                                (e.call_id, e.time, e.mode, e.sample_rate),
-                            )
-                        elif e.type == "call.ended":
-                            cur.execute(
-                                "UPDATE calls SET ended_at = %s, end_reason = %s WHERE call_id = %s",
-                                (e.time, e.reason, e.call_id),
-                            )
-                    cur.executemany(
-                        "UPDATE calls SET last_seq = %s WHERE call_id = %s AND last_seq < %s",
-                        [(seq, cid, seq) for cid, seq in last.items()],
-                    )
+                    started, ended, last = call_updates(events)
+                    if started:
+                        cur.executemany(
+                            "INSERT INTO calls(call_id, started_at, mode, sample_rate) VALUES (%s, %s, %s, %s)"
+                            " ON CONFLICT (call_id) DO NOTHING",
+                            started,
+                        )
+                    if ended:
+                        cur.executemany("UPDATE calls SET ended_at = %s, end_reason = %s WHERE call_id = %s", ended)
+                    if last:
+                        cur.executemany("UPDATE calls SET last_seq = %s WHERE call_id = %s AND last_seq < %s", last)
 
     def set_hold(self, call_id: str, hold: bool) -> bool:
         with self._write_lock:
