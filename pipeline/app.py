@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 
-from . import control_plane
+from . import console_routes, control_plane
 from .export import MEDIA_TYPES, ExportError, export_lines
 from .known_entities import KnownEntityError, parse_request
 from .media import MediaEndpoint
@@ -132,6 +132,7 @@ def create_app(service: Service) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
+            *console_routes.routes,
         ],
         lifespan=lifespan,
     )

@@ -232,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--speed", type=float, default=1.0, help="replay speed (1 = real time, 0 = as fast as possible)")
     d.add_argument("--data-dir", dest="data_dir", default="./callstream-data")
     d.add_argument("--file", help="a WAV file to replay instead of the bundled sample")
+    d.add_argument("--keep", action="store_true", help="keep serving (and the console) after the replay, until Ctrl-C")
     d.set_defaults(func=cmd_demo)
 
     r = sub.add_parser("replay", help="stream a WAV file to a callstream (or ACS-compatible) /media websocket")

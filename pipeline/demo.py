@@ -15,6 +15,7 @@ import socket
 import sys
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote
 
 import uvicorn
 from websockets.asyncio.client import connect
@@ -64,6 +65,16 @@ def write_export(service: Service, call_id: str) -> Path:
     return out.resolve()
 
 
+async def serve_until_interrupted(server_task: asyncio.Task) -> None:
+    """Wait for Ctrl-C (or SIGTERM). uvicorn takes the signal and stops serving, then raises
+    it again for asyncio's own handler, which cancels this task: both end the wait quietly."""
+    with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
+        await asyncio.shield(server_task)
+    current = asyncio.current_task()
+    if current is not None and current.cancelling():
+        current.uncancel()  # the cancel was our Ctrl-C: it is handled, the demo exits normally
+
+
 async def run_demo(args: argparse.Namespace) -> int:
     from .cli import setup_logging
 
@@ -82,11 +93,13 @@ async def run_demo(args: argparse.Namespace) -> int:
             return 1
         await asyncio.sleep(0.1)
     base = f"ws://127.0.0.1:{port}"
-    print(f"service on http://127.0.0.1:{port}  (events: {base}/events)")
-    print("translation: off (needs CALLSTREAM_TRANSLATOR=azure or openai)")
     path = Path(args.file) if args.file else sample_call_path()
-    audio = load_call_audio(path)
     call_id = "demo-" + path.stem.replace("_", "-")
+    console = f"http://127.0.0.1:{port}/console/{quote(call_id, safe='')}"
+    print(f"service on http://127.0.0.1:{port}  (events: {base}/events)")
+    print(f"console: {console}", flush=True)
+    print("translation: off (needs CALLSTREAM_TRANSLATOR=azure or openai)")
+    audio = load_call_audio(path)
     print(f"replaying {path.name} ({audio.duration_s:.0f} s, speed {args.speed or 'max'}) as call {call_id}\n")
     partial_shown = False
     try:
@@ -108,6 +121,9 @@ async def run_demo(args: argparse.Namespace) -> int:
         out = await asyncio.to_thread(write_export, service, call_id)
         print(f"\nexport written to {out}")
         print(f"re-export any time: callstream export {call_id} --format jsonl --data-dir {settings.data_dir}")
+        if getattr(args, "keep", False):
+            print(f"\nstill serving: console {console} (all calls: http://127.0.0.1:{port}/console); press Ctrl-C to stop", flush=True)
+            await serve_until_interrupted(server_task)
     finally:
         server.should_exit = True
         with contextlib.suppress(Exception):

@@ -134,7 +134,10 @@ class PaymentGuard:
                 self._customer_activity(now_ms)
             if any(r.digits for r in normalize(text).runs):
                 w.last_digit_ms = max(w.last_digit_ms, now_ms)
-            if self._closing is not None and self._closing.search(flat):
+            # A window the agent opened by hand is not closed by the tail of a sentence
+            # spoken before it opened (the final of the closing line that ended the last one).
+            stale = w.trigger == "manual" and utterance_start_ms < w.start_ms
+            if self._closing is not None and not stale and self._closing.search(flat):
                 return self._close("phrase", now_ms)
             return None
         if utterance_start_ms < self.closed_at_ms:

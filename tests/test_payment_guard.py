@@ -33,6 +33,18 @@ def test_intent_opens_closing_phrase_closes_and_the_same_utterance_cannot_reopen
     assert g.on_text("I'd like to take a payment for the other account", "agent", 32000, 33000).action == "open"
 
 
+def test_a_manual_window_is_not_closed_by_the_line_that_closed_the_last_one() -> None:
+    g = guard()
+    g.on_text("can I take the card number", "agent", 0, 1000)
+    assert g.on_text("thanks, your payment has gone", "agent", 9000, 9800) is None
+    assert g.on_text("thanks, your payment has gone through", "agent", 9000, 10000).action == "close"
+    assert g.manual("pause", 10500).trigger == "manual"  # the agent pauses by hand
+    # The final of the same closing line arrives: the manual window stays open.
+    assert g.on_text("thanks, your payment has gone through.", "agent", 9000, 10600) is None
+    assert g.is_open
+    assert g.manual("resume", 12000).trigger == "manual"
+
+
 def test_phrases_are_whole_words_and_configurable() -> None:
     g = guard(payment_intent_phrases="pay now|tarjeta")
     assert g.on_text("the card number is on file", "agent", 0, 100) is None
