@@ -15,12 +15,12 @@ command -v gcc >/dev/null || need_apt+=(gcc python3-dev)
 for lib in libssl3 libuuid1 ca-certificates; do
   dpkg -s "$lib" >/dev/null 2>&1 || need_apt+=("$lib")
 done
-# PostgreSQL server binaries: the tests start a real server for the PostgreSQL store
-# (tests/pg_server.py); production points CALLSTREAM_STORE at its own server.
-ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
-# A browser for the agent console's test (tests/test_console.py drives Debian's chromium
-# headless with Playwright; no browser is ever downloaded).
 if [ -n "$extra" ]; then
+  # PostgreSQL server binaries: the tests start a real server for the PostgreSQL store
+  # (tests/pg_server.py); production points CALLSTREAM_STORE at its own server.
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+  # A browser for the agent console's test (tests/test_console.py drives Debian's
+  # chromium headless with Playwright; no browser is ever downloaded).
   command -v chromium >/dev/null || need_apt+=(chromium)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
