@@ -119,6 +119,7 @@ class PaymentGuard:
         self.window: Window | None = None
         self.windows: list[Window] = []
         self.closed_at_ms = -1
+        self._closed_by_utterance: int | None = None  # start of the line that last closed one
 
     @property
     def is_open(self) -> bool:
@@ -134,10 +135,11 @@ class PaymentGuard:
                 self._customer_activity(now_ms)
             if any(r.digits for r in normalize(text).runs):
                 w.last_digit_ms = max(w.last_digit_ms, now_ms)
-            # A window the agent opened by hand is not closed by the tail of a sentence
-            # spoken before it opened (the final of the closing line that ended the last one).
-            stale = w.trigger == "manual" and utterance_start_ms < w.start_ms
-            if self._closing is not None and not stale and self._closing.search(flat):
+            # A closing line closes one window: its later partials and final, arriving after
+            # a new window opened (a manual pause), are the same sentence said once.
+            spent = utterance_start_ms == self._closed_by_utterance
+            if self._closing is not None and not spent and self._closing.search(flat):
+                self._closed_by_utterance = utterance_start_ms
                 return self._close("phrase", now_ms)
             return None
         if utterance_start_ms < self.closed_at_ms:
