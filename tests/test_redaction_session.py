@@ -39,13 +39,17 @@ def all_outputs(server, call_id: str, events: list[dict]) -> dict[str, str]:  # 
     db = sqlite3.connect(server.data_dir / "callstream.db")
     store = "\n".join(bytes(b).decode() for (b,) in db.execute("SELECT body FROM events WHERE call_id = ?", (call_id,)))
     db.close()
-    return {
+    outputs = {
         "events": json.dumps(events),
         "store": store,
-        "export": server.get_bytes(f"/calls/{call_id}/transcript?format=jsonl").decode(),
         "metrics": server.get_bytes("/metrics").decode(),
         "logs": server.logs(),
+        "audit": json.dumps(server.get_json(f"/calls/{call_id}/audit")[1]),
+        "manifest": json.dumps(server.get_json(f"/calls/{call_id}/manifest")[1]),
     }
+    for fmt in ("jsonl", "vtt", "txt", "csv"):
+        outputs[f"export ({fmt})"] = server.get_bytes(f"/calls/{call_id}/transcript?format={fmt}").decode()
+    return outputs
 
 
 async def run_transcripts(server, call_id: str, frames: list[str]) -> list[dict]:  # noqa: ANN001
@@ -218,7 +222,7 @@ async def test_spoken_payment_call_leaks_nothing(local_server) -> None:
         for secret in (card, email, phone, "john dot smith", "contoso dot com"):
             assert secret not in text, f"{secret!r} leaked into {name}"
         assert "smith" not in text.lower(), f"the caller's name leaked into {name}"
-        if name in ("events", "store", "export"):
+        if name in ("events", "store") or name.startswith("export"):
             assert not digit_leaks(text, card + " " + phone, 4), f"digits leaked into {name}"
 
 
