@@ -22,6 +22,9 @@ if [ -n "$extra" ]; then
   # A browser for the agent console's test (tests/test_console.py drives Debian's
   # chromium headless with Playwright; no browser is ever downloaded).
   command -v chromium >/dev/null || need_apt+=(chromium)
+  # Redis server binary: the tests start real Redis servers for the Redis Streams bus and
+  # the call registry (tests/redis_server.py); production points CALLSTREAM_BUS at its own.
+  command -v redis-server >/dev/null || need_apt+=(redis-server)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null; then

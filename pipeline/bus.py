@@ -33,6 +33,11 @@ class Subscription:
         self.closed = False
         self.lag_notices = 0
 
+    @property
+    def depth(self) -> int:
+        """Events queued for this subscriber and not yet sent: its lag, in events."""
+        return len(self._queue)
+
     def offer(self, item: Delivery) -> None:
         if len(self._queue) >= self.maxsize:
             span = self._missed.get(item.call_id)
@@ -109,3 +114,7 @@ class MemoryBus:
     @property
     def subscriber_count(self) -> int:
         return len(self._firehose) + sum(len(s) for s in self._by_call.values())
+
+    def subscriptions(self) -> list[Subscription]:
+        """Every live subscription (metrics read their queue depth and lag notices)."""
+        return [*self._firehose, *(s for subs in self._by_call.values() for s in subs)]
