@@ -25,6 +25,9 @@ if [ -n "$extra" ]; then
   # Redis server binary: the tests start real Redis servers for the Redis Streams bus and
   # the call registry (tests/redis_server.py); production points CALLSTREAM_BUS at its own.
   command -v redis-server >/dev/null || need_apt+=(redis-server)
+  # kustomize for tests/test_k8s_manifests.py: Debian's kubectl (`kubectl kustomize`);
+  # a kustomize or kubectl already on PATH is used instead.
+  command -v kustomize >/dev/null || command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null; then

@@ -86,6 +86,19 @@ class MemoryBus:
         self._by_call: dict[str, set[Subscription]] = {}
         self._firehose: set[Subscription] = set()
 
+    async def start(self) -> None:
+        """Nothing to connect to; the same lifecycle as the Redis bus."""
+
+    async def history(self, call_id: str, since: int) -> list[tuple[int, bytes]]:
+        """Nothing is kept here: a single process resumes from its store."""
+        return []
+
+    async def flush(self, timeout: float = 10.0) -> bool:
+        return True
+
+    async def aclose(self) -> None:
+        pass
+
     def publish(self, call_id: str, seq: int, raw: bytes) -> None:
         item = Delivery(call_id, seq, raw)
         for sub in self._by_call.get(call_id, ()):

@@ -1,0 +1,123 @@
+"""The event bus contract, run against the in-memory bus and the Redis Streams bus.
+
+Both must behave the same for a subscriber: per-call topics and a firehose, order kept,
+a bounded queue per subscriber with one `lagged` notice naming the missed range.
+The Redis bus runs against a real redis-server started by the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from pipeline.bus import MemoryBus
+from pipeline.redis_bus import RedisBus
+
+
+def event(call_id: str, seq: int) -> bytes:
+    return json.dumps({"type": "transcript.final", "callId": call_id, "seq": seq}).encode()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def bus(request: pytest.FixtureRequest):
+    if request.param == "memory":
+        b = MemoryBus(default_maxsize=8)
+    else:
+        b = RedisBus(request.getfixturevalue("redis_url"), default_maxsize=8)
+    await b.start()
+    yield b
+    await b.aclose()
+
+
+async def take(sub, n: int, timeout: float = 5.0) -> list:
+    async with asyncio.timeout(timeout):
+        return [await sub.get() for _ in range(n)]
+
+
+async def test_per_call_topic_and_firehose_in_order(bus) -> None:
+    a = bus.subscribe("A")
+    fire = bus.subscribe(None, maxsize=64)
+    for seq in range(1, 6):
+        bus.publish("A", seq, event("A", seq))
+        bus.publish("B", seq, event("B", seq))
+    got_a = await take(a, 5)
+    assert [(d.call_id, d.seq) for d in got_a] == [("A", s) for s in range(1, 6)]
+    assert json.loads(got_a[2].raw)["seq"] == 3
+    got_all = await take(fire, 10)
+    assert [d.seq for d in got_all if d.call_id == "A"] == [1, 2, 3, 4, 5]
+    assert [d.seq for d in got_all if d.call_id == "B"] == [1, 2, 3, 4, 5]
+    await asyncio.sleep(0.1)
+    assert a.depth == 0  # nothing of call B reached call A's subscriber
+    assert bus.subscriber_count == 2
+    a.close()
+    fire.close()
+    assert bus.subscriber_count == 0
+
+
+async def test_slow_subscriber_gets_one_lagged_notice_with_the_range(bus) -> None:
+    slow = bus.subscribe("A", maxsize=3)
+    for seq in range(1, 11):
+        bus.publish("A", seq, event("A", seq))
+    await bus.flush()
+    await asyncio.sleep(0.2)  # the Redis reader fans out what it read
+    got = await take(slow, 4)
+    assert [d.seq for d in got[:3]] == [1, 2, 3]
+    notice = json.loads(got[3].raw)
+    assert notice["type"] == "lagged" and (notice["missedFrom"], notice["missedTo"]) == (4, 10)
+    bus.publish("A", 11, event("A", 11))
+    assert [d.seq for d in await take(slow, 1)] == [11]
+    assert slow.lag_notices == 1
+
+
+async def test_history_resumes_by_seq_from_redis(redis_url: str) -> None:
+    bus = RedisBus(redis_url)
+    await bus.start()
+    try:
+        for seq in range(1, 8):
+            bus.publish("C", seq, event("C", seq))
+        assert await bus.flush()
+        assert [s for s, _ in await bus.history("C", 4)] == [5, 6, 7]
+        assert json.loads((await bus.history("C", 6))[0][1])["seq"] == 7
+        assert await MemoryBus().history("C", 0) == []
+    finally:
+        await bus.aclose()
+
+
+async def test_a_subscriber_on_another_replica_sees_every_event_in_order(redis_url: str) -> None:
+    replica_a, replica_b = RedisBus(redis_url), RedisBus(redis_url)
+    await replica_a.start()
+    await replica_b.start()
+    try:
+        on_b = replica_b.subscribe("X", maxsize=2000)
+        for seq in range(1, 1001):
+            replica_a.publish("X", seq, event("X", seq))
+        got = await take(on_b, 1000, timeout=20)
+        assert [d.seq for d in got] == list(range(1, 1001))
+    finally:
+        await replica_a.aclose()
+        await replica_b.aclose()
+
+
+async def test_events_published_while_redis_is_down_are_delivered_after(redis_server) -> None:
+    url = redis_server.fresh_url()
+    pub, sub_bus = RedisBus(url), RedisBus(url)
+    await pub.start()
+    await sub_bus.start()
+    try:
+        sub = sub_bus.subscribe("R", maxsize=100)
+        pub.publish("R", 1, event("R", 1))
+        assert [d.seq for d in await take(sub, 1)] == [1]
+        redis_server.stop()
+        for seq in range(2, 6):
+            pub.publish("R", seq, event("R", seq))
+        await asyncio.sleep(0.5)
+        assert not await pub.flush(timeout=0.2)  # held in the outbox, not lost
+        redis_server.start()
+        got = await take(sub, 4, timeout=20)
+        assert [d.seq for d in got] == [2, 3, 4, 5]
+        assert pub.errors >= 1
+    finally:
+        await pub.aclose()
+        await sub_bus.aclose()
