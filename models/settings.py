@@ -11,7 +11,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -52,6 +52,9 @@ class Settings(msgspec.Struct, kw_only=True):
     api_tokens: str = ""
     insecure: bool = False
     callback_secret: str | None = None
+    api_jwt_issuer: str | None = None  # API JWTs: accepted from this issuer (with the two below)
+    api_jwt_audience: str | None = None
+    api_jwks_url: str | None = None
     # Voice activity detection and segmentation.
     vad_aggressiveness: int = 2
     vad_preroll_ms: int = 300
@@ -67,6 +70,9 @@ class Settings(msgspec.Struct, kw_only=True):
     agent_prefixes: str = "8:acs:,8:orgid:,8:teamsvisitor:"
     customer_prefixes: str = "4:"
     log_level: str = "INFO"
+    # `serve` writes one JSON object per line (log collectors), `text` is for people; the
+    # demo and the other commands always write text.
+    log_format: Literal["json", "text"] = "json"
     # Payment guard (PCI). Phrase lists are "|"-separated and matched, case-insensitively
     # and on word boundaries, in either participant's partial and final transcripts.
     payment_intent_phrases: str = (
@@ -88,6 +94,7 @@ class Settings(msgspec.Struct, kw_only=True):
     payment_max_s: float = 180.0  # the longest a window stays open
     payment_withhold_audio: bool = True  # keep the customer's audio from remote speech engines
     recording_attempt_timeout_s: float = 1.0  # per pause/resume request to ACS
+    drain_grace_s: float = 60.0  # on SIGTERM: how long calls in progress may go on
 
     @property
     def store_url(self) -> str:

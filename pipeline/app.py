@@ -7,11 +7,13 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 
 from . import console_routes, control_plane
+from .auth import ApiAuth, ApiAuthMiddleware, MediaAuth
 from .export import MEDIA_TYPES, ExportError, export_lines
 from .known_entities import KnownEntityError, parse_request
 from .media import MediaEndpoint
@@ -95,7 +97,16 @@ async def known_entities(request: Request) -> Response:
     call_id = request.path_params["callId"]
     try:
         values = parse_request(await request.body())
-        count = service.known.add(call_id, values)
+        if service.cluster.owns(call_id):
+            count = service.known.add(call_id, values)
+        else:
+            # Kept in memory only, on the replica that streams the call; before the call
+            # starts, every replica holds them until one claims the call (or they expire).
+            reply = await service.cluster.send(call_id, "known", {"values": values})
+            if reply is None:
+                await service.cluster.broadcast(call_id, "known", {"values": values})
+                reply = {"knownValues": len(values)}
+            count = reply["knownValues"]
     except KnownEntityError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
     return JSONResponse({"callId": call_id, "accepted": len(values), "knownValues": count})
@@ -135,6 +146,16 @@ def create_app(service: Service) -> Starlette:
             *console_routes.routes,
         ],
         lifespan=lifespan,
+        # Bearer auth on the event stream, the read/control API and the console pages, when
+        # CALLSTREAM_API_TOKENS (or an API JWT issuer) is set; /media and /acs/* check their own.
+        middleware=[
+            Middleware(
+                ApiAuthMiddleware,
+                auth=ApiAuth(service.settings),
+                secure_cookie=(service.settings.public_url or "").startswith("https:"),
+            )
+        ],
     )
     app.state.service = service
+    app.state.media_auth = MediaAuth(service.settings)
     return app

@@ -7,6 +7,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -16,11 +17,28 @@ from models.settings import FIELDS, SettingsError, load_settings
 log = logging.getLogger("callstream")
 
 
-def setup_logging(level: str = "INFO") -> None:
-    from .log_scrubber import install_log_scrubber
+def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Root handler on stderr, then the scrubber (and the credential filter) on it.
 
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ``fmt="json"``: one JSON object per line with the call id (`serve`'s default, for log
+    collectors); ``"text"``: one readable line per record (the demo and the other
+    commands, which people read). Uvicorn's loggers propagate to this handler.
+    """
+    from .auth import install_credential_filter
+    from .log_scrubber import JsonFormatter, install_log_scrubber
+
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])  # no-op if already configured
+    if level.upper() != "DEBUG":
+        # The Azure SDK logs every request and response to ACS (URL, headers) at INFO: four
+        # lines per pause with no call id. Its warnings and errors still come through.
+        logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
     install_log_scrubber()
+    install_credential_filter()  # tokens and the callback secret never reach a log line
 
 
 def _is_loopback(host: str) -> bool:
@@ -33,38 +51,52 @@ def _is_loopback(host: str) -> bool:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from .app import create_app
-    from .service import Service
-    from .ws_protocol import media_ws_protocol
-
     overrides = {f: getattr(args, f, None) for f in FIELDS if getattr(args, f, None) is not None}
     try:
         settings = load_settings(overrides=overrides, config_file=args.config)
     except (SettingsError, OSError) as exc:
         print(f"callstream: {exc}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level)
-    if not settings.api_tokens and not _is_loopback(settings.host) and not settings.insecure:
+    setup_logging(settings.log_level, settings.log_format)
+    from .auth import api_auth_enabled, startup_check
+
+    if not api_auth_enabled(settings) and not _is_loopback(settings.host) and not settings.insecure:
         print(
             f"callstream: refusing to serve an open API on {settings.host}: set CALLSTREAM_API_TOKENS, "
             "or CALLSTREAM_INSECURE=1 to accept that risk",
             file=sys.stderr,
         )
         return 2
-    app = create_app(Service(settings))
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        ws=media_ws_protocol(),
-        ws_max_size=1 << 20,
-        log_level="warning",
-        log_config=None,  # uvicorn logs propagate to the root handler, which has the scrubber
-        timeout_graceful_shutdown=30,
-    )
-    return 0
+    errors, warnings = startup_check(settings, _is_loopback(settings.host))
+    for error in errors:
+        print(f"callstream: {error}", file=sys.stderr)
+    if errors:
+        return 2
+    for warning in warnings:
+        print(f"callstream: WARNING: {warning}", file=sys.stderr, flush=True)
+        log.warning("%s", warning)
+    from .server_runner import run_server, supervise_workers, worker_env_check
+
+    if args.workers and args.workers > 1:
+        problem = worker_env_check(settings, args.workers)
+        if problem:
+            print(f"callstream: {problem}", file=sys.stderr)
+            return 2
+        argv = sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "serve" else []
+        return supervise_workers(_without_workers(argv), args.workers)
+    return run_server(settings, reuse_port=args.reuse_port)
+
+
+def _without_workers(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--workers":
+            skip = True
+        elif not arg.startswith("--workers="):
+            out.append(arg)
+    return out
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -78,10 +110,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
     call_id = args.call_id or f"replay-{uuid.uuid4().hex[:8]}"
     mode = "unmixed" if len(audio.tracks) == 2 else "mixed"
     print(f"replaying {args.file} ({audio.duration_s:.1f} s, {mode}, {audio.rate} Hz) as {args.calls} call(s) to {args.url}")
+    from websockets.exceptions import ConnectionClosed
+
+    progress = sys.stderr.isatty() or args.calls > 1
     try:
-        ids = asyncio.run(replay_many(args.url, audio, call_id, args.calls, args.speed, progress=sys.stderr.isatty() or args.calls > 1))
+        ids = asyncio.run(replay_many(args.url, audio, call_id, args.calls, args.speed, progress=progress, token=args.token))
     except OSError as exc:
         print(f"callstream replay: cannot reach {args.url}: {exc}", file=sys.stderr)
+        return 1
+    except ConnectionClosed as exc:
+        code, reason = (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else (None, "")
+        print(f"callstream replay: the server closed the stream (code {code}: {reason or 'no reason'})", file=sys.stderr)
         return 1
     print("done:", ", ".join(ids) if len(ids) <= 5 else f"{len(ids)} calls ({ids[0]} ...)")
     return 0
@@ -226,6 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="TOML file of settings (keys as in the settings table, lower case)")
     s.add_argument("--stt", choices=["local", "azure", "acs"])
     s.add_argument("--log-level", dest="log_level")
+    s.add_argument(
+        "--workers", type=int, default=1,
+        help="worker processes sharing the port (SO_REUSEPORT); more than one needs CALLSTREAM_BUS=redis://...",
+    )  # fmt: skip
+    s.add_argument("--reuse-port", dest="reuse_port", action="store_true", help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_serve)
 
     d = sub.add_parser("demo", help="run the service on embedded defaults and replay the bundled sample call")
@@ -242,6 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rate", type=int, choices=[16000, 24000])
     r.add_argument("--speed", type=float, default=1.0, help="1 = real time; 0 = as fast as possible")
     r.add_argument("--calls", type=int, default=1, help="concurrent calls")
+    r.add_argument(
+        "--token",
+        default=os.environ.get("CALLSTREAM_REPLAY_TOKEN") or None,
+        help="sent as 'Authorization: Bearer TOKEN' on the handshake, as ACS sends its JWT "
+        "(default: $CALLSTREAM_REPLAY_TOKEN)",
+    )
     r.set_defaults(func=cmd_replay)
 
     x = sub.add_parser("redact", help="redact TEXT, or each line of standard input")

@@ -17,12 +17,14 @@ import asyncio
 import json
 import logging
 from typing import Any
+from urllib.parse import urlencode
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .audit_summary import summarize
+from .auth import secret_matches
 from .recording import describe_error, http_url, websocket_url
 from .service import Service
 
@@ -35,6 +37,12 @@ MAX_BODY = 1 << 20
 
 def _public_url(service: Service, request: Request) -> str:
     return service.settings.public_url or str(request.base_url).rstrip("/")
+
+
+def _callback_url(service: Service, public: str) -> str:
+    """``/acs/callbacks`` with the callback secret, which ACS echoes back on every callback.
+    Never log it: it is a credential."""
+    return http_url(public, "/acs/callbacks") + "?" + urlencode({"secret": service.callback_secret})
 
 
 async def _json_array(request: Request) -> list[dict] | Response:
@@ -59,6 +67,9 @@ def _recording_wanted(service: Service) -> bool:
 async def _acs_request(request: Request) -> tuple[Service, list[dict], str] | Response:
     """The service, the posted events and the public base URL (or the error answer)."""
     service: Service = request.app.state.service
+    if not secret_matches(request.query_params.get("secret"), service.callback_secret):
+        log.warning("POST %s refused: missing or wrong callback secret", request.url.path)
+        return JSONResponse({"error": "unauthorized"}, status_code=401)
     items = await _json_array(request)
     if isinstance(items, Response):
         return items
@@ -86,13 +97,14 @@ async def acs_events(request: Request) -> Response:
 async def _answer(service: Service, context: str, public: str) -> None:
     try:
         props = await service.recording.answer(
-            context, http_url(public, "/acs/callbacks"), websocket_url(public, "/media")
+            context, _callback_url(service, public), websocket_url(public, "/media")
         )
     except Exception as exc:
         log.error("answering an incoming call failed (%s)", describe_error(exc))
         return
     cc = service.recording.control(props.call_connection_id)
     cc.server_call_id = props.server_call_id
+    service.cluster.note(cc.call_id, serverCallId=props.server_call_id)
     service.journal.audit(cc.call_id, "acs.answered", {"serverCallId": props.server_call_id})
 
 
@@ -125,14 +137,23 @@ async def _callback(service: Service, ev: dict, public: str) -> None:
         audit |= {"recordingId": data.get("recordingId"), "state": state}
         if state:
             rec.on_state(cc, state)
+            service.cluster.note(cc.call_id, recordingId=cc.recording_id, recordingState=state)
+            if not service.cluster.owns(cc.call_id):  # the driver waiting for it is there
+                await service.cluster.send(cc.call_id, "recording-state", {"state": state, "recordingId": cc.recording_id})
     elif kind == "CallDisconnected":
         session = service.calls.get(cc.call_id)
         if session is not None:
             session.end_now("call-disconnected")
+        else:
+            await service.cluster.send(cc.call_id, "end", {"reason": "call-disconnected"})
     service.journal.audit(cc.call_id, "acs.callback", audit)
     if kind == "CallConnected" and _recording_wanted(service) and cc.recording_id is None and cc.server_call_id:
         try:
-            await rec.start_recording(cc, http_url(public, "/acs/callbacks"))
+            await rec.start_recording(cc, _callback_url(service, public))
+            learnt = {"recordingId": cc.recording_id, "recordingState": cc.recording_state, "serverCallId": cc.server_call_id}
+            service.cluster.note(cc.call_id, **learnt)
+            if not service.cluster.owns(cc.call_id):
+                await service.cluster.send(cc.call_id, "recording", learnt)
             service.journal.audit(cc.call_id, "recording.started", {"recordingId": cc.recording_id, "state": cc.recording_state})
         except Exception as exc:
             service.journal.audit(cc.call_id, "recording.start-failed", {"error": describe_error(exc)})
@@ -152,6 +173,9 @@ async def register_recording(request: Request) -> Response:
         return JSONResponse({"error": 'expected {"recordingId": "..."}'}, status_code=400)
     cc = service.recording.control(call_id)
     cc.recording_id = body.recordingId
+    service.cluster.note(call_id, recordingId=body.recordingId)
+    if not service.cluster.owns(call_id):
+        await service.cluster.send(call_id, "recording", {"recordingId": body.recordingId})
     service.journal.audit(call_id, "recording.registered", {"recordingId": body.recordingId})
     return JSONResponse({"callId": call_id, "recordingId": body.recordingId})
 
@@ -162,20 +186,11 @@ async def manual_control(request: Request) -> Response:
     action = request.path_params["action"]
     if action not in ("pause", "resume"):
         return JSONResponse({"error": "use .../recording/pause or .../recording/resume"}, status_code=404)
-    session = service.calls.get(call_id)
-    if session is None or session.ended:
+    # Runs where the call's media is: here, or on the replica that owns it.
+    result = await service.cluster.send(call_id, "manual", {"action": action})
+    if result is None:
         return JSONResponse({"error": f"no live call {call_id!r}"}, status_code=404)
-    decision = session.manual(action)
-    cc = service.recording.calls.get(call_id)
-    return JSONResponse(
-        {
-            "callId": call_id,
-            "payment": "open" if session.guard.is_open else "closed",
-            "changed": decision is not None,
-            "recordingId": cc.recording_id if cc else None,
-        },
-        status_code=202 if decision is not None else 200,
-    )
+    return JSONResponse({"callId": call_id, **result}, status_code=202 if result["changed"] else 200)
 
 
 async def audit(request: Request) -> Response:

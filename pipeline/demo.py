@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import secrets
 import socket
 import sys
 from importlib import resources
@@ -20,7 +21,7 @@ from urllib.parse import quote
 import uvicorn
 from websockets.asyncio.client import connect
 
-from models.settings import load_settings
+from models.settings import Settings, load_settings
 
 from .app import create_app
 from .export import export_lines
@@ -75,12 +76,30 @@ async def serve_until_interrupted(server_task: asyncio.Task) -> None:
         current.uncancel()  # the cancel was our Ctrl-C: it is handled, the demo exits normally
 
 
+def demo_token(settings: Settings) -> str | None:
+    """The API token the demo uses when the API needs one (CALLSTREAM_API_TOKENS or an API
+    JWT issuer): the first configured token, or, with only JWTs configured, a random one
+    added for this process (the demo cannot mint a JWT)."""
+    from .auth import api_auth_enabled, api_tokens
+
+    if not api_auth_enabled(settings):
+        return None
+    tokens = api_tokens(settings)
+    if tokens:
+        return tokens[0]
+    token = secrets.token_urlsafe(24)
+    settings.api_tokens = token
+    return token
+
+
 async def run_demo(args: argparse.Namespace) -> int:
     from .cli import setup_logging
 
     setup_logging("WARNING")
     port = free_port()
-    settings = load_settings(overrides={"host": "127.0.0.1", "port": port, "data_dir": args.data_dir})
+    # The demo's replay is not ACS and has no ACS token: media auth is off (loopback only).
+    settings = load_settings(overrides={"host": "127.0.0.1", "port": port, "data_dir": args.data_dir, "media_auth": "off"})
+    token = demo_token(settings)
     service = Service(settings)
     server = uvicorn.Server(
         uvicorn.Config(create_app(service), host="127.0.0.1", port=port, ws=media_ws_protocol(), log_level="warning", log_config=None)
@@ -95,7 +114,10 @@ async def run_demo(args: argparse.Namespace) -> int:
     base = f"ws://127.0.0.1:{port}"
     path = Path(args.file) if args.file else sample_call_path()
     call_id = "demo-" + path.stem.replace("_", "-")
-    console = f"http://127.0.0.1:{port}/console/{quote(call_id, safe='')}"
+    # With API tokens configured, the console URL carries one: the page turns it into a cookie.
+    token_query = f"?token={quote(token, safe='')}" if token else ""
+    console = f"http://127.0.0.1:{port}/console/{quote(call_id, safe='')}{token_query}"
+    auth_headers = {"Authorization": f"Bearer {token}"} if token else {}
     print(f"service on http://127.0.0.1:{port}  (events: {base}/events)")
     print(f"console: {console}", flush=True)
     print("translation: off (needs CALLSTREAM_TRANSLATOR=azure or openai)")
@@ -103,7 +125,7 @@ async def run_demo(args: argparse.Namespace) -> int:
     print(f"replaying {path.name} ({audio.duration_s:.0f} s, speed {args.speed or 'max'}) as call {call_id}\n")
     partial_shown = False
     try:
-        async with connect(f"{base}/calls/{call_id}/events?since=0") as events:
+        async with connect(f"{base}/calls/{call_id}/events?since=0", additional_headers=auth_headers) as events:
             replay = asyncio.create_task(replay_call(f"{base}/media", audio, call_id, args.speed))
             async for raw in events:
                 ev = json.loads(raw)
@@ -122,7 +144,7 @@ async def run_demo(args: argparse.Namespace) -> int:
         print(f"\nexport written to {out}")
         print(f"re-export any time: callstream export {call_id} --format jsonl --data-dir {settings.data_dir}")
         if getattr(args, "keep", False):
-            print(f"\nstill serving: console {console} (all calls: http://127.0.0.1:{port}/console); press Ctrl-C to stop", flush=True)
+            print(f"\nstill serving: console {console} (all calls: http://127.0.0.1:{port}/console{token_query}); press Ctrl-C to stop", flush=True)
             await serve_until_interrupted(server_task)
     finally:
         server.should_exit = True

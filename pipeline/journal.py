@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 
 from models.events import CallEnded, CallStarted, Event, encode_event, event_type, utc_now_iso
 
@@ -25,10 +26,19 @@ PUBLISH_SLICE = 16
 
 
 class Journal:
-    def __init__(self, store: EventStore, bus: MemoryBus, max_batch: int = 512) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        bus: MemoryBus,
+        max_batch: int = 512,
+        observe_write: Callable[[float], None] | None = None,
+    ) -> None:
         self.store = store
         self.bus = bus
         self.max_batch = max_batch
+        # Called with each committed batch's duration in seconds (the store-write latency
+        # histogram); a plain callable so the journal needs no metrics library.
+        self._observe_write = observe_write
         self._pending: list[StoredEvent] = []
         self._audit: list[AuditRecord] = []
         self._wakeup = asyncio.Event()
@@ -86,7 +96,13 @@ class Journal:
                 self._audit[:0] = audit
                 await asyncio.sleep(0.5)
                 continue
-            self.write_seconds += time.perf_counter() - t0
+            elapsed = time.perf_counter() - t0
+            self.write_seconds += elapsed
+            if self._observe_write is not None:
+                try:
+                    self._observe_write(elapsed)
+                except Exception:  # a metric must never stop the writer (and so publishing)
+                    pass
             self.written += len(batch)
             # Publish in small slices, yielding between them, so subscriber pumps drain
             # their bounded queues while a large batch goes out.

@@ -4,8 +4,9 @@ A CRM knows who is calling before anyone speaks; ``POST /calls/{callId}/known-en
 hands those values to callstream so that they are redacted wherever they are said,
 however they are said. They are secrets by definition: kept in memory only, never
 stored, logged or echoed back, and dropped when the call ends (or after an hour for a
-call that never started). With several replicas each replica holds the values posted
-to it (the scale-out issue moves them to the call registry).
+call that never started). With several replicas the values travel as a command to the
+replica that streams the call (or, before the call starts, to every replica), never
+into a Redis key.
 """
 
 from __future__ import annotations

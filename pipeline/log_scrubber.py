@@ -20,16 +20,31 @@ records logged on that very logger, while a handler's filters see every record t
 reaches it, including those propagated from any child logger (``pipeline.session``,
 ``uvicorn``, third-party libraries). Handlers added after ``install_log_scrubber`` are
 not covered: call it after logging is configured (the CLI does so at start-up).
+
+`JsonFormatter` writes one JSON object per line (what log collectors ingest without a
+parsing rule) with the call id of the record: taken from ``extra={"callId": ...}`` or,
+failing that, from `current_call_id`, which the media endpoint sets for its connection's
+task (tasks started from there inherit it; threads do not, so code on other threads
+passes ``extra``). It scrubs every text field it writes itself as well, so its output is
+masked even on a handler the filter was never added to. It lives here, not in the CLI,
+because the call-id context variable must be importable by the media path, and the
+formatter and the filter share the one definition of what gets masked.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import re
 import traceback
+from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["ScrubbingFilter", "install_log_scrubber", "scrub"]
+__all__ = ["JsonFormatter", "ScrubbingFilter", "current_call_id", "install_log_scrubber", "scrub"]
+
+# The call whose work is running: set by the media endpoint for its connection's task.
+current_call_id: ContextVar[str | None] = ContextVar("callstream_call_id", default=None)
 
 # A digit not preceded/followed by a digit, then 12-18 more digits, each optionally
 # preceded by one space or dash: "4111 1111 1111 1111", "4111-1111-1111-1111".
@@ -122,6 +137,8 @@ class ScrubbingFilter(logging.Filter):
         if record.exc_info and record.exc_info[0] is not None:
             text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
             record.exc_text = scrub(text)
+            # exc_info is dropped below; keep the class name for structured output.
+            record.exc_type_name = record.exc_info[0].__name__
             record.exc_info = None
         elif record.exc_text:
             record.exc_text = scrub(record.exc_text)
@@ -146,3 +163,63 @@ def install_log_scrubber(logger: logging.Logger | None = None) -> ScrubbingFilte
         if not any(isinstance(f, ScrubbingFilter) for f in handler.filters):
             handler.addFilter(scrubber)
     return scrubber
+
+
+# A canonical UUID (as ACS call connection ids are) is an identifier, never card data: its
+# last group can be twelve digits, which the digit-run rule would otherwise mask, and a
+# masked call id cannot be correlated. Anything else in the call-id field is scrubbed.
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def _call_id_field(value: object) -> str:
+    text = _safe_str(value)[:128]
+    return text if _UUID.fullmatch(text) else scrub(text)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``time`` (UTC, ms), ``level``, ``logger``, ``message``,
+    ``callId`` when known, and ``excType``/``exc`` (class name and scrubbed traceback)
+    or ``stack`` when the record has them. Other ``extra`` fields are left out on purpose:
+    only fields listed here can reach a log line.
+
+    Standard library only: the format is a few fields, and a dependency
+    (python-json-logger) would add nothing but another package to audit.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        try:
+            return json.dumps(self._fields(record), default=_safe_str)
+        except Exception:  # fail closed: a line that says something was withheld, still JSON
+            return json.dumps({"time": _iso(record.created), "level": record.levelname, "logger": record.name,
+                               "message": _UNSCRUBBABLE})  # fmt: skip
+
+    def _fields(self, record: logging.LogRecord) -> dict[str, Any]:
+        try:
+            message = record.getMessage()
+        except Exception:
+            message = f"{_safe_str(record.msg)} {_safe_str(record.args)}"
+        doc: dict[str, Any] = {
+            "time": _iso(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": scrub(message),
+        }
+        call_id = getattr(record, "callId", None) or current_call_id.get()
+        if call_id:
+            doc["callId"] = _call_id_field(call_id)
+        exc_type = getattr(record, "exc_type_name", None)
+        exc_text = record.exc_text
+        if record.exc_info and record.exc_info[0] is not None:  # no ScrubbingFilter ran on it
+            exc_type = record.exc_info[0].__name__
+            exc_text = self.formatException(record.exc_info)
+        if exc_type:
+            doc["excType"] = scrub(_safe_str(exc_type))
+        if exc_text:
+            doc["exc"] = scrub(exc_text)
+        if record.stack_info:
+            doc["stack"] = scrub(record.stack_info)
+        return doc
+
+
+def _iso(created: float) -> str:
+    return dt.datetime.fromtimestamp(created, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

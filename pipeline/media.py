@@ -8,11 +8,16 @@ frame is counted and logged, never allowed to end the call or the server.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
+from .auth import MediaAuth
+from .log_scrubber import current_call_id
 from .service import Service
+
+log = logging.getLogger(__name__)
 
 CALL_ID_HEADER = b"x-ms-call-connection-id"
 
@@ -33,11 +38,27 @@ class MediaEndpoint:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
-        if service.draining or not service.ready:
+        call_id = call_id_from_scope(scope)
+        if not service.ready or (service.draining and call_id not in service.calls):
+            # New calls go elsewhere while this replica drains (1013: try again later); a
+            # call in progress may still reconnect. Accepted first, like the 1008 below.
+            await send({"type": "websocket.accept"})
             await send({"type": "websocket.close", "code": 1013, "reason": "draining"})
             return
-        call_id = call_id_from_scope(scope)
+        auth: MediaAuth = scope["app"].state.media_auth
+        refusal = await auth.refusal(scope)
+        if refusal is not None:
+            # Accept, then close with 1008: uvicorn turns a close before the accept into an
+            # HTTP 403, and ACS (like any websocket client) should see the policy code.
+            service.stats.media_auth_refused += 1
+            log.warning("media connection for call %r refused: %s", call_id, refusal)
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close", "code": 1008, "reason": refusal[:120]})
+            return
         await send({"type": "websocket.accept"})
+        # Every log record of this connection's task, and of the tasks it starts (the
+        # session's close, its recording requests), carries the call id (JSON logs).
+        current_call_id.set(call_id)
         service.stats.media_connections += 1
         session = service.session(call_id)
         session.attach()
@@ -54,8 +75,13 @@ class MediaEndpoint:
                         on_message(data)
                     except Exception as exc:  # never let one frame end a call
                         # Counted and logged (rate-limited, type only) like any bad frame.
-                        session._malformed(f"internal error {type(exc).__name__}")
+                        session._malformed(f"internal error {type(exc).__name__}", "dropped_internal_error")
                 elif kind == "websocket.disconnect":
+                    if message.get("code") == 1009:
+                        # The websocket layer refused a message over ws_max_size (and closed
+                        # the connection): it never reached the session, count it here.
+                        service.stats.frames_received += 1
+                        service.stats.dropped_message_too_large += 1
                     break
         finally:
             session.detach("media-disconnected")

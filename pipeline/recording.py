@@ -17,7 +17,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -98,6 +98,8 @@ class RecordingController:
         self._urgent = ThreadPoolExecutor(max_workers=8, thread_name_prefix="acs-pause")
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="acs")
         self.calls: dict[str, CallControl] = {}
+        # Set by the service with several replicas: fills a call's CallControl from the registry.
+        self.refresh: Callable[[str], Awaitable[None]] | None = None
         self.pause_failures = 0
 
     # ----- the SDK, off the loop ---------------------------------------------------------
@@ -185,7 +187,9 @@ class RecordingController:
         try:
             props = await self._call("get_recording_properties", cc.recording_id)
         except Exception as exc:
-            log.warning("call %s: recording state poll failed (%s)", cc.call_id, describe_error(exc))
+            log.warning(
+                "call %s: recording state poll failed (%s)", cc.call_id, describe_error(exc), extra={"callId": cc.call_id}
+            )
             return None
         cc.recording_state = str(props.recording_state).lower()
         return cc.recording_state
@@ -221,6 +225,12 @@ class RecordingController:
     async def _drive_once(self, session: CallSession, window: Window, t0: float, action: str) -> None:
         cc = self.control(session.call_id)
         pausing = action == "pause"
+        if self.configured and cc.recording_id is None and self.refresh is not None:
+            # Another replica may have started the recording (its CallConnected landed there).
+            try:
+                await self.refresh(session.call_id)
+            except Exception as exc:
+                log.warning("call %s: the call registry could not be read (%s)", session.call_id, type(exc).__name__)
         if not self.configured or cc.recording_id is None:
             reason = "ACS is not configured" if not self.configured else "no recording is known for this call"
             session.audit("recording.skipped", {"action": action, "window": window.number, "reason": reason})
@@ -228,6 +238,7 @@ class RecordingController:
         rid = cc.recording_id
         want = "inactive" if pausing else "active"
         attempt = 0
+        observed = False  # the window's first pause request on the wire is its intent-to-pause latency
 
         def still_wanted() -> bool:
             return window.open if pausing else (window.open is False and session.guard.window is None)
@@ -239,6 +250,9 @@ class RecordingController:
             try:
                 await self._call(method, rid, on_sent=lambda s=sent: s.append(time.monotonic()))
             except Exception as exc:
+                if pausing and sent and not observed:
+                    observed = True  # sent, even if ACS then failed it: how fast we reacted
+                    session.service.metrics.pause_latency.observe(sent[0] - t0)
                 latency = round((time.monotonic() - t0) * 1000, 1)
                 error = describe_error(exc)
                 if pausing:
@@ -252,6 +266,9 @@ class RecordingController:
                 )  # fmt: skip
                 await asyncio.sleep(0.2 if attempt == 1 else min(MAX_BACKOFF_S, 0.5 * 2 ** (attempt - 2)))
                 continue
+            if pausing and sent and not observed:
+                observed = True
+                session.service.metrics.pause_latency.observe(sent[0] - t0)
             # Accepted: on record at once, whatever happens while we wait for confirmation.
             session.audit(
                 "recording.request",

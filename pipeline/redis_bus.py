@@ -67,6 +67,10 @@ class RedisBus:
         self.connected = False
 
     @property
+    def outbox_depth(self) -> int:
+        return len(self._outbox)
+
+    @property
     def redis(self) -> aioredis.Redis:
         assert self._redis is not None, "RedisBus.start() was not awaited"
         return self._redis

@@ -20,6 +20,7 @@ import msgspec
 import numpy as np
 import soxr
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosedError
 
 CUSTOMER_ID = "4:+15550100"
 AGENT_ID = "8:acs:agent"
@@ -98,15 +99,20 @@ async def replay_call(
     call_id: str,
     speed: float = 1.0,
     on_frame: Callable[[], None] | None = None,
+    token: str | None = None,
 ) -> int:
-    """Stream one call; returns the number of messages sent."""
+    """Stream one call; returns the number of messages sent. ``token`` goes into the
+    handshake's ``Authorization: Bearer`` header, where ACS puts its JWT."""
     fb = audio.frame_bytes
     t0_wall = dt.datetime.now(dt.UTC)
     sep = "&" if "?" in url else "?"
     sent = 0
+    headers = {"x-ms-call-connection-id": call_id}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     async with connect(
         f"{url}{sep}callId={call_id}",
-        additional_headers={"x-ms-call-connection-id": call_id},
+        additional_headers=headers,
         max_size=None,
         compression=None,
     ) as ws:
@@ -127,18 +133,21 @@ async def replay_call(
                 delay = start + (i + 1) * 0.02 / speed - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
+    refused = ws.close_exc
+    if isinstance(refused, ConnectionClosedError) and refused.rcvd is not None:
+        raise refused  # the server closed first with an error (1008: the token was refused)
     return sent
 
 
 async def replay_many(
-    url: str, audio: CallAudio, call_id: str, calls: int, speed: float, progress: bool = True
+    url: str, audio: CallAudio, call_id: str, calls: int, speed: float, progress: bool = True, token: str | None = None
 ) -> list[str]:
     from tqdm import tqdm
 
     ids = [call_id] if calls == 1 else [f"{call_id}-{k + 1}" for k in range(calls)]
     bar = tqdm(total=audio.frames * len(ids), unit="frame", disable=not progress, desc="replay")
     try:
-        await asyncio.gather(*(replay_call(url, audio, cid, speed, lambda: bar.update(1)) for cid in ids))
+        await asyncio.gather(*(replay_call(url, audio, cid, speed, lambda: bar.update(1), token) for cid in ids))
     finally:
         bar.close()
     return ids

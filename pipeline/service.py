@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from dataclasses import dataclass, fields
 
@@ -15,13 +16,16 @@ from models.settings import Settings
 from workers.stt.base import SpeechEngine
 
 from .bus import MemoryBus
+from .cluster import make_cluster
 from .enrichment import Enricher
 from .journal import Journal
 from .known_entities import KnownEntities
+from .metrics import ServiceMetrics
 from .payment_guard import GuardPolicy
 from .recording import RecordingController
 from .redaction import Redactor, get_redactor
 from .redaction_runner import RedactionRunner
+from .redis_bus import RedisBus
 from .roles import RoleMap
 from .session import CallSession
 from .store import EventStore, open_store
@@ -46,6 +50,21 @@ class Stats:
     media_connections: int = 0
     payment_windows: int = 0
     speech_errors: int = 0
+    # Messages received and not used, by reason (metrics.DROP_REASONS names them). All but
+    # call_ended and message_too_large are malformed frames too (frames_malformed).
+    dropped_invalid: int = 0
+    dropped_unsupported_format: int = 0
+    dropped_before_metadata: int = 0
+    dropped_bad_size: int = 0
+    dropped_payload_too_large: int = 0
+    dropped_internal_error: int = 0
+    dropped_call_ended: int = 0
+    dropped_message_too_large: int = 0
+    # VAD frames of ended calls, folded in when a call ends; live channels keep their own
+    # counts (Segmenter.frames / speech_frames) and metrics add them at scrape time.
+    vad_frames: int = 0
+    vad_speech_frames: int = 0
+    media_auth_refused: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -85,6 +104,14 @@ def make_engine(settings: Settings) -> SpeechEngine:
     raise ValueError(f"CALLSTREAM_STT={settings.stt!r} is not available (use local, azure or acs)")
 
 
+def make_bus(settings: Settings) -> MemoryBus | RedisBus:
+    if settings.bus.startswith(("redis://", "rediss://", "unix://")):
+        return RedisBus(settings.bus, settings.subscriber_queue)
+    if settings.bus != "memory":
+        raise ValueError(f"CALLSTREAM_BUS={settings.bus!r}: use memory or redis://host:port/db")
+    return MemoryBus(settings.subscriber_queue)
+
+
 class Service:
     def __init__(
         self,
@@ -94,20 +121,26 @@ class Service:
         store: EventStore | None = None,
     ) -> None:
         self.settings = settings
+        # Put into the callback URLs handed to ACS and checked on /acs/*. Always read it
+        # from here (it may come to be shared between replicas), never from settings.
+        self.callback_secret: str = settings.callback_secret or secrets.token_urlsafe(32)
         self.final_timeout_s = 60.0  # longest wait for pending finals when a call ends
         self.stats = Stats()
+        self.metrics = ServiceMetrics(self)  # its own registry: several services may share a process
         self.roles = RoleMap(settings.agent_prefixes, settings.customer_prefixes)
         self.engine = engine or make_engine(settings)
         self._redactor = redactor
         self._store = store
         self.store: EventStore
-        self.bus = MemoryBus(settings.subscriber_queue)
+        self.bus = make_bus(settings)
+        self.cluster = make_cluster(self)
         self.journal: Journal
         self.redaction: RedactionRunner
         self.calls: dict[str, CallSession] = {}
         self.known = KnownEntities()
         self.guard_policy = GuardPolicy.from_settings(settings)
         self.recording = RecordingController(settings)
+        self.recording.refresh = self.cluster.refresh
         self.enricher = Enricher(settings)
         self.ready = False
         self.draining = False
@@ -118,8 +151,13 @@ class Service:
         t0 = time.perf_counter()
         self.store = self._store or open_store(self.settings.store_url)
         redactor = self._redactor or await asyncio.to_thread(get_redactor)
-        self.redaction = RedactionRunner(redactor)
-        self.journal = Journal(self.store, self.bus)
+        self.redaction = RedactionRunner(redactor, observe_latency=self.metrics.redaction_latency.observe)
+        self.journal = Journal(self.store, self.bus, observe_write=self.metrics.store_write_latency.observe)
+        await self.bus.start()
+        await self.cluster.start()
+        if not self.settings.callback_secret:
+            # A generated secret must be the same on every replica behind the balancer.
+            self.callback_secret = await self.cluster.shared_secret(self.callback_secret)
         self.journal.start()
         await self.engine.start()
         if self.settings.retention_days is not None:
@@ -153,6 +191,8 @@ class Service:
             await asyncio.gather(*pending, return_exceptions=True)
         await self.journal.flush()
         await self.journal.aclose()
+        await self.bus.aclose()
+        await self.cluster.aclose()
         await self.engine.aclose()
         self.recording.close()
         await self.enricher.aclose()
@@ -166,6 +206,7 @@ class Service:
             self.calls[call_id] = s
             self.known.claim(call_id)
             self.stats.calls_started += 1
+            self.cluster.claim(call_id)
         return s
 
     def forget(self, session: CallSession) -> None:
@@ -173,3 +214,4 @@ class Service:
             del self.calls[session.call_id]
             self.known.drop(session.call_id)
             self.stats.calls_ended += 1
+            self.cluster.release(session.call_id)

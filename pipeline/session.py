@@ -182,6 +182,8 @@ class Channel:
                 if utt is not None and utt.stream is not None:
                     if ev.audio and not self._withheld():
                         utt.stream.push(ev.audio)
+                    # Before end(): an engine may deliver the final from within it.
+                    self.session.audio_ended[utt.id] = time.monotonic()
                     utt.stream.end(ev.end_ms)
 
 
@@ -200,6 +202,9 @@ class CallSession:
         self.seq = 0
         self.started = False
         self.ended = False
+        # Set once the call is being ended (or has ended) while a media socket may still be
+        # open (server shutdown, ACS CallDisconnected): later frames are dropped, counted.
+        self.ending = False
         self.connections = 0
         self.malformed = 0
         self.utterance_counter = 0
@@ -222,6 +227,9 @@ class CallSession:
         # Words of the last final utterances; appended and read on the redaction thread.
         self.context: deque[tuple[int, tuple[str, ...]]] = deque(maxlen=CONTEXT_KEPT)  # (endMs, words)
         self.close_task: asyncio.Task[None] | None = None
+        # utterance id -> monotonic time its audio ended, for the speech-latency histogram
+        self.audio_ended: dict[str, float] = {}
+        self.continuous_engine = bool(getattr(service.engine, "continuous", False))
 
     # ----- lifecycle -------------------------------------------------------------------
     def attach(self) -> None:
@@ -229,10 +237,14 @@ class CallSession:
         if self.close_task is not None and not self.close_task.done():
             self.close_task.cancel()
             self.close_task = None
+            self.ending = False  # the call goes on
 
     def detach(self, reason: str) -> None:
         self.connections -= 1
-        if self.connections <= 0 and not self.ended:
+        # Not while the call is already being ended (end_now: ACS hung up, or a shutdown):
+        # a second _finish would publish a second call.ended.
+        finishing = self.close_task is not None and not self.close_task.done()
+        if self.connections <= 0 and not self.ended and not finishing:
             self.close_task = asyncio.get_running_loop().create_task(self._finish(reason))
 
     async def _finish(self, reason: str) -> None:
@@ -244,11 +256,14 @@ class CallSession:
             try:
                 await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), self.service.final_timeout_s)
             except TimeoutError:
-                log.warning("call %s: the speech engine did not finish in time", self.call_id)
+                log.warning("call %s: the speech engine did not finish in time", self.call_id, extra={"callId": self.call_id})
         try:
             await asyncio.wait_for(self._settled.wait(), self.service.final_timeout_s)
         except TimeoutError:
-            log.warning("call %s: %d utterances had no final result in time", self.call_id, len(self.pending))
+            log.warning(
+                "call %s: %d utterances had no final result in time", self.call_id, len(self.pending),
+                extra={"callId": self.call_id},
+            )  # fmt: skip
             for uid in list(self.pending):
                 self.pending.discard(uid)
         await self.service.redaction.drain()
@@ -265,12 +280,27 @@ class CallSession:
             self.audit("redactions", {"counts": dict(sorted(self.redaction_counts.items()))})
         if self.started:
             self.emit(CallEnded(callId=self.call_id, reason=reason))
+        self._fold_vad_counts()
+        self.ending = True
         self.ended = True
         self.service.forget(self)
+
+    def _fold_vad_counts(self) -> None:
+        """Move the channels' VAD frame counts into the service totals as the call ends.
+
+        Live channels are read at scrape time (metrics), so the per-frame path adds to
+        nothing but the segmenter's own counters; this runs in the same loop step that
+        removes the call from `service.calls`, so no frame is counted twice or lost.
+        """
+        stats = self.stats
+        for ch in self.channels.values():
+            stats.vad_frames += ch.segmenter.frames
+            stats.vad_speech_frames += ch.segmenter.speech_frames
 
     def end_now(self, reason: str) -> None:
         """Server shutdown: finish without waiting for connections to close."""
         if not self.ended and self.close_task is None:
+            self.ending = True
             self.close_task = asyncio.get_running_loop().create_task(self._finish(reason))
 
     # ----- events ----------------------------------------------------------------------
@@ -301,10 +331,15 @@ class CallSession:
     # ----- the media path --------------------------------------------------------------
     def on_message(self, raw: bytes | str) -> None:
         self.stats.frames_received += 1
+        if self.ending:
+            # Its finals are being (or have been) published and call.ended follows: a frame
+            # now would open an utterance after the end. Counted, never processed.
+            self.stats.dropped_call_ended += 1
+            return
         try:
             msg = decode_message(raw)
         except MalformedFrame as exc:
-            self._malformed(str(exc))
+            self._malformed(str(exc), "dropped_invalid")
             return
         kind = type(msg)
         if kind is AudioData:
@@ -324,30 +359,42 @@ class CallSession:
         elif kind is UnknownKind:
             self.stats.frames_unknown += 1
 
-    def _malformed(self, reason: str) -> None:
+    def _malformed(self, reason: str, counter: str) -> None:
+        """Count and skip a bad frame. ``counter`` is the `Stats` field of its drop reason
+        (a fixed name, see metrics.DROP_REASONS); ``reason`` is for the log only."""
         self.malformed += 1
-        self.stats.frames_malformed += 1
+        stats = self.stats
+        stats.frames_malformed += 1
+        setattr(stats, counter, getattr(stats, counter) + 1)
         # Rate-limited, and never the payload: the reason names a path and a rule only.
         if self.malformed <= 5 or self.malformed % 1000 == 0:
-            log.warning("call %s: malformed frame #%d skipped: %s", self.call_id, self.malformed, reason)
+            log.warning(
+                "call %s: malformed frame #%d skipped: %s", self.call_id, self.malformed, reason,
+                extra={"callId": self.call_id},
+            )  # fmt: skip
 
     def _on_metadata(self, msg: AudioMetadata) -> None:
         meta = msg.audioMetadata
         if meta.sampleRate not in (16000, 24000) or meta.channels != 1 or meta.encoding.upper() != "PCM":
-            self._malformed(f"unsupported audio format ({meta.encoding}, {meta.sampleRate} Hz, {meta.channels} ch)")
+            self._malformed(
+                f"unsupported audio format ({meta.encoding}, {meta.sampleRate} Hz, {meta.channels} ch)",
+                "dropped_unsupported_format",
+            )
             return
         if self.sample_rate is not None and self.sample_rate != meta.sampleRate and self.channels:
-            self._malformed("sample rate changed mid-call")
+            self._malformed("sample rate changed mid-call", "dropped_unsupported_format")
             return
         self.sample_rate = meta.sampleRate
 
     def _on_audio(self, p: AudioDataPayload) -> None:
         if self.sample_rate is None:
-            self._malformed("audio before AudioMetadata")
+            self._malformed("audio before AudioMetadata", "dropped_before_metadata")
             return
         n = len(p.data)
         if n == 0 or n & 1 or n > MAX_AUDIO_BYTES:
-            self._malformed(f"audio payload of {n} bytes")
+            self._malformed(
+                f"audio payload of {n} bytes", "dropped_payload_too_large" if n > MAX_AUDIO_BYTES else "dropped_bad_size"
+            )
             return
         participant = p.participantRawID or MIXED
         ch = self.channels.get(participant)
@@ -433,6 +480,7 @@ class CallSession:
         w = decision.window
         if decision.action == "open":
             self.set_payment_window(True)
+            self.service.cluster.note(self.call_id, payment="open")
             self.stats.payment_windows += 1
             if not self._policy_audited:
                 self._policy_audited = True
@@ -447,6 +495,7 @@ class CallSession:
             self._schedule_guard_timer()
         else:
             self.set_payment_window(False)
+            self.service.cluster.note(self.call_id, payment="closed")
             self.emit(PaymentEnded(callId=self.call_id, trigger=decision.trigger, startMs=w.end_ms or 0))
             self.audit(
                 "window.closed",
@@ -510,7 +559,9 @@ class CallSession:
     def on_engine_error(self, participant: str, error: str) -> None:
         """A recognizer was canceled: an event and a metric; the call goes on."""
         self.stats.speech_errors += 1
-        log.warning("call %s: speech engine error for a participant: %s", self.call_id, error)
+        log.warning(
+            "call %s: speech engine error for a participant: %s", self.call_id, error, extra={"callId": self.call_id}
+        )
         if not self.ended:
             self.emit(SpeechError(callId=self.call_id, participant=participant, error=error))
 
@@ -544,6 +595,8 @@ class CallSession:
         within milliseconds of the partial that carried the intent.
         """
         t0 = time.monotonic()
+        if result.is_final:
+            self._observe_final_latency(result, t0)
         role = self.participants.get(participant, "unknown")
         self._apply(self.guard.on_text(result.text, role, result.start_ms, self.now_ms()), t0)
         sticky = self.sticky.get(result.utterance_id)
@@ -558,6 +611,27 @@ class CallSession:
         self.service.redaction.submit(
             result.text, lambda rr: self._publish(participant, result, rr), lambda: self.redaction_policy(sticky, result.start_ms), after
         )
+
+    def _observe_final_latency(self, result: SpeechResult, now: float) -> None:
+        """Speech-engine latency: end of the utterance's audio to its final result here.
+
+        Segmented engines (local): exact, from the moment the segmenter ended the utterance.
+        Continuous engines (Azure) segment for themselves, so the end of the audio is the
+        final's `end_ms` on the call clock; that equals wall time since the first frame
+        only while audio arrives in real time (as ACS streams it), and a negative value
+        (a faster-than-real-time replay) is not observed. ACS passthrough: the result was
+        made by ACS from audio we never had; nothing to measure.
+        """
+        ended = self.audio_ended.pop(result.utterance_id, None)
+        if ended is not None:
+            seconds = now - ended
+        elif self.continuous_engine and result.source != "acs":
+            seconds = (self.now_ms() - result.end_ms) / 1000.0
+            if seconds < 0:
+                return
+        else:
+            return
+        self.service.metrics.observe_speech_final(result.source, seconds)
 
     def _publish(self, participant: str, result: SpeechResult, rr: RedactionResult) -> None:
         uid = result.utterance_id

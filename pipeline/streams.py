@@ -31,12 +31,19 @@ def _since(websocket: WebSocket) -> int | None:
 
 
 async def _replay(service: Service, websocket: WebSocket, call_id: str, since: int, last: dict[str, int]) -> bool:
+    """Send what the store holds after ``since``, then what the bus still has beyond it (a
+    call streaming to another replica whose store this replica does not share)."""
     rows = await asyncio.to_thread(lambda: list(service.store.read(call_id, since)))
     ended = False
     for seq, body in rows:
         await websocket.send_text(body.decode())
         last[call_id] = seq
         ended = body.startswith(_ENDED)
+    if not ended:
+        for seq, body in await service.bus.history(call_id, last.get(call_id, since)):
+            await websocket.send_text(body.decode())
+            last[call_id] = seq
+            ended = body.startswith(_ENDED)
     return ended
 
 
@@ -50,21 +57,24 @@ async def event_stream(websocket: WebSocket) -> None:
 
     async def pump() -> None:
         if since is not None:
-            targets = [call_id] if call_id else list(service.calls)
+            targets = [call_id] if call_id else await service.cluster.live_calls()
             for cid in targets:
                 if await _replay(service, websocket, cid, since, last) and call_id:
                     return
         elif call_id is not None:
             record = await asyncio.to_thread(service.store.get_call, call_id)
-            if record is not None and record.ended_at is not None and call_id not in service.calls:
+            if record is not None and record.ended_at is not None and not await service.cluster.is_live(call_id):
                 return  # nothing live will come for an ended call; replay with ?since=0
         while True:
             if call_id is not None and call_id not in service.calls:
-                # The call is over (its call.ended may have been in a lagged range): close
-                # once nothing more is queued rather than wait for an event that will not come.
+                # Not live here: live on another replica, or over (its call.ended may have
+                # been in a lagged range). Close once it is over and nothing more is queued,
+                # rather than wait for an event that will not come.
                 try:
                     item = await asyncio.wait_for(sub.get(), ENDED_IDLE_S)
                 except TimeoutError:
+                    if await service.cluster.is_live(call_id):
+                        continue
                     return
             else:
                 item = await sub.get()

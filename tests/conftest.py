@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-pytest_plugins = ["tests.pg_server"]
+pytest_plugins = ["tests.pg_server", "tests.redis_server"]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -35,6 +35,7 @@ class Server:
     data_dir: Path
     proc: subprocess.Popen
     log_path: Path
+    token: str | None = None  # sent as `Authorization: Bearer` by the helpers below, when set
 
     @property
     def http(self) -> str:
@@ -44,16 +45,20 @@ class Server:
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
     def get_json(self, path: str) -> tuple[int, dict]:
         try:
-            with urllib.request.urlopen(self.http + path, timeout=10) as r:
+            with urllib.request.urlopen(urllib.request.Request(self.http + path, headers=self.auth_headers), timeout=10) as r:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"{}")
 
     def post_json(self, path: str, body: object) -> tuple[int, dict]:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        req = urllib.request.Request(self.http + path, data=data, method="POST", headers={"content-type": "application/json"})
+        req = urllib.request.Request(self.http + path, data=data, method="POST", headers={"content-type": "application/json", **self.auth_headers})
         try:
             with urllib.request.urlopen(req, timeout=10) as r:
                 return r.status, json.loads(r.read() or b"{}")
@@ -61,7 +66,7 @@ class Server:
             return e.code, json.loads(e.read() or b"{}")
 
     def get_bytes(self, path: str) -> bytes:
-        with urllib.request.urlopen(self.http + path, timeout=10) as r:
+        with urllib.request.urlopen(urllib.request.Request(self.http + path, headers=self.auth_headers), timeout=10) as r:
             return r.read()
 
     def logs(self) -> str:
@@ -123,11 +128,14 @@ def acs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server.stop()
 
 
-async def collect_call_events(ws_base: str, call_id: str, since: int | None = None, timeout: float = 180) -> list[dict]:
+async def collect_call_events(
+    ws_base: str, call_id: str, since: int | None = None, timeout: float = 180, token: str | None = None
+) -> list[dict]:
     """Read a call's event stream until the server closes it after call.ended."""
     q = "" if since is None else f"?since={since}"
     events: list[dict] = []
-    async with connect(f"{ws_base}/calls/{call_id}/events{q}", max_size=None) as ws:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with connect(f"{ws_base}/calls/{call_id}/events{q}", max_size=None, additional_headers=headers) as ws:
         async with asyncio.timeout(timeout):
             async for raw in ws:
                 events.append(json.loads(raw))

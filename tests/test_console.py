@@ -269,6 +269,7 @@ async def test_live_console_in_a_browser_during_the_payment_call(chromium_path, 
         server = start_server(
             tmp_path, CALLSTREAM_STT="local",
             CALLSTREAM_ACS_ENDPOINT=fake.endpoint, CALLSTREAM_ACS_KEY=fake.access_key,
+            CALLSTREAM_MEDIA_AUTH="off",  # the replay carries no ACS token (tests/test_security.py does)
             OPENAI_API_KEY=llm.api_key, OPENAI_BASE_URL=llm.base_url,
             CALLSTREAM_TRANSLATOR="openai", CALLSTREAM_TRANSLATE_TO="de",
         )  # fmt: skip

@@ -31,8 +31,16 @@ def fake_acs():
         yield fake
 
 
+CALLBACK_SECRET = "pci-flow-callback-secret"
+
+
 def acs_env(fake: FakeAcs, **extra: str) -> dict[str, str]:
-    return {"CALLSTREAM_ACS_ENDPOINT": fake.endpoint, "CALLSTREAM_ACS_KEY": fake.access_key, **extra}
+    """ACS configured; media auth off (these tests stream without ACS's JWT; tests/test_security.py
+    covers it) and a known callback secret, for the tests that post to /acs/* themselves."""
+    return {
+        "CALLSTREAM_ACS_ENDPOINT": fake.endpoint, "CALLSTREAM_ACS_KEY": fake.access_key,
+        "CALLSTREAM_MEDIA_AUTH": "off", "CALLSTREAM_CALLBACK_SECRET": CALLBACK_SECRET, **extra,
+    }  # fmt: skip
 
 
 async def wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:  # noqa: ANN001
@@ -62,14 +70,14 @@ async def test_incoming_call_to_paused_card_number_to_resumed_recording(fake_acs
     server = start_server(tmp_path, public_url_self=True, CALLSTREAM_STT="local", **acs_env(fake))
     try:
         # Event Grid first validates the subscription, then delivers the incoming call.
-        status, body = post_event_grid(f"{server.http}/acs/events", [{
+        status, body = post_event_grid(f"{server.http}/acs/events?secret={CALLBACK_SECRET}", [{
             "id": "v1", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
             "data": {"validationCode": "code-123"}, "eventTime": "2026-11-21T00:00:00Z",
         }])  # fmt: skip
         assert (status, body) == (200, {"validationResponse": "code-123"})
         call_id = "pci-flow-call"
         fake.next_call_connection_id = call_id
-        status, _ = post_event_grid(f"{server.http}/acs/events", fake.incoming_call())
+        status, _ = post_event_grid(f"{server.http}/acs/events?secret={CALLBACK_SECRET}", fake.incoming_call())
         assert status == 200
         await wait_for(lambda: fake.of("start_recording"), what="the recording to start")
         [answer] = fake.answers
@@ -77,10 +85,10 @@ async def test_incoming_call_to_paused_card_number_to_resumed_recording(fake_acs
         assert media["transportUrl"] == f"ws://127.0.0.1:{server.port}/media"
         assert (media["audioChannelType"], media["audioFormat"]) == ("unmixed", "pcm16KMono")
         assert media["startMediaStreaming"] is True and media["enableDtmfTones"] is True
-        assert answer["callbackUri"] == f"http://127.0.0.1:{server.port}/acs/callbacks"
+        assert answer["callbackUri"] == f"http://127.0.0.1:{server.port}/acs/callbacks?secret={CALLBACK_SECRET}"
         [start] = fake.of("start_recording")
         recording_id = next(iter(fake.recordings))
-        assert start.body["recordingStateCallbackUri"].endswith("/acs/callbacks")
+        assert start.body["recordingStateCallbackUri"].endswith(f"/acs/callbacks?secret={CALLBACK_SECRET}")
 
         # The payment call, in real time, as ACS would stream it.
         manifest = load_manifest("payment_call")
@@ -186,7 +194,9 @@ async def test_pause_failures_are_retried_and_the_exposure_is_on_record(fake_acs
 async def test_a_late_trigger_opens_on_digits_and_reports_exposure(fake_acs, tmp_path) -> None:
     fake = fake_acs
     # Configured by connection string this time: its http:// endpoint must be kept as given.
-    server = start_server(tmp_path, CALLSTREAM_STT="acs", CALLSTREAM_ACS_CONNECTION_STRING=fake.connection_string)
+    server = start_server(
+        tmp_path, CALLSTREAM_STT="acs", CALLSTREAM_ACS_CONNECTION_STRING=fake.connection_string, CALLSTREAM_MEDIA_AUTH="off"
+    )
     try:
         call_id = "late-call"
         register_recording(server, fake, call_id)
@@ -227,7 +237,7 @@ async def test_dtmf_card_entry_opens_the_window_and_keeps_no_digit(fake_acs, tmp
             await wait_for(lambda: fake.of("pause"), what="a pause")
             await asyncio.sleep(0.5)
             # ACS hangs up: the call ends although its media socket is still open.
-            post_cloud_events(f"{server.http}/acs/callbacks", [cloud_event(
+            post_cloud_events(f"{server.http}/acs/callbacks?secret={CALLBACK_SECRET}", [cloud_event(
                 "Microsoft.Communication.CallDisconnected", {"callConnectionId": call_id, "serverCallId": "server-call-dtmf"}
             )])  # fmt: skip
             events = await asyncio.wait_for(collector, 30)

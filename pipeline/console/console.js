@@ -64,7 +64,12 @@
 
     async function load() {
       try {
+        // With API tokens configured, the browser sends the console's cookie (set by /console?token=).
         const response = await fetch("/calls?limit=100", { headers: { accept: "application/json" } });
+        if (response.status === 401) {
+          setStatus("Not authorized: open the console as /console?token=YOUR_TOKEN.");
+          return;
+        }
         if (!response.ok) throw new Error(`HTTP ${response.status}`);
         const doc = await response.json();
         render(Array.isArray(doc.calls) ? doc.calls : []);
@@ -173,10 +178,15 @@
           console.error("console: could not show event", ev.type, err);
         }
       };
-      ws.onclose = () => {
+      ws.onclose = (event) => {
         if (gen !== generation) return;
         socket = null;
         if (ended) return;
+        if (event.code === 1008) {
+          // The token was refused: retrying cannot help until the page is opened with a good one.
+          setConnection("unauthorized", "Not authorized: open the console as /console?token=YOUR_TOKEN.");
+          return;
+        }
         scheduleReconnect();
       };
     }
@@ -486,6 +496,8 @@
           text = action === "pause" ? "Already paused: a payment window is open." : "Nothing to resume: no payment window is open.";
         } else if (response.status === 404) {
           text = "This call is not live any more.";
+        } else if (response.status === 401) {
+          text = "Not authorized: the console's token was refused.";
         } else {
           text = `The request failed (HTTP ${response.status}).`;
         }

@@ -1,0 +1,144 @@
+"""Two replicas behind one (imaginary) load balancer, sharing a real Redis server.
+
+ACS's webhook, the media websocket and an agent's subscription each land on a different
+replica: replica B must still show the agent every event of a call that streams to
+replica A, and a payment pause decided on A must reach ACS exactly once although ACS
+talks to B.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import redis
+from websockets.asyncio.client import connect
+
+from .conftest import collect_call_events, start_server
+from .fake_acs import FakeAcs, post_event_grid
+from .test_e2e_media import _transcription
+from .test_pci_flow import wait_for
+
+CUSTOMER = "4:+15551234"
+AGENT = "8:acs:agent-7"
+
+
+def _collect_firehose(ws_base: str, events: list[dict]) -> asyncio.Task:
+    async def run() -> None:
+        async with connect(f"{ws_base}/events", max_size=None) as ws:
+            async for raw in ws:
+                events.append(json.loads(raw))
+
+    return asyncio.create_task(run())
+
+
+async def test_a_subscriber_on_replica_b_sees_every_event_of_a_call_on_replica_a(tmp_path, redis_url) -> None:
+    env = {"CALLSTREAM_STT": "acs", "CALLSTREAM_BUS": redis_url, "CALLSTREAM_SUBSCRIBER_QUEUE": "4096"}
+    a = start_server(tmp_path, **env)
+    b = start_server(tmp_path, **env)
+    firehose_b: list[dict] = []
+    try:
+        fire_task = _collect_firehose(b.ws, firehose_b)
+        await asyncio.sleep(0.5)
+        call_id = "scale-out-call"
+        async with connect(f"{a.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}) as media:
+            await media.send(_transcription("hello thanks for calling", "Final", AGENT, 0))
+            await wait_for(lambda: b.get_json("/readyz")[0] == 200 and len(firehose_b) >= 2, what="the call on B")
+            # An agent desktop on B joins mid-call and resumes from the start (seq 0):
+            # the replica has never stored this call; the bus has it.
+            on_b = asyncio.create_task(collect_call_events(b.ws, call_id, since=0, timeout=60))
+            for i in range(1, 150):
+                role = CUSTOMER if i % 2 else AGENT
+                await media.send(_transcription(f"line number {i} of the call", "Intermediate", role, i * 1000))
+                await media.send(_transcription(f"line number {i} of the call", "Final", role, i * 1000))
+                if i % 25 == 0:
+                    await asyncio.sleep(0.05)
+        events_b = await on_b
+        await wait_for(lambda: any(e["type"] == "call.ended" for e in firehose_b), what="call.ended on B's firehose")
+        fire_task.cancel()
+        stored_a = [json.loads(line) for line in a.get_bytes(f"/calls/{call_id}/transcript?format=jsonl").splitlines()]
+        _, calls_b = b.get_json("/calls")
+    finally:
+        a.stop()
+        b.stop()
+
+    seqs = [e["seq"] for e in events_b]
+    assert seqs == list(range(1, len(seqs) + 1)), "a gap or a reordering on replica B"
+    assert events_b == stored_a, "B's subscriber must see exactly what A stored, in order"
+    assert events_b[-1]["type"] == "call.ended"
+    assert [e for e in firehose_b if e["callId"] == call_id] == stored_a
+    finals = [e for e in events_b if e["type"] == "transcript.final"]
+    assert len(finals) == 150
+    assert all(c["callId"] != call_id for c in calls_b["calls"])  # B never stored it: A did
+
+
+def confirmed(server, call_id: str) -> int:  # noqa: ANN001
+    status, doc = server.get_json(f"/calls/{call_id}/audit")
+    return sum(r["kind"] == "recording.confirmed" for r in doc.get("records", [])) if status == 200 else 0
+
+
+async def test_webhook_on_b_media_on_a_pauses_the_recording_once(tmp_path, redis_url) -> None:
+    with FakeAcs() as fake:
+        env = {
+            "CALLSTREAM_STT": "acs", "CALLSTREAM_BUS": redis_url, "CALLSTREAM_MEDIA_AUTH": "off",
+            "CALLSTREAM_ACS_ENDPOINT": fake.endpoint, "CALLSTREAM_ACS_KEY": fake.access_key,
+        }  # fmt: skip
+        a = start_server(tmp_path, **env)
+        b = start_server(tmp_path, public_url_self=True, **env)  # ACS's callbacks all go to B
+        try:
+            # No secret configured: the replicas generated one and agreed on it through Redis.
+            secret = redis.Redis.from_url(redis_url).get("callstream:callback-secret").decode()
+            for replica in (a, b):
+                status, body = post_event_grid(f"{replica.http}/acs/events?secret={secret}", [{
+                    "id": "v1", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
+                    "data": {"validationCode": "code-7"}, "eventTime": "2026-11-21T00:00:00Z",
+                }])  # fmt: skip
+                assert (status, body) == (200, {"validationResponse": "code-7"})
+
+            call_id = "two-replica-call"
+            fake.next_call_connection_id = call_id
+            assert post_event_grid(f"{b.http}/acs/events?secret={secret}", fake.incoming_call())[0] == 200
+            await wait_for(lambda: fake.of("start_recording"), what="B to start the recording")
+            recording_id = next(iter(fake.recordings))
+            await wait_for(
+                lambda: redis.Redis.from_url(redis_url).hget(f"callstream:reg:{call_id}", "recordingId"),
+                what="the recording id in the registry",
+            )  # fmt: skip
+
+            # ACS's media websocket lands on A.
+            collector = asyncio.create_task(collect_call_events(a.ws, call_id, since=0))
+            async with connect(f"{a.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}) as media:
+                await media.send(_transcription("can i take the card number please", "Final", AGENT, 500))
+                await wait_for(lambda: confirmed(a, call_id) == 1, what="A to see the pause confirmed")
+                await media.send(_transcription("sure it's 4111 1111 1111 1111", "Final", CUSTOMER, 2000))
+                await media.send(_transcription("thanks your payment has gone through", "Final", AGENT, 9000))
+                await wait_for(lambda: fake.recording_state(recording_id) == "active", what="the resume")
+                # The agent's desktop talks to B: the manual pause runs on A, which owns the call.
+                status, body = b.post_json(f"/calls/{call_id}/recording/pause", {})
+                assert status == 202, body
+                assert body["payment"] == "open" and body["recordingId"] == recording_id
+                await wait_for(lambda: fake.recording_state(recording_id) == "inactive", what="the manual pause")
+                registry = redis.Redis.from_url(redis_url, decode_responses=True).hgetall(f"callstream:reg:{call_id}")
+                # The far end hangs up: CallDisconnected reaches B, which ends the call on A.
+                fake.disconnect_call(call_id)
+                events = await asyncio.wait_for(collector, 30)
+            audit = a.get_json(f"/calls/{call_id}/audit")[1]
+        finally:
+            a.stop()
+            b.stop()
+
+    pauses = [r for r in fake.of("pause") if r.status == 202]
+    resumes = [r for r in fake.of("resume") if r.status == 202]
+    assert len(pauses) == 2 and len(resumes) == 1, "one pause per window, each sent once"
+    assert all(r.signed_ok for r in fake.requests)
+    kinds = [e["type"] for e in events]
+    assert kinds.count("recording.paused") == 2 and kinds.count("recording.resumed") == 1
+    assert kinds.index("payment.started") < kinds.index("recording.paused") < kinds.index("payment.ended")
+    [ended] = [e for e in events if e["type"] == "call.ended"]
+    assert ended["reason"] == "call-disconnected"
+    # A learnt of each state change through B's callback, forwarded to it.
+    confirmed_records = [r for r in audit["records"] if r["kind"] == "recording.confirmed"]
+    assert len(confirmed_records) == 3 and all(r["recordingId"] == recording_id for r in confirmed_records)
+    assert all(r["confirmedBy"] == "callback" for r in confirmed_records), confirmed_records
+    assert registry["owner"] and registry["payment"] == "open" and registry["serverCallId"]
+    assert "4111" not in json.dumps(events) + json.dumps(registry)
