@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 
 import redis
 from websockets.asyncio.client import connect
 
-from .conftest import collect_call_events, start_server
+from .conftest import Server, collect_call_events, free_port, start_server
 from .fake_acs import FakeAcs, post_event_grid
 from .test_e2e_media import _transcription
 from .test_pci_flow import wait_for
@@ -142,3 +147,56 @@ async def test_webhook_on_b_media_on_a_pauses_the_recording_once(tmp_path, redis
     assert all(r["confirmedBy"] == "callback" for r in confirmed_records), confirmed_records
     assert registry["owner"] and registry["payment"] == "open" and registry["serverCallId"]
     assert "4111" not in json.dumps(events) + json.dumps(registry)
+
+
+def test_workers_need_the_redis_bus(tmp_path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "serve", "--workers", "2", "--port", str(free_port())],
+        env={**os.environ, "CALLSTREAM_DATA_DIR": str(tmp_path), "CALLSTREAM_STT": "acs"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert "--workers 2 needs the Redis bus" in out.stderr and "CALLSTREAM_BUS=redis://" in out.stderr
+
+
+async def test_two_workers_share_one_port_and_one_bus(tmp_path, redis_url) -> None:
+    port = free_port()
+    env = {**os.environ, "CALLSTREAM_DATA_DIR": str(tmp_path / "data"), "CALLSTREAM_STT": "acs",
+           "CALLSTREAM_BUS": redis_url, "CALLSTREAM_PORT": str(port)}  # fmt: skip
+    log = open(tmp_path / "workers.log", "wb")  # noqa: SIM115, ASYNC230 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--workers", "2"], env=env,  # noqa: ASYNC220
+                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    server = Server(port, tmp_path / "data", proc, tmp_path / "workers.log")
+    try:
+        await wait_for(lambda: _ready(server), timeout=120, what="the workers to be ready")
+        await wait_for(lambda: len(_listeners(port)) == 2, timeout=60, what="two processes on the port")
+        # Each connection lands on either worker; every subscriber sees every call.
+        firehose: list[dict] = []
+        fire_task = _collect_firehose(server.ws, firehose)
+        await asyncio.sleep(0.5)
+        for n in range(6):
+            async with connect(f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": f"w-{n}"}) as media:
+                await media.send(_transcription("hello from a worker", "Final", AGENT, 0))
+        await wait_for(lambda: sum(e["type"] == "call.ended" for e in firehose) == 6, timeout=30, what="six calls")
+        fire_task.cancel()
+        workers = _listeners(port)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(proc.wait, 60)
+        log.close()
+    assert code == 0
+    assert len(workers) == 2
+    assert {e["callId"] for e in firehose} == {f"w-{n}" for n in range(6)}
+
+
+def _ready(server: Server) -> bool:
+    try:
+        return server.get_json("/readyz")[0] == 200
+    except OSError:
+        return False
+
+
+def _listeners(port: int) -> set[int]:
+    """PIDs of processes with a socket listening on ``port`` (from ss)."""
+    out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True).stdout
+    return {int(p) for p in re.findall(r"pid=(\d+)", out)}
