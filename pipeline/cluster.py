@@ -136,6 +136,10 @@ class Cluster:
         """The callback secret every replica uses (here: this process's)."""
         return candidate
 
+    async def lock_orphan(self, call_id: str) -> bool:
+        """May this replica close a call left open by a dead process? (one process: yes)"""
+        return True
+
 
 class RedisCluster(Cluster):
     def __init__(self, service: Service, url: str) -> None:
@@ -306,6 +310,9 @@ class RedisCluster(Cluster):
                 await self._heartbeat_once()
             except Exception as exc:
                 log.warning("cluster heartbeat failed (%s)", type(exc).__name__)
+
+    async def lock_orphan(self, call_id: str) -> bool:
+        return bool(await self._redis.set(f"callstream:orphan:{call_id}", self.replica_id, nx=True, ex=300))
 
     async def shared_secret(self, candidate: str) -> str:
         """The first replica's generated callback secret wins; every replica then uses it,

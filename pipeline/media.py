@@ -8,6 +8,7 @@ frame is counted and logged, never allowed to end the call or the server.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from typing import Any
@@ -20,6 +21,7 @@ from .service import Service
 log = logging.getLogger(__name__)
 
 CALL_ID_HEADER = b"x-ms-call-connection-id"
+CLEAN_CLOSE_CODES = (1000, 1001)
 
 
 def call_id_from_scope(scope: dict[str, Any]) -> str:
@@ -60,9 +62,13 @@ class MediaEndpoint:
         # session's close, its recording requests), carries the call id (JSON logs).
         current_call_id.set(call_id)
         service.stats.media_connections += 1
-        session = service.session(call_id)
+        stored = None
+        if call_id not in service.calls:  # a new call, or one the store has from before a restart
+            stored = await asyncio.to_thread(service.store.get_call, call_id)
+        session = service.session(call_id, stored)
         session.attach()
         on_message = session.on_message
+        close_code: int | None = None
         try:
             while True:
                 message = await receive()
@@ -77,11 +83,15 @@ class MediaEndpoint:
                         # Counted and logged (rate-limited, type only) like any bad frame.
                         session._malformed(f"internal error {type(exc).__name__}", "dropped_internal_error")
                 elif kind == "websocket.disconnect":
-                    if message.get("code") == 1009:
+                    close_code = message.get("code")
+                    if close_code == 1009:
                         # The websocket layer refused a message over ws_max_size (and closed
                         # the connection): it never reached the session, count it here.
                         service.stats.frames_received += 1
                         service.stats.dropped_message_too_large += 1
                     break
         finally:
-            session.detach("media-disconnected")
+            # A clean close ends the call now; a dropped connection (1006, no close frame)
+            # may come back: ACS reconnects with the same call id.
+            clean = close_code in CLEAN_CLOSE_CODES
+            session.detach("media-disconnected", 0.0 if clean else service.settings.media_reconnect_grace_s)

@@ -12,6 +12,7 @@ import secrets
 import time
 from dataclasses import dataclass, fields
 
+from models.events import CallEnded, utc_now_iso
 from models.settings import Settings
 from workers.stt.base import SpeechEngine
 
@@ -28,7 +29,7 @@ from .redaction_runner import RedactionRunner
 from .redis_bus import RedisBus
 from .roles import RoleMap
 from .session import CallSession
-from .store import EventStore, open_store
+from .store import CallRecord, EventStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,9 @@ def make_engine(settings: Settings) -> SpeechEngine:
     raise ValueError(f"CALLSTREAM_STT={settings.stt!r} is not available (use local, azure or acs)")
 
 
+ORPHAN_REASON = "server-crashed"
+
+
 def make_bus(settings: Settings) -> MemoryBus | RedisBus:
     if settings.bus.startswith(("redis://", "rediss://", "unix://")):
         return RedisBus(settings.bus, settings.subscriber_queue)
@@ -159,11 +163,33 @@ class Service:
             # A generated secret must be the same on every replica behind the balancer.
             self.callback_secret = await self.cluster.shared_secret(self.callback_secret)
         self.journal.start()
+        await self._close_orphans()
         await self.engine.start()
         if self.settings.retention_days is not None:
             self._retention_task = asyncio.create_task(self._retention_loop(self.settings.retention_days))
         self.ready = True
         log.info("service ready in %.1f s (speech engine: %s)", time.perf_counter() - t0, self.engine.source)
+
+    async def _close_orphans(self) -> None:
+        """End the calls a process left open when it died (kill -9, a lost node).
+
+        Their events up to the crash are stored (store, then publish: a subscriber never saw
+        more); a `call.ended` with reason ``server-crashed`` closes each one, chained after
+        its last event, so exports verify and the compliance record says what happened. A
+        call still live on another replica (the registry knows) is left alone, and the
+        Redis lock makes sure only one starting replica closes a given orphan.
+        """
+        orphans = await asyncio.to_thread(self.store.unfinished_calls)
+        for rec in orphans:
+            if await self.cluster.is_live(rec.call_id) or not await self.cluster.lock_orphan(rec.call_id):
+                continue
+            self.journal.append(
+                CallEnded(callId=rec.call_id, seq=rec.last_seq + 1, time=utc_now_iso(), reason=ORPHAN_REASON)
+            )
+            self.journal.audit(rec.call_id, "call.recovered", {"reason": ORPHAN_REASON, "lastSeq": rec.last_seq})
+            log.warning("call %s was left open by a process that stopped; ended as %s", rec.call_id, ORPHAN_REASON)
+        if orphans:
+            await self.journal.flush()
 
     async def _retention_loop(self, days: float) -> None:
         """Purge calls past the retention period now and then every hour (holds are kept)."""
@@ -199,10 +225,14 @@ class Service:
         self.redaction.close()
         self.store.close()
 
-    def session(self, call_id: str) -> CallSession:
+    def session(self, call_id: str, stored: CallRecord | None = None) -> CallSession:
+        """The call's live session, or a new one (continuing ``stored``, the call's record
+        if the store already has it)."""
         s = self.calls.get(call_id)
         if s is None or s.ended:
             s = CallSession(call_id, self)
+            if stored is not None:
+                s.resume(stored.last_seq)
             self.calls[call_id] = s
             self.known.claim(call_id)
             self.stats.calls_started += 1

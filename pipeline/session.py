@@ -201,6 +201,9 @@ class CallSession:
         self.participants: dict[str, str] = {}  # participant -> role, for those announced
         self.seq = 0
         self.started = False
+        self.resumed = False  # continues a stored call (after a restart): no second call.started
+        self.reconnects = 0
+        self._grace_task: asyncio.Task[None] | None = None
         self.ended = False
         # Set once the call is being ended (or has ended) while a media socket may still be
         # open (server shutdown, ACS CallDisconnected): later frames are dropped, counted.
@@ -234,18 +237,41 @@ class CallSession:
     # ----- lifecycle -------------------------------------------------------------------
     def attach(self) -> None:
         self.connections += 1
+        if self._grace_task is not None:
+            self.reconnects += 1
+            self.audit("media.reconnected", {"reconnects": self.reconnects})
+            log.info("call %s: media reconnected", self.call_id, extra={"callId": self.call_id})
+            self._grace_task = None
         if self.close_task is not None and not self.close_task.done():
             self.close_task.cancel()
             self.close_task = None
             self.ending = False  # the call goes on
 
-    def detach(self, reason: str) -> None:
+    def resume(self, last_seq: int) -> None:
+        """This call is already in the store (its process restarted, or its media came back
+        after it was closed): carry on its seq and its chain rather than start another."""
+        self.seq = last_seq
+        self.resumed = True
+
+    def detach(self, reason: str, grace_s: float = 0.0) -> None:
+        """The media websocket closed. ``grace_s`` > 0 (it dropped rather than closed): ACS
+        may reconnect with the same call id, so the call waits that long before it ends, with
+        its guard, its utterances and its seq intact."""
         self.connections -= 1
         # Not while the call is already being ended (end_now: ACS hung up, or a shutdown):
         # a second _finish would publish a second call.ended.
         finishing = self.close_task is not None and not self.close_task.done()
         if self.connections <= 0 and not self.ended and not finishing:
-            self.close_task = asyncio.get_running_loop().create_task(self._finish(reason))
+            if grace_s > 0:
+                self._grace_task = asyncio.get_running_loop().create_task(self._finish_after(grace_s, "media-lost"))
+                self.close_task = self._grace_task
+            else:
+                self.close_task = asyncio.get_running_loop().create_task(self._finish(reason))
+
+    async def _finish_after(self, grace_s: float, reason: str) -> None:
+        await asyncio.sleep(grace_s)
+        self._grace_task = None  # too late to reconnect: the call ends now
+        await self._finish(reason)
 
     async def _finish(self, reason: str) -> None:
         """Close open utterances, wait (bounded) for their finals, then end the call."""
@@ -299,6 +325,9 @@ class CallSession:
 
     def end_now(self, reason: str) -> None:
         """Server shutdown: finish without waiting for connections to close."""
+        if self._grace_task is not None:  # waiting for a reconnect: end it now instead
+            self._grace_task.cancel()
+            self._grace_task = self.close_task = None
         if not self.ended and self.close_task is None:
             self.ending = True
             self.close_task = asyncio.get_running_loop().create_task(self._finish(reason))
@@ -318,6 +347,9 @@ class CallSession:
     def _start(self, mode: str) -> None:
         self.started = True
         self.mode = mode
+        if self.resumed:
+            self.audit("call.resumed", {"fromSeq": self.seq})
+            return
         self.emit(CallStarted(callId=self.call_id, mode=mode, sampleRate=self.sample_rate or 16000))
 
     def _participant(self, participant: str) -> str:

@@ -120,6 +120,9 @@ class EventStore(Protocol):
         ...
 
     def get_call(self, call_id: str) -> CallRecord | None: ...
+    def unfinished_calls(self) -> list[CallRecord]:
+        """Calls with no call.ended: live somewhere, or left open by a process that died."""
+        ...
     def set_hold(self, call_id: str, hold: bool) -> bool:
         """Put a call under legal hold (or lift it); False if the call is not stored."""
         ...
@@ -175,7 +178,7 @@ class SqliteEventStore:
             return
         with self._write_lock:
             cur = self._writer.cursor()
-            cur.execute("BEGIN")
+            cur.execute("BEGIN IMMEDIATE")  # take the write lock now: another process may write too
             try:
                 if audit:
                     cur.executemany(
@@ -246,7 +249,7 @@ class SqliteEventStore:
     def purge(self, cutoff: str) -> list[str]:
         with self._write_lock:
             cur = self._writer.cursor()
-            cur.execute("BEGIN")
+            cur.execute("BEGIN IMMEDIATE")  # take the write lock now: another process may write too
             try:
                 ids = [r[0] for r in cur.execute(
                     "SELECT call_id FROM calls WHERE ended_at IS NOT NULL AND ended_at < ? AND hold = 0", (cutoff,)
@@ -289,6 +292,14 @@ class SqliteEventStore:
         finally:
             conn.close()
         return _call_record(row) if row else None
+
+    def unfinished_calls(self) -> list[CallRecord]:
+        conn = self._connect()
+        try:
+            rows = conn.execute(f"SELECT {_CALL_COLUMNS} FROM calls WHERE ended_at IS NULL").fetchall()
+        finally:
+            conn.close()
+        return [_call_record(r) for r in rows]
 
     def close(self) -> None:
         with self._write_lock:

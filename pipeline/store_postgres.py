@@ -299,6 +299,9 @@ class PostgresEventStore:
         rows = self._query(f"SELECT {_CALL_COLUMNS} FROM calls WHERE call_id = %s", (call_id,))
         return _call_record(rows[0]) if rows else None
 
+    def unfinished_calls(self) -> list[CallRecord]:
+        return [_call_record(r) for r in self._query(f"SELECT {_CALL_COLUMNS} FROM calls WHERE ended_at IS NULL", ())]
+
     def close(self) -> None:
         with self._write_lock:
             with self._pool_lock:

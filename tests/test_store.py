@@ -127,3 +127,11 @@ def test_calls_between(store: EventStore) -> None:
     got = [r.call_id for r in store.calls_between("2030-05-01T12:00:00Z", "2030-05-03T00:00:00Z")]
     assert got == [b]
     assert [r.call_id for r in store.calls_between("2030-05-01T00:00:00Z", None)][-3:] == [a, b, c]
+
+
+def test_unfinished_calls_are_those_without_call_ended(store: EventStore) -> None:
+    open_id, done_id = new_id(), new_id()
+    store.append(a_call(open_id, end=None) + a_call(done_id))
+    unfinished = {c.call_id: c for c in store.unfinished_calls()}
+    assert open_id in unfinished and done_id not in unfinished
+    assert unfinished[open_id].last_seq == 3

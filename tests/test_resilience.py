@@ -1,0 +1,130 @@
+"""Faults a contact center meets every day: ACS's media socket drops and comes back, the
+process is killed mid-call. The call must go on as the same call, or be closed on record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+
+from websockets.asyncio.client import connect
+
+from .conftest import collect_call_events, start_server
+from .test_e2e_media import _transcription
+from .test_pci_flow import wait_for
+
+AGENT = "8:acs:agent-7"
+CUSTOMER = "4:+15551234"
+
+
+def media(server, call_id: str):  # noqa: ANN001, ANN201
+    return connect(f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": call_id})
+
+
+async def drop(ws) -> None:  # noqa: ANN001
+    """Lose the connection the way a network does: no close frame (the server sees 1006)."""
+    ws.transport.abort()
+    with contextlib.suppress(Exception):
+        await ws.wait_closed()
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True)
+
+
+async def test_media_reconnect_continues_the_same_call_and_payment_window(tmp_path) -> None:
+    server = start_server(tmp_path, CALLSTREAM_STT="acs", CALLSTREAM_MEDIA_RECONNECT_GRACE_S="15")
+    call_id = "reconnect-call"
+    try:
+        ws = await media(server, call_id)
+        await ws.send(_transcription("can i take the card number please", "Final", AGENT, 500))
+        await ws.send(_transcription("sure it is four one one one", "Intermediate", CUSTOMER, 2000))
+        await asyncio.sleep(0.3)
+        collector = asyncio.create_task(collect_call_events(server.ws, call_id, since=0))
+        await drop(ws)
+        await asyncio.sleep(1.0)  # ACS takes a moment to come back
+        _, calls = server.get_json("/calls")
+        assert [c["live"] for c in calls["calls"] if c["callId"] == call_id] == [True]
+        async with media(server, call_id) as ws2:
+            # The utterance in progress is finished after the reconnect, as ACS would.
+            await ws2.send(_transcription("sure it is 4111 1111 1111 1111", "Final", CUSTOMER, 2000))
+            await ws2.send(_transcription("thanks your payment has gone through", "Final", AGENT, 9000))
+            await asyncio.sleep(0.3)
+        events = await collector
+        audit = server.get_json(f"/calls/{call_id}/audit")[1]
+    finally:
+        server.stop()
+    kinds = [e["type"] for e in events]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1)), "seq continues without a gap"
+    assert kinds.count("call.started") == 1 and kinds.count("call.ended") == 1
+    assert events[-1]["reason"] == "media-disconnected"
+    # The window opened before the drop was closed by the phrase after it: one window.
+    assert kinds.count("payment.started") == 1 and kinds.count("payment.ended") == 1
+    [ended] = [e for e in events if e["type"] == "payment.ended"]
+    assert ended["trigger"] == "phrase"
+    finals = [e for e in events if e["type"] == "transcript.final"]
+    assert len(finals) == 3 and len({f["utteranceId"] for f in finals}) == 3, "no duplicate utterance"
+    assert "4111" not in json.dumps(events)
+    assert any(r["kind"] == "media.reconnected" for r in audit["records"])
+
+
+async def test_a_dropped_call_that_never_comes_back_ends_as_media_lost(tmp_path) -> None:
+    server = start_server(tmp_path, CALLSTREAM_STT="acs", CALLSTREAM_MEDIA_RECONNECT_GRACE_S="1")
+    try:
+        ws = await media(server, "lost-call")
+        await ws.send(_transcription("hello is anyone there", "Final", CUSTOMER, 0))
+        await asyncio.sleep(0.3)
+        await drop(ws)
+        events = await collect_call_events(server.ws, "lost-call", since=0, timeout=30)
+    finally:
+        server.stop()
+    assert events[-1]["type"] == "call.ended" and events[-1]["reason"] == "media-lost"
+
+
+async def test_kill_9_mid_call_loses_nothing_a_subscriber_saw(tmp_path) -> None:
+    server = start_server(tmp_path, CALLSTREAM_STT="acs")
+    call_id = "crash-call"
+    seen: list[str] = []
+
+    async def subscriber() -> None:
+        with contextlib.suppress(Exception):
+            async with connect(f"{server.ws}/calls/{call_id}/events?since=0") as ws:
+                async for raw in ws:
+                    seen.append(raw)
+
+    ws = await media(server, call_id)
+    for i, word in enumerate(["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"]):
+        await ws.send(_transcription(f"the {word} line of the call", "Final", AGENT if i % 2 else CUSTOMER, i * 1000))
+    sub = asyncio.create_task(subscriber())
+    await wait_for(lambda: len(seen) >= 8, what="the subscriber to see the call")
+    for word in ["golf", "hotel", "india"]:  # still streaming when the process dies
+        await ws.send(_transcription(f"the {word} line of the call", "Final", AGENT, 9000))
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait(10)
+    await drop(ws)
+    await asyncio.wait_for(sub, 10)
+
+    # The same data dir, a new process: the call left open is closed on record.
+    restarted = start_server(tmp_path, CALLSTREAM_STT="acs", CALLSTREAM_DATA_DIR=str(server.data_dir))
+    try:
+        await wait_for(lambda: restarted.get_json("/calls")[1]["calls"][0]["endReason"] is not None, what="recovery")
+        stored = restarted.get_bytes(f"/calls/{call_id}/transcript?format=jsonl").decode().splitlines()
+        audit = restarted.get_json(f"/calls/{call_id}/audit")[1]
+    finally:
+        restarted.stop()
+    assert seen, "the subscriber saw events before the crash"
+    assert all(line in stored for line in seen), "every event a subscriber received is in the store"
+    assert stored[: len(seen)] == seen
+    last = json.loads(stored[-1])
+    assert last["type"] == "call.ended" and last["reason"] == "server-crashed"
+    assert [json.loads(line)["seq"] for line in stored] == list(range(1, len(stored) + 1))
+    assert any(r["kind"] == "call.recovered" for r in audit["records"])
+    out = tmp_path / "crash-call.jsonl"
+    exported = cli("export", call_id, "--format", "jsonl", "--out", str(out), "--data-dir", str(server.data_dir))
+    assert exported.returncode == 0, exported.stderr
+    verified = cli("verify", str(out))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
