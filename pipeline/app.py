@@ -28,8 +28,12 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     service: Service = request.app.state.service
-    ok = service.ready and not service.draining
-    body = {"ready": ok, "draining": service.draining, "activeCalls": len(service.calls)}
+    journal = getattr(service, "journal", None)
+    degraded = [] if journal is None or journal.store_ok else ["store"]
+    # Not ready while the store is away: new calls go to replicas that can keep them; the
+    # calls in progress here go on, their events buffered.
+    ok = service.ready and not service.draining and not degraded
+    body = {"ready": ok, "draining": service.draining, "degraded": degraded, "activeCalls": len(service.calls)}
     return JSONResponse(body, status_code=200 if ok else 503)
 
 

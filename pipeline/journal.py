@@ -32,6 +32,7 @@ class Journal:
         bus: MemoryBus,
         max_batch: int = 512,
         observe_write: Callable[[float], None] | None = None,
+        max_pending: int = 50_000,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -44,11 +45,23 @@ class Journal:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._give_up_at = float("inf")
+        # While the store is away, events wait here, up to max_pending; beyond that they
+        # are refused, counted per call, and put on the call's record once the store is back.
+        self.max_pending = max_pending
+        self.store_ok = True
+        self.dropped = 0
+        self._overflow: dict[str, list[int]] = {}  # call id -> [first seq, last seq, count]
         self.written = 0
         self.write_errors = 0
         self.write_seconds = 0.0
         self._idle = asyncio.Event()
         self._idle.set()
+
+    @property
+    def buffered(self) -> int:
+        """Events appended and not yet stored."""
+        return len(self._pending)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="journal-writer")
@@ -56,6 +69,16 @@ class Journal:
     def append(self, event: Event) -> bytes:
         """Queue one stamped event; returns its encoded bytes."""
         raw = encode_event(event)
+        if len(self._pending) >= self.max_pending:
+            span = self._overflow.get(event.callId)
+            if span is None:
+                self._overflow[event.callId] = [event.seq, event.seq, 1]
+                log.error("call %s: the store buffer is full; events are being dropped", event.callId,
+                          extra={"callId": event.callId})  # fmt: skip
+            else:
+                span[1], span[2] = event.seq, span[2] + 1
+            self.dropped += 1
+            return raw
         kind = event_type(event)
         mode = rate = reason = None
         if isinstance(event, CallStarted):
@@ -91,11 +114,22 @@ class Journal:
                 await asyncio.to_thread(self.store.append, batch, audit)
             except Exception as exc:  # the store is down: keep the events, retry, never publish unstored
                 self.write_errors += 1
-                log.error("store write failed (%s); %d events kept for retry", type(exc).__name__, len(batch))
+                self.store_ok = False
+                log.error("store write failed (%s); %d events kept for retry", type(exc).__name__, len(self._pending) + len(batch))
                 self._pending[:0] = batch
                 self._audit[:0] = audit
+                if self._closing and time.monotonic() > self._give_up_at:
+                    log.error("shutting down with the store away: %d events and %d audit records were not stored",
+                              len(self._pending), len(self._audit))  # fmt: skip
+                    self._pending.clear()
+                    self._audit.clear()
+                    continue
                 await asyncio.sleep(0.5)
                 continue
+            if not self.store_ok:
+                log.warning("the store is back; %d events waited for it", len(batch) + len(self._pending))
+            self.store_ok = True
+            self._record_overflow()
             elapsed = time.perf_counter() - t0
             self.write_seconds += elapsed
             if self._observe_write is not None:
@@ -112,13 +146,21 @@ class Journal:
                 if i + PUBLISH_SLICE < len(batch):
                     await asyncio.sleep(0)
 
+    def _record_overflow(self) -> None:
+        """Put what a full buffer refused on each call's record (the audit): nothing is lost
+        silently; the missing seq range is named, and the chain's verifier will flag it too."""
+        overflow, self._overflow = self._overflow, {}
+        for call_id, (first, last, count) in overflow.items():
+            self.audit(call_id, "store.overflow", {"missedFrom": first, "missedTo": last, "events": count})
+
     async def flush(self) -> None:
         """Wait until everything appended so far is stored and published."""
         if self._task is None:
             return
         await self._idle.wait()
 
-    async def aclose(self) -> None:
+    async def aclose(self, give_up_s: float = 10.0) -> None:
+        self._give_up_at = time.monotonic() + give_up_s
         self._closing = True
         self._wakeup.set()
         if self._task is not None:

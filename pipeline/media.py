@@ -64,7 +64,10 @@ class MediaEndpoint:
         service.stats.media_connections += 1
         stored = None
         if call_id not in service.calls:  # a new call, or one the store has from before a restart
-            stored = await asyncio.to_thread(service.store.get_call, call_id)
+            try:
+                stored = await asyncio.to_thread(service.store.get_call, call_id)
+            except Exception as exc:  # the store is away: the call goes on, its events buffered
+                log.warning("call %r: the store could not be read (%s)", call_id, type(exc).__name__)
         session = service.session(call_id, stored)
         session.attach()
         on_message = session.on_message

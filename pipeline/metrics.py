@@ -160,6 +160,12 @@ class _ServiceCollector:
         yield GaugeMetricFamily("callstream_active_calls", "calls in progress", value=len(s.calls))
         yield from self._bus(s)
         if hasattr(s, "journal"):
+            yield GaugeMetricFamily("callstream_store_up", "1 when the last store write succeeded", value=int(s.journal.store_ok))
+            yield GaugeMetricFamily("callstream_store_buffered", "events waiting for the store", value=s.journal.buffered)
+            yield CounterMetricFamily(
+                "callstream_store_buffer_dropped", "events refused by a full store buffer (on the call's audit)",
+                value=s.journal.dropped,
+            )  # fmt: skip
             yield CounterMetricFamily("callstream_events_stored", "events written to the store", value=s.journal.written)
             yield CounterMetricFamily("callstream_store_write_errors", "failed store writes", value=s.journal.write_errors)
         yield CounterMetricFamily(

@@ -156,7 +156,10 @@ class Service:
         self.store = self._store or open_store(self.settings.store_url)
         redactor = self._redactor or await asyncio.to_thread(get_redactor)
         self.redaction = RedactionRunner(redactor, observe_latency=self.metrics.redaction_latency.observe)
-        self.journal = Journal(self.store, self.bus, observe_write=self.metrics.store_write_latency.observe)
+        self.journal = Journal(
+            self.store, self.bus, observe_write=self.metrics.store_write_latency.observe,
+            max_pending=self.settings.store_buffer_events,
+        )  # fmt: skip
         await self.bus.start()
         await self.cluster.start()
         if not self.settings.callback_secret:

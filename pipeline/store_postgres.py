@@ -154,14 +154,28 @@ class PostgresEventStore:
         conn.close()
 
     def _query(self, sql: str, params: tuple) -> list[tuple]:
-        conn = self._borrow()
-        try:
-            rows = conn.execute(sql, params).fetchall()
-        except BaseException:
-            conn.close()
-            raise
-        self._give_back(conn)
-        return rows
+        for attempt in (1, 2):
+            conn = self._borrow()
+            try:
+                rows = conn.execute(sql, params).fetchall()
+            except psycopg.OperationalError:
+                # An idle pooled connection outlived a server restart: it only shows when
+                # used, and its idle siblings are as stale. Reads are idempotent: drop the
+                # pool and try once more on a fresh connection.
+                conn.close()
+                with self._pool_lock:
+                    stale, self._idle = self._idle, []
+                for c in stale:
+                    c.close()
+                if attempt == 2:
+                    raise
+                continue
+            except BaseException:
+                conn.close()
+                raise
+            self._give_back(conn)
+            return rows
+        raise AssertionError("unreachable")
 
     # -- writes --------------------------------------------------------------------
 

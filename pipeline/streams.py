@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .service import Service
+
+log = logging.getLogger(__name__)
 
 _LAGGED = b'{"type":"lagged"'
 _ENDED = b'{"type":"call.ended"'
@@ -102,6 +105,9 @@ async def event_stream(websocket: WebSocket) -> None:
         for task in (pump_task, watch_task):
             task.cancel()
         await asyncio.gather(pump_task, watch_task, return_exceptions=True)
-    if pump_task in done and not pump_task.cancelled() and pump_task.exception() is None:
+    if pump_task in done and not pump_task.cancelled():
+        error = pump_task.exception()
+        if error is not None:  # the store could not be read, say: tell the client, which may retry
+            log.error("event stream failed (%s)", type(error).__name__)
         with contextlib.suppress(Exception):
-            await websocket.close(1000)
+            await websocket.close(1000 if error is None else 1011)

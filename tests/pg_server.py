@@ -138,6 +138,7 @@ class PostgresServer:
             )
             proc = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60", "start")
             if proc.returncode == 0:
+                self._options = options
                 break
             if attempt == 2:
                 self._check(proc, "start")
@@ -151,6 +152,17 @@ class PostgresServer:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+
+    def pause(self) -> None:
+        """Stop the server (fast: clients are cut off), keeping its data and port."""
+        self._check(self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop"), "stop")
+
+    def resume(self) -> None:
+        """Start it again after `pause`, on the same port."""
+        self._check(
+            self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", self._options, "-w", "-t", "60", "start"),
+            "restart",
+        )  # fmt: skip
 
     def url(self, database: str) -> str:
         return urlunsplit(urlsplit(self.base_url)._replace(path="/" + database))

@@ -128,3 +128,49 @@ async def test_kill_9_mid_call_loses_nothing_a_subscriber_saw(tmp_path) -> None:
     assert exported.returncode == 0, exported.stderr
     verified = cli("verify", str(out))
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+async def test_postgres_away_buffers_events_reports_degraded_and_marks_overflow(
+    tmp_path, postgres_server, postgres_url
+) -> None:
+    server = start_server(
+        tmp_path, CALLSTREAM_STT="acs", CALLSTREAM_STORE=postgres_url, CALLSTREAM_STORE_BUFFER_EVENTS="40"
+    )
+    call_id = "pg-outage-call"
+    try:
+        async with media(server, call_id) as ws:
+            await ws.send(_transcription("before the database went away", "Final", AGENT, 0))
+            await wait_for(lambda: server.get_json("/calls")[0] == 200 and server.get_json("/calls")[1]["calls"],
+                           what="the call to be stored")  # fmt: skip
+            await asyncio.to_thread(postgres_server.pause)
+            try:
+                await ws.send(_transcription("while the database is away", "Final", CUSTOMER, 1000))
+                await wait_for(lambda: server.get_json("/readyz")[0] == 503, timeout=15, what="readiness to drop")
+                ready = server.get_json("/readyz")[1]
+                assert ready["degraded"] == ["store"] and ready["ready"] is False
+                # The call goes on; more than the buffer holds arrives meanwhile.
+                for i in range(60):
+                    await ws.send(_transcription("still talking with no database", "Final", AGENT, 2000 + i * 100))
+                await asyncio.sleep(1.0)
+                metrics = (await asyncio.to_thread(server.get_bytes, "/metrics")).decode()
+            finally:
+                await asyncio.to_thread(postgres_server.resume)
+            await wait_for(lambda: server.get_json("/readyz")[0] == 200, timeout=20, what="readiness to return")
+            await ws.send(_transcription("the database is back", "Final", CUSTOMER, 9000))
+            await asyncio.sleep(0.5)
+        events = await collect_call_events(server.ws, call_id, since=0, timeout=30)
+        audit = server.get_json(f"/calls/{call_id}/audit")[1]
+    finally:
+        server.stop()
+    assert "callstream_store_up 0.0" in metrics
+    [overflow] = [r for r in audit["records"] if r["kind"] == "store.overflow"]
+    finals = [e for e in events if e["type"] == "transcript.final"]
+    texts = [e["text"] for e in finals]
+    assert texts[0] == "before the database went away" and "while the database is away" in texts
+    assert texts[-1] == "the database is back", "the call went on after the outage"
+    # What the buffer could not hold is named on the call's record, seq range and count.
+    stored_seqs = {e["seq"] for e in events}
+    missing = set(range(1, max(stored_seqs) + 1)) - stored_seqs
+    assert overflow["events"] == len(missing) > 0
+    assert min(missing) == overflow["missedFrom"] and max(missing) == overflow["missedTo"]
+    assert events[-1]["type"] == "call.ended"
