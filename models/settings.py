@@ -94,6 +94,7 @@ class Settings(msgspec.Struct, kw_only=True):
     payment_max_s: float = 180.0  # the longest a window stays open
     payment_withhold_audio: bool = True  # keep the customer's audio from remote speech engines
     recording_attempt_timeout_s: float = 1.0  # per pause/resume request to ACS
+    media_idle_timeout_s: float = 60.0  # close a media socket that sends nothing for this long
     media_reconnect_grace_s: float = 10.0  # a dropped media socket: wait this long for ACS to reconnect
     drain_grace_s: float = 60.0
     store_buffer_events: int = 50_000  # events kept in memory while the store is away  # on SIGTERM: how long calls in progress may go on

@@ -22,6 +22,21 @@ log = logging.getLogger(__name__)
 
 CALL_ID_HEADER = b"x-ms-call-connection-id"
 CLEAN_CLOSE_CODES = (1000, 1001)
+IDLE_CLOSE = 1000
+
+
+async def _idle_watchdog(send: Any, received: list[int], idle_s: float) -> bool:
+    """Close a media connection that sends nothing for ``idle_s`` (ACS sends a frame every
+    20 ms, silent or not, for as long as a call lasts): a dead peer must not hold a call and
+    its resources open. Checks once per period: cheaper than a timeout on every receive."""
+    seen = -1
+    while True:
+        await asyncio.sleep(idle_s)
+        if received[0] == seen:
+            log.warning("media connection idle for %g s: closed", idle_s)
+            await send({"type": "websocket.close", "code": IDLE_CLOSE, "reason": "idle"})
+            return True
+        seen = received[0]
 
 
 def call_id_from_scope(scope: dict[str, Any]) -> str:
@@ -72,11 +87,14 @@ class MediaEndpoint:
         session.attach()
         on_message = session.on_message
         close_code: int | None = None
+        received = [0]  # messages so far, for the idle watchdog
+        watchdog = asyncio.create_task(_idle_watchdog(send, received, service.settings.media_idle_timeout_s))
         try:
             while True:
                 message = await receive()
                 kind = message["type"]
                 if kind == "websocket.receive":
+                    received[0] += 1
                     data = message.get("text")
                     if data is None:
                         data = message.get("bytes") or b""
@@ -94,6 +112,9 @@ class MediaEndpoint:
                         service.stats.dropped_message_too_large += 1
                     break
         finally:
+            watchdog.cancel()
+            if watchdog.done() and not watchdog.cancelled() and watchdog.result():
+                close_code = IDLE_CLOSE  # we closed it: the call is over, no reconnect wait
             # A clean close ends the call now; a dropped connection (1006, no close frame)
             # may come back: ACS reconnects with the same call id.
             clean = close_code in CLEAN_CLOSE_CODES

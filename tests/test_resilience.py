@@ -174,3 +174,63 @@ async def test_postgres_away_buffers_events_reports_degraded_and_marks_overflow(
     assert overflow["events"] == len(missing) > 0
     assert min(missing) == overflow["missedFrom"] and max(missing) == overflow["missedTo"]
     assert events[-1]["type"] == "call.ended"
+
+
+async def test_a_media_connection_that_sends_nothing_is_closed(tmp_path) -> None:
+    server = start_server(tmp_path, CALLSTREAM_STT="acs", CALLSTREAM_MEDIA_IDLE_TIMEOUT_S="1")
+    try:
+        async with media(server, "silent-peer") as ws:
+            await ws.send(_transcription("hello", "Final", AGENT, 0))
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(10):
+                    await ws.recv()  # nothing comes but the close
+            assert ws.close_code == 1000 and ws.close_reason == "idle"
+        async with media(server, "never-spoke") as ws:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(10):
+                    await ws.recv()
+            assert ws.close_code == 1000
+        events = await collect_call_events(server.ws, "silent-peer", since=0, timeout=20)
+        await wait_for(lambda: server.get_json("/readyz")[1]["activeCalls"] == 0, what="no call left open")
+    finally:
+        server.stop()
+    assert events[-1]["type"] == "call.ended" and events[-1]["reason"] == "media-disconnected"
+
+
+async def test_acs_down_during_a_payment_fails_closed_and_is_audited(tmp_path) -> None:
+    from .fake_acs import FakeAcs
+    from .test_pci_flow import acs_env, audit_of, register_recording
+
+    with FakeAcs() as fake:
+        server = start_server(tmp_path, CALLSTREAM_STT="acs", CALLSTREAM_RECORDING_ATTEMPT_TIMEOUT_S="0.5", **acs_env(fake))
+        call_id = "acs-down-call"
+        try:
+            recording_id = register_recording(server, fake, call_id)
+            fake.script("pause", *([503] * 50))  # Call Automation is down for the whole payment
+            collector = asyncio.create_task(collect_call_events(server.ws, call_id))
+            await asyncio.sleep(0.3)
+            async with media(server, call_id) as ws:
+                await ws.send(_transcription("can i take the card number please", "Final", AGENT, 500))
+                await wait_for(lambda: len(fake.of("pause")) >= 3, timeout=15, what="retried pauses")
+                await ws.send(_transcription("sure it's 4111 1111 1111 1111", "Final", CUSTOMER, 2000))
+                await ws.send(_transcription("and the code is 123", "Final", CUSTOMER, 5000))
+                await ws.send(_transcription("thanks your payment has gone through", "Final", AGENT, 9000))
+                await asyncio.sleep(0.5)
+            events = await collector
+            doc = audit_of(server, call_id)
+        finally:
+            server.stop()
+    assert fake.recording_state(recording_id) == "active"  # ACS never paused it
+    kinds = [e["type"] for e in events]
+    errors = [e for e in events if e["type"] == "recording.error"]
+    assert len(errors) >= 3 and all("503" in e["error"] for e in errors)
+    assert "recording.paused" not in kinds
+    # Fail closed: the window stayed open and everything said in it was redacted.
+    finals = [e["text"] for e in events if e["type"] == "transcript.final"]
+    assert not any("4111" in t or "123" in t for t in finals)
+    assert kinds.index("payment.started") < kinds.index("payment.ended")
+    # On record: every failed attempt, and the whole window as exposure.
+    pause_attempts = [r for r in doc["requests"] if r["kind"] == "recording.request" and r["action"] == "pause"]
+    assert len(pause_attempts) >= 3 and all(r["outcome"] == "error" for r in pause_attempts)
+    assert doc["exposures"] and doc["exposures"][0]["fromMs"] == doc["windows"][0]["startMs"]
+    assert any(r["kind"] == "recording.abandoned" for r in doc["records"])
