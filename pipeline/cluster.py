@@ -93,6 +93,8 @@ class Cluster:
         self.replica_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.commands_sent = 0
         self.commands_run = 0
+        # How long a call must look not live before a stream gives up on it.
+        self.liveness_settle_s = 0.0
 
     async def start(self) -> None:
         pass
@@ -150,6 +152,7 @@ class RedisCluster(Cluster):
         self._tasks: list[asyncio.Task[None]] = []
         self._writes: asyncio.Queue[tuple[str, tuple]] = asyncio.Queue()
         self._closing = False
+        self.liveness_settle_s = 2 * HEARTBEAT_S + 2
 
     async def start(self) -> None:
         import redis.asyncio as aioredis
@@ -301,7 +304,14 @@ class RedisCluster(Cluster):
             await pipe.execute()
 
     async def _heartbeat_once(self) -> None:
-        await self._redis.set(replica_key(self.replica_id), "1", ex=HEARTBEAT_TTL_S)
+        """Say this replica is alive, and which calls it streams: a Redis that restarted
+        without its data learns them again within one period."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(replica_key(self.replica_id), "1", ex=HEARTBEAT_TTL_S)
+        live = [cid for cid, s in self.service.calls.items() if not s.ended]
+        if live:
+            pipe.hset(OWNERS, mapping=dict.fromkeys(live, self.replica_id))
+        await pipe.execute()
 
     async def _heartbeat(self) -> None:
         while True:

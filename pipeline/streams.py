@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -59,6 +60,7 @@ async def event_stream(websocket: WebSocket) -> None:
     last: dict[str, int] = {}
 
     async def pump() -> None:
+        gone_since: float | None = None
         if since is not None:
             targets = [call_id] if call_id else await service.cluster.live_calls()
             for cid in targets:
@@ -77,8 +79,15 @@ async def event_stream(websocket: WebSocket) -> None:
                     item = await asyncio.wait_for(sub.get(), ENDED_IDLE_S)
                 except TimeoutError:
                     if await service.cluster.is_live(call_id):
+                        gone_since = None
+                        continue
+                    # With many replicas the registry may briefly miss a live call (Redis
+                    # restarted: replicas re-register theirs each heartbeat); be sure first.
+                    gone_since = gone_since or time.monotonic()
+                    if time.monotonic() - gone_since < service.cluster.liveness_settle_s:
                         continue
                     return
+                gone_since = None
             else:
                 item = await sub.get()
             if item.raw.startswith(_LAGGED):

@@ -200,3 +200,33 @@ def _listeners(port: int) -> set[int]:
     """PIDs of processes with a socket listening on ``port`` (from ss)."""
     out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True).stdout
     return {int(p) for p in re.findall(r"pid=(\d+)", out)}
+
+
+async def test_redis_restarted_mid_call_loses_no_event_for_a_subscriber_on_b(tmp_path, redis_server) -> None:
+    url = redis_server.fresh_url()
+    env = {"CALLSTREAM_STT": "acs", "CALLSTREAM_BUS": url, "CALLSTREAM_SUBSCRIBER_QUEUE": "4096"}
+    a = start_server(tmp_path, **env)
+    b = start_server(tmp_path, **env)
+    call_id = "redis-restart-call"
+    try:
+        async with connect(f"{a.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}) as media:
+            await media.send(_transcription("before the restart", "Final", AGENT, 0))
+            await asyncio.sleep(0.5)
+            on_b = asyncio.create_task(collect_call_events(b.ws, call_id, since=0, timeout=90))
+            for i in range(20):
+                await media.send(_transcription(f"line {'abcdefghijklmnopqrst'[i]} before", "Final", CUSTOMER, 1000 + i))
+            await asyncio.to_thread(redis_server.restart, 1.0)  # Redis is away for a second, data lost
+            for i in range(20):
+                await media.send(_transcription(f"line {'abcdefghijklmnopqrst'[i]} after", "Final", AGENT, 5000 + i))
+            await asyncio.sleep(6)  # the replicas reconnect and re-register their calls
+            await media.send(_transcription("after the restart", "Final", CUSTOMER, 9000))
+            await asyncio.sleep(0.5)
+        events_b = await on_b
+        stored_a = [json.loads(x) for x in a.get_bytes(f"/calls/{call_id}/transcript?format=jsonl").splitlines()]
+    finally:
+        a.stop()
+        b.stop()
+    finals = [e["text"] for e in events_b if e["type"] == "transcript.final"]
+    assert finals[0] == "before the restart" and finals[-1] == "after the restart"
+    assert len(finals) == 42
+    assert [e for e in events_b if e["type"] != "lagged"] == stored_a
