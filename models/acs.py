@@ -112,33 +112,54 @@ class _KindOnly(msgspec.Struct):
     kind: str
 
 
-_QUOTED = re.compile(r"'[^']*'")
+_SAFE_PATH = re.compile(r" - at `\$[A-Za-z0-9_.\[\]]*`$")
 _decoder = msgspec.json.Decoder(AcsMessage)
 _kind_decoder = msgspec.json.Decoder(_KindOnly)
+# Besides DecodeError, msgspec raises RecursionError for JSON nested too deeply (a
+# thousand levels, in a field that is otherwise ignored) and UnicodeEncodeError for a str
+# frame holding a lone surrogate: malformed frames too.
+_UNDECODABLE = (RecursionError, UnicodeError)
 
 
 def decode_message(raw: bytes | str) -> AcsMessage | UnknownKind:
     """Decode one ACS text frame.
 
-    Raises MalformedFrame with a payload-free reason. The fast path is a single decode;
-    only a failing frame pays for the second look that tells unknown kinds apart.
+    Raises MalformedFrame (only) with a payload-free reason. The fast path is a single
+    decode; only a failing frame pays for the second look that tells unknown kinds apart.
     """
     try:
         return _decoder.decode(raw)
     except msgspec.DecodeError as exc:
-        try:
-            kind = _kind_decoder.decode(raw).kind
-        except msgspec.DecodeError:
-            raise MalformedFrame(_reason(exc)) from None
-        if kind not in KNOWN_KINDS:
-            return UnknownKind(kind=kind[:64])
-        raise MalformedFrame(_reason(exc)) from None
+        first = exc
+    except _UNDECODABLE as exc:
+        raise MalformedFrame(_undecodable(exc)) from None
+    try:
+        kind = _kind_decoder.decode(raw).kind
+    except (msgspec.DecodeError, *_UNDECODABLE):
+        raise MalformedFrame(_reason(first)) from None
+    if kind not in KNOWN_KINDS:
+        return UnknownKind(kind=kind[:64])
+    raise MalformedFrame(_reason(first)) from None
 
 
 def _reason(exc: msgspec.DecodeError) -> str:
-    # msgspec names the path (`$.audioData.data`) and the rule; for enums and tags it also
-    # quotes the offending value, which is payload: drop every quoted value.
-    return _QUOTED.sub("'…'", str(exc))[:200]
+    # msgspec names the rule and the path (`$.audioData.data`); for enums and tags it also
+    # quotes the offending value, which is payload, in single or double quotes (a Python
+    # repr: the value may hold either quote). Keep the rule up to the first quote, and the
+    # path only when it is made of field names and indexes.
+    message = str(exc)
+    path = _SAFE_PATH.search(message)
+    rule = message[: path.start()] if path else message.split(" - at ", 1)[0]
+    quote = min((i for i in (rule.find("'"), rule.find('"')) if i >= 0), default=-1)
+    if quote >= 0:
+        rule = rule[:quote].rstrip() + " …"
+    return (rule + (path.group() if path else ""))[:200]
+
+
+def _undecodable(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "JSON is nested too deeply"
+    return "text is not valid UTF-8"
 
 
 TICKS_PER_MS = 10_000

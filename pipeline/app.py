@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 
-from . import console_routes, control_plane
+from . import console_routes, control_plane, openapi
 from .auth import ApiAuth, ApiAuthMiddleware, MediaAuth
 from .export import MEDIA_TYPES, ExportError, export_lines
 from .known_entities import KnownEntityError, parse_request
@@ -147,6 +147,7 @@ def create_app(service: Service) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
+            Route("/openapi.json", openapi.openapi_json),
             *console_routes.routes,
         ],
         lifespan=lifespan,

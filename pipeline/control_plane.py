@@ -56,7 +56,32 @@ async def _json_array(request: Request) -> list[dict] | Response:
     items = doc if isinstance(doc, list) else [doc]
     if not all(isinstance(i, dict) for i in items):
         return JSONResponse({"error": "expected an event or an array of events"}, status_code=400)
+    for i, ev in enumerate(items):
+        problem = _event_problem(ev)
+        if problem is not None:
+            return JSONResponse({"error": f"event {i}: {problem}"}, status_code=400)
     return items
+
+
+# The fields the handlers below read; ACS sends them as strings (or leaves them out).
+_EVENT_FIELDS = ("eventType", "type")
+_DATA_FIELDS = ("validationCode", "incomingCallContext", "callConnectionId", "serverCallId", "recordingId", "state")
+
+
+def _event_problem(ev: dict) -> str | None:
+    """Why an event cannot be read (a field of the wrong type), or None."""
+    for name in _EVENT_FIELDS:
+        if not isinstance(ev.get(name), str | None):
+            return f"{name} is not a string"
+    data = ev.get("data")
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        return "data is not an object"
+    for name in _DATA_FIELDS:
+        if not isinstance(data.get(name), str | None):
+            return f"data.{name} is not a string"
+    return None
 
 
 def _recording_wanted(service: Service) -> bool:

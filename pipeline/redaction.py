@@ -403,6 +403,11 @@ class Redactor:
             raise TypeError("text must be str")
         if not text:
             return RedactionResult("", [], [])
+        if not text.isascii():
+            # A lone surrogate (undecodable input read with surrogateescape, `callstream
+            # redact`) would make spaCy raise and the whole text a placeholder. Each is one
+            # character and so is U+FFFD: every offset stays where it was.
+            text = _SURROGATE.sub("\ufffd", text)
         results = self.analyze(text, policy)
         if not results:
             return RedactionResult(text, [], [])
@@ -460,6 +465,8 @@ def get_redactor() -> Redactor:
                 _REDACTOR = Redactor()
     return _REDACTOR
 
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 # The spoken e-mail recognizer cannot judge "john dot smith at contoso" until the domain
 # ends; a trailing chain of words joined by spoken separators is held back in partials.

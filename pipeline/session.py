@@ -73,6 +73,7 @@ MAX_SUMMARY_LINES = 2000  # redacted finals kept for the end-of-call summary
 CONTEXT_KEPT = 8
 _CONTEXT_WORD = re.compile(r"[a-z]+")
 _TAG = re.compile(r"\[[A-Z0-9_]+\]")  # "[CARD_SECURITY_CODE]" must not read as "security code"
+_KNOWN_ENCODINGS = frozenset({"PCM", "OPUS", "MULAW", "ALAW", "PCMU", "PCMA", "G722", "MP3", "AAC", "SILK"})
 
 
 def _parse_ts(value: str | None) -> float | None:
@@ -408,8 +409,10 @@ class CallSession:
     def _on_metadata(self, msg: AudioMetadata) -> None:
         meta = msg.audioMetadata
         if meta.sampleRate not in (16000, 24000) or meta.channels != 1 or meta.encoding.upper() != "PCM":
+            # The encoding is the sender's text: named only when it is a known one.
+            encoding = meta.encoding if meta.encoding.upper() in _KNOWN_ENCODINGS else "another encoding"
             self._malformed(
-                f"unsupported audio format ({meta.encoding}, {meta.sampleRate} Hz, {meta.channels} ch)",
+                f"unsupported audio format ({encoding}, {meta.sampleRate} Hz, {meta.channels} ch)",
                 "dropped_unsupported_format",
             )
             return
