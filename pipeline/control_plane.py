@@ -45,9 +45,23 @@ def _callback_url(service: Service, public: str) -> str:
     return http_url(public, "/acs/callbacks") + "?" + urlencode({"secret": service.callback_secret})
 
 
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """The body, or None past ``limit`` bytes: read in chunks, never held whole beyond it."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    parts, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 async def _json_array(request: Request) -> list[dict] | Response:
-    body = await request.body()
-    if len(body) > MAX_BODY:
+    body = await _read_limited(request, MAX_BODY)
+    if body is None:
         return JSONResponse({"error": "body too large"}, status_code=413)
     try:
         doc = json.loads(body)

@@ -234,3 +234,13 @@ async def test_acs_down_during_a_payment_fails_closed_and_is_audited(tmp_path) -
     assert len(pause_attempts) >= 3 and all(r["outcome"] == "error" for r in pause_attempts)
     assert doc["exposures"] and doc["exposures"][0]["fromMs"] == doc["windows"][0]["startMs"]
     assert any(r["kind"] == "recording.abandoned" for r in doc["records"])
+
+
+def test_an_oversized_webhook_body_is_refused_unread(tmp_path) -> None:
+    server = start_server(tmp_path, CALLSTREAM_STT="acs", CALLSTREAM_CALLBACK_SECRET="s3")
+    try:
+        status, body = server.post_json("/acs/callbacks?secret=s3", b"[" + b" " * (2 << 20) + b"]")
+        healthy = server.get_json("/healthz")[0]
+    finally:
+        server.stop()
+    assert status == 413 and body == {"error": "body too large"} and healthy == 200
