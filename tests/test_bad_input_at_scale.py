@@ -1,0 +1,96 @@
+"""Bad input at scale, functionally (the timing comparison is bench/flood.py's): a flood of
+malformed frames on one connection, and a subscriber that never reads, cost the other calls
+nothing they can see: every good frame is handled, every event arrives, nothing grows
+without bound."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+
+from websockets.asyncio.client import connect
+
+from .conftest import collect_call_events, start_server
+from .test_e2e_media import _transcription
+
+AGENT = "8:acs:agent-7"
+JUNK = [
+    b"not json at all",
+    b'{"kind":"AudioData","audioData":{"data":"%%%not base64","participantRawID":"4:+1"}}',
+    b'{"kind":"AudioData"}',
+    b'{"kind":"AudioMetadata","audioMetadata":{"encoding":"ZZSECRETENC","sampleRate":8000}}',
+    json.dumps({"kind": "AudioData", "audioData": {"data": base64.b64encode(b"\x01").decode()}}).encode(),
+    b"[" * 5000,
+]
+
+
+def metric(text: str, name: str) -> float:
+    m = re.search(rf"^{name} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+async def test_a_malformed_flood_does_not_cost_another_call_an_event(tmp_path) -> None:
+    server = start_server(tmp_path, CALLSTREAM_STT="acs")
+    flood_sent = 0
+    try:
+        async def flood() -> None:
+            nonlocal flood_sent
+            async with connect(f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": "flood"}) as ws:
+                for i in range(6000):
+                    await ws.send(JUNK[i % len(JUNK)].decode())
+                    flood_sent += 1
+                    if i % 200 == 0:
+                        await asyncio.sleep(0)
+
+        flooder = asyncio.create_task(flood())
+        good = asyncio.create_task(collect_call_events(server.ws, "good-call", timeout=120))
+        await asyncio.sleep(0.3)
+        async with connect(f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": "good-call"}) as ws:
+            for i in range(100):
+                await ws.send(_transcription(f"good line {'abcdefghij'[i % 10]}", "Final", AGENT, i * 100))
+                await asyncio.sleep(0.01)
+        await flooder
+        events = await good
+        metrics = (await asyncio.to_thread(server.get_bytes, "/metrics")).decode()
+        healthy = server.get_json("/healthz")[0]
+    finally:
+        server.stop()
+    assert healthy == 200
+    assert sum(e["type"] == "transcript.final" for e in events) == 100
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert metric(metrics, "callstream_frames_malformed_total") == flood_sent == 6000
+    assert "not base64" not in server.logs() and "ZZSECRETENC" not in server.logs()
+
+
+async def test_a_subscriber_that_never_reads_is_bounded(tmp_path) -> None:
+    server = start_server(tmp_path, CALLSTREAM_STT="acs", CALLSTREAM_SUBSCRIBER_QUEUE="32")
+    try:
+        # Never reads: its socket buffers fill, then its queue, then it is skipped.
+        stuck = await connect(f"{server.ws}/events", max_size=None, max_queue=1)
+        reader = asyncio.create_task(collect_call_events(server.ws, "busy-call", timeout=120))
+        await asyncio.sleep(0.3)
+        async with connect(f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": "busy-call"}) as ws:
+            for i in range(3000):
+                await ws.send(_transcription("a long line " + "padding words " * 40, "Final", AGENT, i * 10))
+                if i % 100 == 0:
+                    await asyncio.sleep(0)
+        events = await reader
+        metrics = (await asyncio.to_thread(server.get_bytes, "/metrics")).decode()
+        stored = (await asyncio.to_thread(server.get_bytes, "/calls/busy-call/transcript")).decode().splitlines()
+        await stuck.close()
+    finally:
+        server.stop()
+    assert sum('"transcript.final"' in line for line in stored) == 3000
+    # The reading subscriber got every event, or a `lagged` notice naming what it missed
+    # (its queue is small here: 32), so it could fetch them with ?since=.
+    covered = {e["seq"] for e in events if e["type"] != "lagged"}
+    for e in events:
+        if e["type"] == "lagged":
+            covered |= set(range(e["missedFrom"], e["missedTo"] + 1))
+    assert covered == set(range(1, len(stored) + 1))
+    # Its queue never holds more than its bound (the socket's buffers take the rest; once
+    # they are full it is skipped and told `lagged`: tests/test_bus.py).
+    assert metric(metrics, "callstream_subscriber_queue_depth_max") <= 32
+    assert metric(metrics, "callstream_subscribers") == 1  # only the stuck one was left
