@@ -29,7 +29,7 @@ async def _idle_watchdog(send: Any, received: list[int], idle_s: float) -> bool:
     """Close a media connection that sends nothing for ``idle_s`` (ACS sends a frame every
     20 ms, silent or not, for as long as a call lasts): a dead peer must not hold a call and
     its resources open. Checks once per period: cheaper than a timeout on every receive."""
-    seen = -1
+    seen = 0  # a connection that never sends anything is idle from the start
     while True:
         await asyncio.sleep(idle_s)
         if received[0] == seen:
@@ -95,6 +95,11 @@ class MediaEndpoint:
                 kind = message["type"]
                 if kind == "websocket.receive":
                     received[0] += 1
+                    if not received[0] & 63:
+                        # Messages already read off the socket come back from receive()
+                        # without a turn of the loop: one connection's burst (a flood)
+                        # must not hold every other call for its whole length.
+                        await asyncio.sleep(0)
                     data = message.get("text")
                     if data is None:
                         data = message.get("bytes") or b""

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 _LAGGED = b'{"type":"lagged"'
 _ENDED = b'{"type":"call.ended"'
 ENDED_IDLE_S = 2.0
+SEND_TIMEOUT_S = 30.0
 
 
 def _since(websocket: WebSocket) -> int | None:
@@ -96,7 +97,10 @@ async def event_stream(websocket: WebSocket) -> None:
                 continue
             else:
                 last[item.call_id] = item.seq
-            await websocket.send_text(item.raw.decode())
+            # A subscriber that stops reading fills its socket, then this send waits:
+            # give up on it rather than hold its task, its queue and its buffers forever.
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                await websocket.send_text(item.raw.decode())
             if call_id is not None and item.raw.startswith(_ENDED):
                 return
 
@@ -116,7 +120,12 @@ async def event_stream(websocket: WebSocket) -> None:
         await asyncio.gather(pump_task, watch_task, return_exceptions=True)
     if pump_task in done and not pump_task.cancelled():
         error = pump_task.exception()
-        if error is not None:  # the store could not be read, say: tell the client, which may retry
+        if isinstance(error, WebSocketDisconnect):
+            error = None  # the subscriber left while we were sending: nothing went wrong
+        elif isinstance(error, TimeoutError):
+            log.warning("a subscriber stopped reading for %g s: disconnected", SEND_TIMEOUT_S)
+        elif error is not None:  # the store could not be read, say: tell the client, which may retry
             log.error("event stream failed (%s)", type(error).__name__)
         with contextlib.suppress(Exception):
-            await websocket.close(1000 if error is None else 1011)
+            async with asyncio.timeout(5):  # a peer that does not read may not take the close either
+                await websocket.close(1000 if error is None else 1011)
