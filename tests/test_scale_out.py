@@ -77,6 +77,23 @@ async def test_a_subscriber_on_replica_b_sees_every_event_of_a_call_on_replica_a
     assert all(c["callId"] != call_id for c in calls_b["calls"])  # B never stored it: A did
 
 
+def _everything_in(url: str) -> str:
+    """Every key's content in a Redis database, as one text (streams, hashes, strings)."""
+    r = redis.Redis.from_url(url)
+    out = []
+    for key in r.scan_iter():
+        kind = r.type(key).decode()
+        if kind == "stream":
+            out += [repr(fields) for _, fields in r.xrange(key)]
+        elif kind == "hash":
+            out.append(repr(r.hgetall(key)))
+        elif kind == "string":
+            out.append(repr(r.get(key)))
+        elif kind == "list":
+            out.append(repr(r.lrange(key, 0, -1)))
+    return "\n".join(out).replace("\\", "")
+
+
 def confirmed(server, call_id: str) -> int:  # noqa: ANN001
     status, doc = server.get_json(f"/calls/{call_id}/audit")
     return sum(r["kind"] == "recording.confirmed" for r in doc.get("records", [])) if status == 200 else 0
@@ -128,10 +145,15 @@ async def test_webhook_on_b_media_on_a_pauses_the_recording_once(tmp_path, redis
                 fake.disconnect_call(call_id)
                 events = await asyncio.wait_for(collector, 30)
             audit = a.get_json(f"/calls/{call_id}/audit")[1]
+            in_redis = _everything_in(redis_url)
         finally:
             a.stop()
             b.stop()
 
+    # Privacy: whatever the replicas put into Redis (streams, registry, secrets) holds no
+    # digit of the card the customer read out.
+    assert "4111" not in in_redis and "1111 1111" not in in_redis
+    assert f'"callId":"{call_id}"' in in_redis  # the call's events did go through Redis
     pauses = [r for r in fake.of("pause") if r.status == 202]
     resumes = [r for r in fake.of("resume") if r.status == 202]
     assert len(pauses) == 2 and len(resumes) == 1, "one pause per window, each sent once"
