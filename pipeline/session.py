@@ -703,6 +703,7 @@ class CallSession:
         )
         if result.is_final:
             role = self.participants.get(participant, "unknown")
-            if len(self.finals) < MAX_SUMMARY_LINES:
+            # Kept only for a summary, so only when a model will write one.
+            if self.service.enricher.llm is not None and len(self.finals) < MAX_SUMMARY_LINES:
                 self.finals.append((role, rr.text))
             self.service.enricher.on_final(self, participant, uid, rr.text)
