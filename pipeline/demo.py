@@ -27,7 +27,7 @@ from .app import create_app
 from .export import export_lines
 from .replay import load_call_audio, replay_call
 from .service import Service
-from .ws_protocol import media_ws_protocol
+from .ws_protocol import media_ws_protocol_for
 
 
 def free_port() -> int:
@@ -102,7 +102,7 @@ async def run_demo(args: argparse.Namespace) -> int:
     token = demo_token(settings)
     service = Service(settings)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(service), host="127.0.0.1", port=port, ws=media_ws_protocol(), log_level="warning", log_config=None)
+        uvicorn.Config(create_app(service), host="127.0.0.1", port=port, ws=media_ws_protocol_for(service), ws_max_size=1 << 20, log_level="warning", log_config=None)
     )
     server_task = asyncio.create_task(server.serve())
     print("callstream demo: starting the service (speech: local pocketsphinx, redaction: Presidio) ...")

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
 
+from .gc_pauses import GENERATIONS
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -48,6 +50,7 @@ _COUNTERS = {
     "payment_windows": "payment windows opened",
     "speech_errors": "speech engine cancellations and errors (the call goes on)",
     "media_auth_refused": "media websocket handshakes refused (bad or missing ACS token)",
+    "media_throttled": "times a websocket sending over CALLSTREAM_MEDIA_MESSAGE_RATE was read more slowly",
 }
 
 # callstream_frames_dropped{reason}: every message that arrived and was not used, by why.
@@ -67,6 +70,7 @@ SPEECH_SOURCES = ("local", "azure", "acs")
 
 # Buckets in seconds, for what each latency really spans.
 SPEECH_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
+GC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 REDACTION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 PAUSE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -103,7 +107,16 @@ class ServiceMetrics:
             "one batch of events and audit records committed to the store",
             registry=self.registry, buckets=STORE_BUCKETS,
         )  # fmt: skip
+        self.gc_pause = Histogram(
+            "callstream_gc_pause_seconds",
+            "one garbage collection, by generation (every call on the replica waits for it)",
+            ["generation"], registry=self.registry, buckets=GC_BUCKETS,
+        )  # fmt: skip
+        self._gc_by_generation = {g: self.gc_pause.labels(g) for g in GENERATIONS}
         self.registry.register(_ServiceCollector(service))
+
+    def observe_gc(self, generation: str, seconds: float) -> None:
+        self._gc_by_generation[generation].observe(seconds)
 
     def observe_speech_final(self, source: str, seconds: float) -> None:
         """One final result's latency; `source` is the engine's fixed name, never free text."""

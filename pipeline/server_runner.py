@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from .gc_pauses import freeze_startup_heap
+
 if TYPE_CHECKING:
     from models.settings import Settings
 
@@ -46,6 +48,12 @@ class DrainingServer(uvicorn.Server):
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets=sockets)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            # What exists now lives as long as the process: full collections need not walk it.
+            log.info("startup heap frozen: %d objects", freeze_startup_heap())
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Not recorded in _captured_signals: uvicorn would re-raise the signal after a
@@ -96,14 +104,14 @@ def _listening_socket(host: str, port: int) -> socket.socket:
 def run_server(settings: Settings, reuse_port: bool = False) -> int:
     from .app import create_app
     from .service import Service
-    from .ws_protocol import media_ws_protocol
+    from .ws_protocol import media_ws_protocol_for
 
     service = Service(settings)
     config = uvicorn.Config(
         create_app(service),
         host=settings.host,
         port=settings.port,
-        ws=media_ws_protocol(),
+        ws=media_ws_protocol_for(service),
         ws_max_size=1 << 20,
         log_level="warning",
         log_config=None,  # uvicorn logs propagate to the root handler, which has the scrubber

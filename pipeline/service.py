@@ -19,6 +19,7 @@ from workers.stt.base import SpeechEngine
 from .bus import MemoryBus
 from .cluster import make_cluster
 from .enrichment import Enricher
+from .gc_pauses import GcPauseObserver
 from .journal import Journal
 from .known_entities import KnownEntities
 from .metrics import ServiceMetrics
@@ -66,6 +67,7 @@ class Stats:
     vad_frames: int = 0
     vad_speech_frames: int = 0
     media_auth_refused: int = 0
+    media_throttled: int = 0  # times a websocket over CALLSTREAM_MEDIA_MESSAGE_RATE was held back
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -150,9 +152,11 @@ class Service:
         self.draining = False
         self.started_at = time.time()
         self._retention_task: asyncio.Task | None = None
+        self._gc_observer = GcPauseObserver(self.metrics.observe_gc)
 
     async def start(self) -> None:
         t0 = time.perf_counter()
+        self._gc_observer.install()
         self.store = self._store or open_store(self.settings.store_url)
         redactor = self._redactor or await asyncio.to_thread(get_redactor)
         self.redaction = RedactionRunner(redactor, observe_latency=self.metrics.redaction_latency.observe)
@@ -227,6 +231,7 @@ class Service:
         await self.enricher.aclose()
         self.redaction.close()
         self.store.close()
+        self._gc_observer.remove()
 
     def session(self, call_id: str, stored: CallRecord | None = None) -> CallSession:
         """The call's live session, or a new one (continuing ``stored``, the call's record

@@ -94,3 +94,39 @@ async def test_a_subscriber_that_never_reads_is_bounded(tmp_path) -> None:
     # they are full it is skipped and told `lagged`: tests/test_bus.py).
     assert metric(metrics, "callstream_subscriber_queue_depth_max") <= 32
     assert metric(metrics, "callstream_subscribers") == 1  # only the stuck one was left
+
+
+async def test_a_connection_over_its_message_rate_is_read_slowly_and_loses_nothing(tmp_path) -> None:
+    """The flood's cost is bounded by a rate per connection (CALLSTREAM_MEDIA_MESSAGE_RATE):
+    past its budget the socket is read more slowly. The bound below is an upper one (a slow
+    machine only takes in less), so it is no timing assertion; bench/flood.py measures what
+    it buys the other calls."""
+    rate, sent = 1000, 6000
+    server = start_server(tmp_path, CALLSTREAM_STT="acs", CALLSTREAM_MEDIA_MESSAGE_RATE=str(rate))
+    try:
+        async with connect(f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": "flooder"}) as ws:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            writer = asyncio.ensure_future(asyncio.gather(*(ws.send("not json %d" % i) for i in range(sent))))
+            await asyncio.sleep(1.0)
+            taken = metric((await asyncio.to_thread(server.get_bytes, "/metrics")).decode(), "callstream_frames_malformed_total")
+            elapsed = loop.time() - started
+            await writer
+            # Everything sent is taken in, in the end, and the connection was never closed.
+            for _ in range(200):
+                metrics = (await asyncio.to_thread(server.get_bytes, "/metrics")).decode()
+                if metric(metrics, "callstream_frames_malformed_total") >= sent:
+                    break
+                await asyncio.sleep(0.1)
+            await ws.send(_transcription("still here", "Final", AGENT, 0))
+            await asyncio.sleep(0.3)
+            open_after = ws.close_code is None
+    finally:
+        server.stop()
+    # A burst of one second's worth, then `rate` a second, give or take one parsed slice.
+    assert taken <= rate + rate * elapsed + 400, (taken, elapsed)
+    assert metric(metrics, "callstream_frames_malformed_total") == sent
+    assert metric(metrics, "callstream_media_throttled_total") >= 1
+    assert open_after
+    warnings = [line for line in server.logs().splitlines() if "read more slowly" in line]
+    assert len(warnings) == 1 and "not json" not in warnings[0]

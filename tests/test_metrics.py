@@ -34,6 +34,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from models.settings import load_settings
+from pipeline.gc_pauses import GENERATIONS
 from pipeline.log_scrubber import JsonFormatter, ScrubbingFilter, current_call_id
 from pipeline.metrics import DROP_REASONS, SPEECH_SOURCES
 from pipeline.replay import AGENT_ID, CUSTOMER_ID, audio_message, load_call_audio, metadata_message
@@ -249,6 +250,12 @@ def test_latency_histograms_have_observations(run: Run) -> None:
     # Buckets are cumulative and end at +Inf = count.
     buckets = s["callstream_payment_pause_latency_seconds_bucket"]
     assert buckets[(("le", "+Inf"),)] == windows
+    # Garbage collections, timed by the interpreter's callbacks: the young generation runs
+    # many times in a call; each count is the +Inf bucket of its generation.
+    assert value(s, "callstream_gc_pause_seconds_count", generation="0") > 0
+    for gen in ("0", "1", "2"):
+        assert s["callstream_gc_pause_seconds_bucket"][(("generation", gen), ("le", "+Inf"))] == value(
+            s, "callstream_gc_pause_seconds_count", generation=gen)
 
 
 def _forbidden() -> list[str]:
@@ -263,7 +270,7 @@ def _forbidden() -> list[str]:
 
 
 def test_no_label_holds_text_ids_or_secrets(run: Run) -> None:
-    allowed = {*DROP_REASONS, *SPEECH_SOURCES, "sentiment", "translation", "summary"}
+    allowed = {*DROP_REASONS, *SPEECH_SOURCES, "sentiment", "translation", "summary", *GENERATIONS}
     forbidden = _forbidden()
     seen = set()
     for family in text_string_to_metric_families(run.metrics_text):
@@ -274,7 +281,7 @@ def test_no_label_holds_text_ids_or_secrets(run: Run) -> None:
                 if name == "le":
                     float(label)  # a bucket bound, "+Inf" included
                 else:
-                    assert name in ("reason", "source", "kind"), (sample.name, name)
+                    assert name in ("reason", "source", "kind", "generation"), (sample.name, name)
                     assert label in allowed, (sample.name, name, label)
     assert ("reason", "call_ended") in seen and ("source", "local") in seen
     # The whole exposition, not only its labels, is free of the call's secrets and ids.
