@@ -18,6 +18,8 @@ Three changes to the stock protocol, each measured by a benchmark (bench/RESULTS
   more slowly once its budget (`rate` a second, a burst of one second's worth) is spent:
   TCP holds what it sent, nothing is dropped and the connection stays open, and the other
   calls keep their share of the CPU. A message costs 1 plus 1 per 4 KiB.
+- **A text message that is not UTF-8 is a malformed frame**, handed over as bytes for the
+  app to count and skip, not a reason to fail the connection (stock: 1007 and a traceback).
 
 It leans on uvicorn internals (`read_paused`, `queue`, `send_receive_event_to_app`,
 `data_received`, `receive`), so it is used only when they are there; otherwise the stock
@@ -174,6 +176,8 @@ def media_ws_protocol(rate: float = DEFAULT_RATE, on_throttle: Callable[[float],
 
         def send_receive_event_to_app(self) -> None:
             self._charge(sum(len(f) for f in self.frames))
+            if self.curr_msg_data_type == "text":
+                self._check_text()
             if getattr(self, "read_paused", True) or self.queue.qsize() + 1 >= HIGH_WATER:
                 super().send_receive_event_to_app()  # pauses reading as stock uvicorn does
                 return
@@ -182,6 +186,21 @@ def media_ws_protocol(rate: float = DEFAULT_RATE, on_throttle: Callable[[float],
                 super().send_receive_event_to_app()
             finally:
                 self.read_paused = False
+
+        def _check_text(self) -> None:
+            # A text message that is not UTF-8: stock uvicorn logs a traceback (with the
+            # offending byte) and fails the connection with 1007, ending the call's media. It
+            # is handed to the app as bytes instead, where the ACS decoder counts it as a
+            # malformed frame and skips it, like any other.
+            data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+            if isinstance(data, memoryview):
+                data = bytes(data)
+            if data.isascii():
+                return
+            try:
+                data.decode()
+            except UnicodeDecodeError:
+                self.curr_msg_data_type = "bytes"
 
         def handle_ping(self) -> None:
             self._charge(0)

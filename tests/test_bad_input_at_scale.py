@@ -107,7 +107,7 @@ async def test_a_connection_over_its_message_rate_is_read_slowly_and_loses_nothi
         async with connect(f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": "flooder"}) as ws:
             loop = asyncio.get_running_loop()
             started = loop.time()
-            writer = asyncio.ensure_future(asyncio.gather(*(ws.send("not json %d" % i) for i in range(sent))))
+            writer = asyncio.ensure_future(asyncio.gather(*(ws.send(f"not json {i}") for i in range(sent))))
             await asyncio.sleep(1.0)
             taken = metric((await asyncio.to_thread(server.get_bytes, "/metrics")).decode(), "callstream_frames_malformed_total")
             elapsed = loop.time() - started
@@ -130,3 +130,26 @@ async def test_a_connection_over_its_message_rate_is_read_slowly_and_loses_nothi
     assert open_after
     warnings = [line for line in server.logs().splitlines() if "read more slowly" in line]
     assert len(warnings) == 1 and "not json" not in warnings[0]
+
+
+async def test_a_text_frame_that_is_not_utf8_is_a_malformed_frame_not_the_end_of_the_call(tmp_path) -> None:
+    """RFC 6455 lets a server fail the connection (1007); uvicorn did, with a traceback
+    quoting the byte. Here it is counted, logged without its payload and skipped."""
+    server = start_server(tmp_path, CALLSTREAM_STT="acs")
+    try:
+        events_task = asyncio.create_task(collect_call_events(server.ws, "utf8-call", timeout=60))
+        await asyncio.sleep(0.3)
+        async with connect(f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": "utf8-call"}) as ws:
+            await ws.send(_transcription("before", "Final", AGENT, 0))
+            await ws.send(b'{"kind":"ZZSECRET\xff\xfe"}', text=True)
+            await ws.send(_transcription("after", "Final", AGENT, 1000))
+        events = await events_task
+        metrics = (await asyncio.to_thread(server.get_bytes, "/metrics")).decode()
+    finally:
+        server.stop()
+    assert [e["text"] for e in events if e["type"] == "transcript.final"] == ["before", "after"]
+    assert events[-1]["type"] == "call.ended" and events[-1]["reason"] != "media-lost"
+    assert metric(metrics, "callstream_frames_malformed_total") == 1
+    assert 'callstream_frames_dropped_total{reason="invalid"} 1.0' in metrics
+    logs = server.logs()
+    assert "ZZSECRET" not in logs and "Traceback" not in logs and "Invalid UTF-8" not in logs
