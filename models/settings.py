@@ -99,6 +99,7 @@ class Settings(msgspec.Struct, kw_only=True):
     # A websocket sending more than this many messages a second (one per 4 KiB too) is read
     # more slowly, not closed: ACS sends 50 a second per participant. 0: no limit.
     media_message_rate: float = 2000.0
+    http_header_timeout_s: float = 10.0  # a connection must send its request headers within this
     drain_grace_s: float = 60.0  # on SIGTERM: how long calls in progress may go on
     store_buffer_events: int = 50_000  # events kept in memory while the store is away
 

@@ -103,6 +103,7 @@ def _listening_socket(host: str, port: int) -> socket.socket:
 
 def run_server(settings: Settings, reuse_port: bool = False) -> int:
     from .app import create_app
+    from .http_protocol import http_protocol_for
     from .service import Service
     from .ws_protocol import media_ws_protocol_for
 
@@ -111,6 +112,7 @@ def run_server(settings: Settings, reuse_port: bool = False) -> int:
         create_app(service),
         host=settings.host,
         port=settings.port,
+        http=http_protocol_for(service),
         ws=media_ws_protocol_for(service),
         ws_max_size=1 << 20,
         log_level="warning",

@@ -67,6 +67,7 @@ class Stats:
     vad_frames: int = 0
     vad_speech_frames: int = 0
     media_auth_refused: int = 0
+    http_header_timeouts: int = 0  # connections closed for not sending their request headers in time
     media_throttled: int = 0  # times a websocket over CALLSTREAM_MEDIA_MESSAGE_RATE was held back
 
     def as_dict(self) -> dict[str, int]:

@@ -215,6 +215,11 @@ def test_media_protocol_is_the_high_water_variant() -> None:
 
     proto = media_ws_protocol()
     assert isinstance(proto, type) and proto.__name__ == "HighWaterSansIOProtocol"
+    # And the HTTP side's header deadline (tests/test_resilience.py checks what it does).
+    from pipeline.http_protocol import http_protocol
+
+    http = http_protocol()
+    assert isinstance(http, type) and http.__name__ == "HeaderDeadlineH11Protocol"
 
 
 async def test_gap_in_a_participants_frames_keeps_offsets_on_the_call_timeline(acs_service: Service) -> None:

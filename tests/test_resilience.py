@@ -199,6 +199,41 @@ async def test_a_media_connection_that_sends_nothing_is_closed(tmp_path) -> None
     assert events[-1]["type"] == "call.ended" and events[-1]["reason"] == "media-disconnected"
 
 
+def _closed_by_server(sock: socket.socket, within: float) -> bool:
+    sock.settimeout(within)
+    try:
+        while sock.recv(4096):  # a response first, for the keep-alive one
+            pass
+        return True
+    except (TimeoutError, OSError):
+        return False
+
+
+async def test_connections_that_never_finish_their_request_headers_are_closed(tmp_path) -> None:
+    """Silent, half-sent and slowloris connections are closed; a live websocket is not."""
+    server = start_server(tmp_path, CALLSTREAM_STT="acs", CALLSTREAM_HTTP_HEADER_TIMEOUT_S="1")
+    try:
+        silent = socket.create_connection(("127.0.0.1", server.port))
+        half = socket.create_connection(("127.0.0.1", server.port))
+        half.sendall(b"GET /healthz HT")
+        second = socket.create_connection(("127.0.0.1", server.port))
+        second.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        second.recv(4096)  # the first response, then half of a second request
+        second.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+        async with media(server, "live-call") as ws:
+            for i in range(30):  # 3 s of a call, past the deadline
+                await ws.send(_transcription(f"line {i}", "Final", AGENT, i * 100))
+                await asyncio.sleep(0.1)
+            assert ws.close_code is None
+        closed = [await asyncio.to_thread(_closed_by_server, s, 10) for s in (silent, half, second)]
+        metrics = server.get_bytes("/metrics").decode()
+        ok = server.get_json("/healthz")[0]
+    finally:
+        server.stop()
+    assert closed == [True, True, True] and ok == 200
+    assert "callstream_http_header_timeouts_total 3.0" in metrics
+
+
 async def test_acs_down_during_a_payment_fails_closed_and_is_audited(tmp_path) -> None:
     from .fake_acs import FakeAcs
     from .test_pci_flow import acs_env, audit_of, register_recording
