@@ -8,7 +8,7 @@ connections and a subscriber that never reads, each against `callstream serve`.
 
 Each case starts its own `callstream serve` (`CALLSTREAM_STT=acs`, a temporary data dir)
 pinned to core 0; this script runs on core 1. Normal calls are bench/soak.py's CallLoad
-(bench/ingest.py's generator: N unmixed calls in real time, a websocket ping per
+(bench/load_driver.py's generator: N unmixed calls in real time, a websocket ping per
 connection about once a second for "frame sent -> frame read by the server", plus a
 TranscriptionData Final every `--final-every` s per call timed to its transcript.final
 on one `WS /events` firehose subscriber).
@@ -66,8 +66,9 @@ import time
 import uuid
 from pathlib import Path
 
-from ingest import FIXTURE, build_frames, ws_frame
+from load_driver import FIXTURE, build_frames
 from procstat import core_busy_s
+from rawws import WsClient, ws_frame
 from scale_out import cpu_model, tree_cpu
 from soak import CallLoad, Window, ms, open_fds, rss_mb, scrape, start_server, wait_handled
 
@@ -144,23 +145,15 @@ def frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
 # ----------------------------------------------------------------------------- raw clients
 
 
-class RawWs(asyncio.Protocol):
+class RawWs(WsClient):
     """A websocket client on a raw transport: records the server's close code and when
     the connection ended; answers pings unless ``pong`` is False; can stop reading."""
 
     def __init__(self, host: str, port: int, path: str, headers: dict[str, str] | None = None, pong: bool = True,
                  pause_after_handshake: bool = False) -> None:  # fmt: skip
-        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-        self.request = (
-            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
-        ).encode()
+        super().__init__(host, port, path, headers)
         self.pong, self.pause_after_handshake = pong, pause_after_handshake
-        self.transport: asyncio.Transport | None = None
-        self.open: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.buf = bytearray()
-        self.handshaken = False
         self.close_code: int | None = None
         self.close_at: float | None = None
         self.lost_at: float | None = None
@@ -172,10 +165,6 @@ class RawWs(asyncio.Protocol):
         self.keep_texts = False
         self.writable = asyncio.Event()
         self.writable.set()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        transport.write(self.request)  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost_at = time.perf_counter()
@@ -194,49 +183,27 @@ class RawWs(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.bytes_in += len(data)
-        self.buf += data
-        if not self.handshaken:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            status = bytes(self.buf[:end]).split(b"\r\n", 1)[0]
-            del self.buf[: end + 4]
-            if b" 101 " not in status + b" ":
-                self.open.set_exception(ConnectionError(status.decode(errors="replace")))
-                return
-            self.handshaken = True
-            self.open.set_result(None)
-            if self.pause_after_handshake:
-                self.transport.pause_reading()  # type: ignore[union-attr]
-                return
-        buf = self.buf
-        while len(buf) >= 2:
-            opcode, n = buf[0] & 0x0F, buf[1] & 0x7F
-            off = 2
-            if n == 126:
-                if len(buf) < 4:
-                    return
-                n, off = int.from_bytes(buf[2:4], "big"), 4
-            elif n == 127:
-                if len(buf) < 10:
-                    return
-                n, off = int.from_bytes(buf[2:10], "big"), 10
-            if len(buf) < off + n:
-                return
-            payload = bytes(buf[off : off + n])
-            del buf[: off + n]
-            self.opcodes[opcode] = self.opcodes.get(opcode, 0) + 1
-            if opcode == 0x9 and self.pong and self.transport is not None and not self.transport.is_closing():
-                self.transport.write(ws_frame(0xA, payload))
-            elif opcode == 0x8:
-                self.close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
-                self.close_at = time.perf_counter()
-                if self.transport is not None and not self.transport.is_closing():
-                    with contextlib.suppress(Exception):
-                        self.transport.write(ws_frame(0x8, payload[:2]))
-                        self.transport.close()
-            elif opcode == 0x1 and self.keep_texts:
-                self.texts.append(payload)
+        super().data_received(data)
+
+    def on_handshake(self) -> bool:
+        if self.pause_after_handshake:
+            self.transport.pause_reading()  # type: ignore[union-attr]
+            return False
+        return True
+
+    def on_frame(self, opcode: int, payload: bytes) -> None:
+        self.opcodes[opcode] = self.opcodes.get(opcode, 0) + 1
+        if opcode == 0x9 and self.pong and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(ws_frame(0xA, payload))
+        elif opcode == 0x8:
+            self.close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+            self.close_at = time.perf_counter()
+            if self.transport is not None and not self.transport.is_closing():
+                with contextlib.suppress(Exception):
+                    self.transport.write(ws_frame(0x8, payload[:2]))
+                    self.transport.close()
+        elif opcode == 0x1 and self.keep_texts:
+            self.texts.append(payload)
 
     @property
     def is_open(self) -> bool:

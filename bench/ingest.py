@@ -9,10 +9,10 @@ and frames handled / frames sent. The same load is run against callstream
 (CALLSTREAM_STT=acs: ingest + VAD + store + bus, no speech decoding) and against
 bench/naive_server.py in the same session, and the ratio is printed.
 
-Generator: a hand-rolled websocket client on raw asyncio transports. Every message is
-pre-encoded once as a complete masked websocket frame (one frame pair per 20 ms of the
-fixture: customer then agent, the fixture looped, timestamps reused), so sending a pair
-is one `transport.write`. Calls are spread evenly over the 20 ms period (1 ms slots),
+Generator (bench/load_driver.py, which scale_out.py and soak.py share): a hand-rolled
+websocket client on raw asyncio transports. Every message is pre-encoded once as a
+complete masked websocket frame (one frame pair per 20 ms of the fixture: customer then
+agent, the fixture looped, timestamps reused), so sending a pair is one `transport.write`. Calls are spread evenly over the 20 ms period (1 ms slots),
 as independent ACS calls would be, and each call starts at a different place in the
 fixture. Server pings are answered (uvicorn and websockets ping every 20 s).
 
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import re
@@ -46,125 +45,12 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from procstat import CLK_TCK, core_busy_s  # noqa: E402  (bench/ is on sys.path when run as a script)
-
-from pipeline.replay import audio_message, load_call_audio, metadata_message  # noqa: E402
-
-FIXTURE = REPO / "tests" / "fixtures" / "support_call.wav"
-
-MASK = b"\x5a\x17\xc3\x8e"
-SLOTS = 20  # 1 ms slots in the 20 ms period
-MAX_BACKLOG = 1 << 20  # per connection: beyond this the server is not reading; skip frames
-
-
-# ----------------------------------------------------------------------------- websocket bits
-
-
-def ws_frame(opcode: int, payload: bytes, mask: bytes = MASK) -> bytes:
-    """A complete client->server frame (FIN set, masked as RFC 6455 requires)."""
-    n = len(payload)
-    if n < 126:
-        head = bytes([0x80 | opcode, 0x80 | n])
-    elif n < 1 << 16:
-        head = bytes([0x80 | opcode, 0x80 | 126]) + n.to_bytes(2, "big")
-    else:
-        head = bytes([0x80 | opcode, 0x80 | 127]) + n.to_bytes(8, "big")
-    data = np.frombuffer(payload, np.uint8) ^ np.resize(np.frombuffer(mask, np.uint8), n)
-    return head + mask + data.tobytes()
-
-
-class MediaClient(asyncio.Protocol):
-    """One ACS media websocket: handshake, then raw pre-encoded writes; pings/pongs."""
-
-    def __init__(self, host: str, port: int, call_id: str, stats: RunStats) -> None:
-        self.request = (
-            f"GET /media HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n"
-            f"x-ms-call-connection-id: {call_id}\r\n\r\n"
-        ).encode()
-        self.stats = stats
-        self.transport: asyncio.Transport | None = None
-        self.open: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.buf = bytearray()
-        self.handshaken = False
-        self.closed = False
-        self.pings: dict[int, float] = {}
-        self.ping_seq = 0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        transport.write(self.request)  # type: ignore[attr-defined]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if not self.open.done():
-            self.open.set_exception(ConnectionError(f"connection lost during handshake: {exc}"))
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        if not self.handshaken:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            status = bytes(self.buf[:end]).split(b"\r\n", 1)[0]
-            del self.buf[: end + 4]
-            if b" 101 " not in status + b" ":
-                self.open.set_exception(ConnectionError(status.decode(errors="replace")))
-                return
-            self.handshaken = True
-            self.open.set_result(None)
-        buf = self.buf
-        while len(buf) >= 2:
-            opcode, n = buf[0] & 0x0F, buf[1] & 0x7F
-            off = 2
-            if n == 126:
-                if len(buf) < 4:
-                    return
-                n, off = int.from_bytes(buf[2:4], "big"), 4
-            elif n == 127:
-                if len(buf) < 10:
-                    return
-                n, off = int.from_bytes(buf[2:10], "big"), 10
-            if len(buf) < off + n:
-                return
-            payload = bytes(buf[off : off + n])
-            del buf[: off + n]
-            if opcode == 0x9:  # server keepalive ping: answer it
-                self.transport.write(ws_frame(0xA, payload))  # type: ignore[union-attr]
-            elif opcode == 0xA and len(payload) == 4:
-                sent = self.pings.pop(int.from_bytes(payload, "big"), None)
-                if sent is not None and self.stats.measuring:
-                    now = time.perf_counter()
-                    self.stats.rtts.append(now - sent)
-                    self.stats.rtt_at.append(sent)
-            elif opcode == 0x8:
-                self.closed = True
-
-    def ping(self) -> None:
-        self.ping_seq += 1
-        self.pings[self.ping_seq] = time.perf_counter()
-        self.transport.write(ws_frame(0x9, self.ping_seq.to_bytes(4, "big")))  # type: ignore[union-attr]
-
+from load_driver import FIXTURE, REPO, RunStats, build_frames, run_calls, settled_count
+from procstat import CLK_TCK, core_busy_s
 
 # ----------------------------------------------------------------------------- measurement
-
-
-@dataclass
-class RunStats:
-    measuring: bool = False
-    rtts: list[float] = field(default_factory=list)
-    rtt_at: list[float] = field(default_factory=list)
-    lateness: list[float] = field(default_factory=list)
-    sent: int = 0
-    skipped: int = 0
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -172,8 +58,6 @@ def proc_cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
 
 
 def http_get(url: str, timeout: float = 10.0) -> str:
@@ -243,26 +127,6 @@ class Target:
         return int(float(m.group(1)))
 
 
-def build_frames(fixture: Path) -> tuple[bytes, list[bytes]]:
-    audio = load_call_audio(fixture)
-    if len(audio.tracks) != 2 or audio.rate != 16000:
-        raise SystemExit("the ingest fixture must be a stereo 16 kHz WAV (unmixed two-party call)")
-    fb = audio.frame_bytes
-    t0 = time.time()
-    pairs = []
-    for i in range(audio.frames):
-        ts = (
-            time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0 + i * 0.02))
-            + f".{int((t0 * 1000 + i * 20) % 1000):03d}Z"
-        )
-        pair = b""
-        for participant, pcm in audio.tracks:
-            chunk = pcm[i * fb : (i + 1) * fb].ljust(fb, b"\0")
-            pair += ws_frame(0x1, audio_message(chunk, participant, ts))
-        pairs.append(pair)
-    return ws_frame(0x1, metadata_message(audio.rate)), pairs
-
-
 async def run_load(
     target: Target,
     calls: int,
@@ -273,114 +137,40 @@ async def run_load(
     ping_every: float,
     server_core: int,
 ) -> dict:
-    loop = asyncio.get_running_loop()
     stats = RunStats()
     tag = uuid.uuid4().hex[:8]
     pid = target.proc.pid  # type: ignore[union-attr]
-    before_count = -1
-    for _ in range(100):  # a previous overloaded run may still be draining: wait for quiet
-        count = await asyncio.to_thread(target.counter)
-        if count == before_count:
-            break
-        before_count = count
-        await asyncio.sleep(0.5)
 
-    clients: list[MediaClient] = []
-    for start in range(0, calls, 50):  # connect in batches
-        batch = []
-        for i in range(start, min(calls, start + 50)):
-            c = MediaClient("127.0.0.1", target.port, f"bench-{tag}-{i}", stats)
-            await loop.create_connection(lambda c=c: c, "127.0.0.1", target.port)
-            batch.append(c)
-        await asyncio.gather(*(c.open for c in batch))
-        clients.extend(batch)
-    for c in clients:
-        c.transport.write(meta)  # type: ignore[union-attr]
-    sent_meta = calls
+    async def counter() -> int:
+        return await asyncio.to_thread(target.counter)
 
-    nframes = len(pairs)
-    offsets = [(i * 97) % nframes for i in range(calls)]
-    slots = [[i for i in range(calls) if i % SLOTS == s] for s in range(SLOTS)]
-    ping_ticks = max(1, round(ping_every / 0.02))
-    total_ticks = round((warmup + duration) / 0.02)
-    warm_ticks = round(warmup / 0.02)
-    cpu0 = cpu1 = 0.0
-    t_start = t_end = 0.0
-    sent_at_start = 0
-    self0 = self1 = os.times()
-    base = loop.time() + 0.05
-    for k in range(total_ticks):
-        if k == warm_ticks:
-            cpu0, t_start, sent_at_start, self0 = (
-                proc_cpu_s(pid),
-                time.perf_counter(),
-                stats.sent,
-                os.times(),
-            )
-            core0 = core_busy_s(server_core)
-            stats.measuring = True
-        for s in range(SLOTS):
-            due = base + k * 0.02 + s * (0.02 / SLOTS)
-            delay = due - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if stats.measuring:
-                stats.lateness.append(loop.time() - due)
-            for i in slots[s]:
-                c = clients[i]
-                tr = c.transport
-                if c.closed or tr is None or tr.is_closing():
-                    continue
-                if tr.get_write_buffer_size() > MAX_BACKLOG:
-                    stats.skipped += 2
-                    continue
-                tr.write(pairs[(offsets[i] + k) % nframes])
-                stats.sent += 2
-                if (k + i) % ping_ticks == 0:
-                    c.ping()
-    cpu1, t_end, self1 = proc_cpu_s(pid), time.perf_counter(), os.times()
-    core1 = core_busy_s(server_core)
-    stats.measuring = False
-    sent_window = stats.sent - sent_at_start
-    backlog = sum(c.transport.get_write_buffer_size() for c in clients if c.transport is not None)
+    before_count = await settled_count(counter)
 
-    # Drain: wait until the server's counter stops moving (or everything arrived). An
-    # overloaded server may answer slowly; give up after ~20 s and report what it counted.
-    expected = sent_meta + stats.sent
-    handled: int | None = None
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
-        try:
-            now = await asyncio.to_thread(target.counter) - before_count
-        except OSError:
-            continue
-        if now >= expected or (now == handled and backlog == 0):
-            handled = now
-            break
-        handled = now
-    for c in clients:
-        if c.transport is not None and not c.transport.is_closing():
-            c.transport.write(ws_frame(0x8, (1000).to_bytes(2, "big")))
-    await asyncio.sleep(0.5)
-    for c in clients:
-        if c.transport is not None:
-            c.transport.close()
-    await asyncio.sleep(1.5)  # let the server end the calls before the next run
+    def snapshot() -> dict:
+        return {"cpu": proc_cpu_s(pid), "t": time.perf_counter(), "sent": stats.sent, "self": os.times(),
+                "core": core_busy_s(server_core)}  # fmt: skip
 
-    wall = t_end - t_start
+    run = await run_calls(
+        target.port, calls, f"bench-{tag}-", stats, meta, pairs, warmup=warmup, duration=duration,
+        ping_every=ping_every, snapshot=snapshot, count=counter, since=before_count, poll=0.2,
+    )  # fmt: skip
+    s0, s1 = run.start, run.end
+    sent_window = stats.sent - s0["sent"]
+    backlog, expected, handled = run.backlog, run.expected, run.handled
+
+    wall = s1["t"] - s0["t"]
     if os.environ.get("BENCH_DEBUG"):
         worst = sorted(zip(stats.rtts, stats.rtt_at, strict=True), reverse=True)[:15]
         print(
             "# worst pings (ms, at s):",
-            [(round(r * 1000, 1), round(a - t_start, 2)) for r, a in worst],
+            [(round(r * 1000, 1), round(a - s0["t"], 2)) for r, a in worst],
         )
-    cpu = cpu1 - cpu0
+    cpu = s1["cpu"] - s0["cpu"]
     us_per_frame = cpu * 1e6 / sent_window if sent_window else float("nan")
     target_rate = calls * 100
     rtts_ms = [r * 1000 for r in stats.rtts]
     late_ms = [x * 1000 for x in stats.lateness]
-    gen_cpu = (self1.user + self1.system) - (self0.user + self0.system)
+    gen_cpu = (s1["self"].user + s1["self"].system) - (s0["self"].user + s0["self"].system)
     result = {
         "target": target.name,
         "calls": calls,
@@ -397,8 +187,8 @@ async def run_load(
         "ping_p99_ms": round(pct(rtts_ms, 0.99), 3),
         "ping_max_ms": round(max(rtts_ms), 3) if rtts_ms else None,
         "pings": len(rtts_ms),
-        "other_on_server_core": round((core1[0] - core0[0] - cpu) / wall, 3),
-        "steal_on_server_core": round((core1[1] - core0[1]) / wall, 3),
+        "other_on_server_core": round((s1["core"][0] - s0["core"][0] - cpu) / wall, 3),
+        "steal_on_server_core": round((s1["core"][1] - s0["core"][1]) / wall, 3),
         "gen_late_p99_ms": round(pct(late_ms, 0.99), 3),
         "gen_late_max_ms": round(max(late_ms), 3) if late_ms else None,
         "gen_cpu_util": round(gen_cpu / wall, 3),

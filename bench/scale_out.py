@@ -4,9 +4,10 @@
     /tmp/venv/bin/python bench/scale_out.py --loads 50,100,150 --duration 30 --delivery-duration 60
     /tmp/venv/bin/python bench/scale_out.py --skip-delivery --configs redis-w2,redis-w2-spread
 
-Part 1, ingest with worker processes. The generator of bench/ingest.py (raw asyncio
-websocket client, pre-encoded frames, N unmixed calls = N x 100 AudioData messages/s,
-pings for latency) drives, in one session and under the same loads:
+Part 1, ingest with worker processes. The generator of bench/ingest.py, in
+bench/load_driver.py (raw asyncio websocket client, pre-encoded frames, N unmixed calls =
+N x 100 AudioData messages/s, pings for latency), drives, in one session and under the
+same loads:
 
 - `memory`:          `serve`, the in-memory bus, one process on core 0 (the reference);
 - `redis-w1`:        `serve --workers 1` with the Redis bus (one process), core 0;
@@ -62,18 +63,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import redis
-from ingest import (  # bench/ is on sys.path when run as a script
-    FIXTURE,
-    MAX_BACKLOG,
-    REPO,
-    SLOTS,
-    MediaClient,
-    RunStats,
-    build_frames,
-    pct,
-    proc_cpu_s,
-    ws_frame,
-)
+from ingest import pct, proc_cpu_s  # bench/ is on sys.path when run as a script
+from load_driver import FIXTURE, REPO, RunStats, build_frames, run_calls, settled_count
 from procstat import core_busy_s
 from websockets.asyncio.client import connect
 
@@ -290,39 +281,17 @@ async def run_ingest(
     pairs: list[bytes],
     args: argparse.Namespace,
 ) -> dict:
-    loop = asyncio.get_running_loop()
     stats = RunStats()
     tag = uuid.uuid4().hex[:8]
+    workers: dict[str, dict[str, float]] = {}  # each worker's counters, as of the last read
 
-    async def counters() -> tuple[int, dict[str, dict[str, float]]]:
-        return await asyncio.to_thread(frames_received, server.port, server.workers)
+    async def frames() -> int:
+        nonlocal workers
+        n, workers = await asyncio.to_thread(frames_received, server.port, server.workers)
+        return n
 
-    before, prev = -1, -1
-    for _ in range(100):  # a previous run may still be draining: wait for quiet
-        before, workers_before = await counters()
-        if before == prev:
-            break
-        prev = before
-        await asyncio.sleep(0.5)
-
-    clients: list[MediaClient] = []
-    for start in range(0, calls, 50):
-        batch = []
-        for i in range(start, min(calls, start + 50)):
-            c = MediaClient("127.0.0.1", server.port, f"scale-{tag}-{i}", stats)
-            await loop.create_connection(lambda c=c: c, "127.0.0.1", server.port)
-            batch.append(c)
-        await asyncio.gather(*(c.open for c in batch))
-        clients.extend(batch)
-    for c in clients:
-        c.transport.write(meta)  # type: ignore[union-attr]
-
-    nframes = len(pairs)
-    offsets = [(i * 97) % nframes for i in range(calls)]
-    slots = [[i for i in range(calls) if i % SLOTS == s] for s in range(SLOTS)]
-    ping_ticks = max(1, round(args.ping_interval / 0.02))
-    total_ticks = round((args.warmup + args.duration) / 0.02)
-    warm_ticks = round(args.warmup / 0.02)
+    before = await settled_count(frames)
+    workers_before, workers = workers, {}
     all_cores = sorted(cores_of(server.cores) | {args.client_core, args.redis_core})
 
     def snapshot() -> dict:
@@ -334,59 +303,13 @@ async def run_ingest(
             "events": rds.firehose_added() if rds else 0,
         }  # fmt: skip
 
-    s0: dict = {}
-    base = loop.time() + 0.05
-    for k in range(total_ticks):
-        if k == warm_ticks:
-            s0 = snapshot()
-            stats.measuring = True
-        for s in range(SLOTS):
-            due = base + k * 0.02 + s * (0.02 / SLOTS)
-            delay = due - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if stats.measuring:
-                stats.lateness.append(loop.time() - due)
-            for i in slots[s]:
-                c = clients[i]
-                tr = c.transport
-                if c.closed or tr is None or tr.is_closing():
-                    continue
-                if tr.get_write_buffer_size() > MAX_BACKLOG:
-                    stats.skipped += 2
-                    continue
-                tr.write(pairs[(offsets[i] + k) % nframes])
-                stats.sent += 2
-                if (k + i) % ping_ticks == 0:
-                    c.ping()
-    s1 = snapshot()
-    stats.measuring = False
-    backlog = sum(c.transport.get_write_buffer_size() for c in clients if c.transport is not None)
-    closed_early = sum(c.closed for c in clients)
-
-    expected = calls + stats.sent  # the metadata message of each call, then the frames
-    handled: int | None = None
-    workers_after: dict[str, dict[str, float]] = {}
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        await asyncio.sleep(0.3)
-        try:
-            now, workers_after = await counters()
-        except OSError:
-            continue
-        now -= before
-        if now >= expected or (now == handled and backlog == 0):
-            handled = now
-            break
-        handled = now
-    for c in clients:
-        if c.transport is not None and not c.transport.is_closing():
-            c.transport.write(ws_frame(0x8, (1000).to_bytes(2, "big")))
-    await asyncio.sleep(0.5)
-    for c in clients:
-        if c.transport is not None:
-            c.transport.close()
-    await asyncio.sleep(1.5)  # let the server end the calls before the next run
+    run = await run_calls(
+        server.port, calls, f"scale-{tag}-", stats, meta, pairs, warmup=args.warmup, duration=args.duration,
+        ping_every=args.ping_interval, snapshot=snapshot, count=frames, since=before, poll=0.3,
+    )  # fmt: skip
+    s0, s1 = run.start, run.end
+    backlog, closed_early, expected, handled = run.backlog, run.closed_early, run.expected, run.handled
+    workers_after = workers
 
     wall = s1["t"] - s0["t"]
     sent = s1["sent"] - s0["sent"]

@@ -11,9 +11,9 @@ the server back to no call afterwards. Exit status 1 when the verdict is FAIL.
 Method (/work/shared/BENCHMARKING.md): `callstream serve` with `CALLSTREAM_STT=acs` (the
 pipeline's own cost: ingest, VAD, redaction, store, bus; no speech decoding) and a
 temporary data dir, pinned to core 0; this generator on core 1. The audio generator is
-bench/ingest.py's (raw asyncio websocket client, pre-encoded masked frames, N unmixed
-two-party calls = N x 100 AudioData messages/s spread over 1 ms slots, one websocket
-ping per connection about once a second for latency).
+bench/ingest.py's, in bench/load_driver.py (raw asyncio websocket client, pre-encoded
+masked frames, N unmixed two-party calls = N x 100 AudioData messages/s spread over 1 ms
+slots, one websocket ping per connection about once a second for latency).
 
 The event path is soaked too: every `--final-every` seconds each call also sends an ACS
 `TranscriptionData` Final (spread evenly over the calls), which with `STT=acs` becomes a
@@ -58,9 +58,21 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest import FIXTURE, MAX_BACKLOG, SLOTS, MediaClient, RunStats, build_frames, pct, ws_frame
+from ingest import pct
+from load_driver import (
+    FIXTURE,
+    MediaClient,
+    Pacer,
+    RunStats,
+    build_frames,
+    close_calls,
+    drained_count,
+    open_calls,
+    write_backlog,
+)
 from procstat import core_busy_s
-from scale_out import Server, cpu_model, tree_cpu, tree_pids
+from rawws import ws_frame
+from scale_out import Server, cpu_model, final_message, letters, tree_cpu, tree_pids
 from websockets.asyncio.client import connect
 
 from pipeline.replay import AGENT_ID, CUSTOMER_ID
@@ -126,7 +138,7 @@ def start_server(workdir: Path, port: int, core: int, env: dict[str, str] | None
 
 @dataclass
 class Window(RunStats):
-    """One measured window (duck-types ingest.RunStats for MediaClient)."""
+    """One measured window (a RunStats, so that MediaClient and Pacer count into it)."""
 
     measuring: bool = True
     finals_sent: int = 0
@@ -134,30 +146,12 @@ class Window(RunStats):
 
 
 def final_frame(call_id: str, k: int, start_ms: int) -> bytes:
-    text = FINAL_TEXTS[k % len(FINAL_TEXTS)].format(m=f"zz{_letters(k)}zz")
-    msg = {
-        "kind": "TranscriptionData",
-        "transcriptionData": {
-            "text": text, "format": "display", "confidence": 0.9, "offset": start_ms * 10_000,
-            "duration": 5_000_000, "words": [], "participantRawID": AGENT_ID if k % 2 else CUSTOMER_ID,
-            "resultStatus": "Final",
-        },
-    }  # fmt: skip
-    return ws_frame(0x1, json.dumps(msg).encode())
-
-
-def _letters(n: int) -> str:
-    """An index as letters (a transcript's digits may be redacted as numbers)."""
-    s = ""
-    while True:
-        n, d = divmod(n, 26)
-        s = "abcdefghijklmnopqrstuvwxyz"[d] + s
-        if n == 0:
-            return s
+    text = FINAL_TEXTS[k % len(FINAL_TEXTS)].format(m=f"zz{letters(k)}zz")
+    return ws_frame(0x1, final_message(text, AGENT_ID if k % 2 else CUSTOMER_ID, start_ms).encode())
 
 
 class CallLoad:
-    """N unmixed calls streaming the fixture in real time (bench/ingest.py's generator),
+    """N unmixed calls streaming the fixture in real time (bench/load_driver.py's generator),
     each also sending a TranscriptionData Final every ``final_every`` s, and one firehose
     subscriber timing the finals. Windows are switched with ``new_window``."""
 
@@ -169,7 +163,9 @@ class CallLoad:
         self.prefix = f"soak-{uuid.uuid4().hex[:6]}-"
         self.window = Window()
         self.clients: list[MediaClient] = []
-        self.sent_meta = self.sent_audio = self.sent_finals = self.skipped = 0
+        self.sent_meta = self.sent_finals = 0
+        self._closed_windows = RunStats()  # audio sent and skipped before this window
+        self._pacer: Pacer | None = None
         self.final_sent_at: dict[tuple[str, int], tuple[float, Window]] = {}
         self.final_got: set[tuple[str, int]] = set()
         self.duplicates = self.lagged = self.other_events = 0
@@ -178,13 +174,25 @@ class CallLoad:
         self._sub_task: asyncio.Task | None = None
 
     @property
+    def sent_audio(self) -> int:
+        return self._closed_windows.sent + self.window.sent
+
+    @property
+    def skipped(self) -> int:
+        return self._closed_windows.skipped + self.window.skipped
+
+    @property
     def sent_total(self) -> int:
         return self.sent_meta + self.sent_audio + self.sent_finals
 
     def new_window(self) -> Window:
         old, self.window = self.window, Window()
+        self._closed_windows.sent += old.sent
+        self._closed_windows.skipped += old.skipped
         for c in self.clients:
             c.stats = self.window
+        if self._pacer is not None:
+            self._pacer.stats = self.window
         return old
 
     async def _subscribe(self) -> None:
@@ -216,77 +224,40 @@ class CallLoad:
             raise RuntimeError(f"subscriber did not connect: {self._sub_task.exception() if self._sub_task.done() else 'timeout'}")
 
     async def connect(self) -> None:
-        loop = asyncio.get_running_loop()
-        for start in range(0, self.calls, 50):  # connect in batches
-            batch = []
-            for i in range(start, min(self.calls, start + 50)):
-                c = MediaClient("127.0.0.1", self.port, f"{self.prefix}{i}", self.window)
-                await loop.create_connection(lambda c=c: c, "127.0.0.1", self.port)
-                batch.append(c)
-            await asyncio.gather(*(c.open for c in batch))
-            self.clients.extend(batch)
-        for c in self.clients:
-            c.transport.write(self.meta)  # type: ignore[union-attr]
-            self.sent_meta += 1
+        self.clients = await open_calls(self.port, self.calls, self.prefix, self.window, self.meta)
+        self.sent_meta += len(self.clients)
 
     async def run(self) -> None:
         """Stream until ``self.stop`` (checked every 20 ms tick)."""
-        loop = asyncio.get_running_loop()
-        calls, pairs, nframes = self.calls, self.pairs, len(self.pairs)
-        offsets = [(i * 97) % nframes for i in range(calls)]
-        slots = [[i for i in range(calls) if i % SLOTS == s] for s in range(SLOTS)]
-        ping_ticks = max(1, round(self.ping_every / 0.02))
+        calls = self.calls
         final_ticks = max(1, round(self.final_every / 0.02)) if self.final_every > 0 else 0
         final_phase = [i * final_ticks // calls if final_ticks else 0 for i in range(calls)]
         finals_of = [0] * calls
-        base = loop.time() + 0.05
+
+        def send_final(i: int, k: int, tr: asyncio.Transport) -> None:
+            if (k + final_phase[i]) % final_ticks == final_ticks - 1:
+                start_ms = (k + 1) * 20  # unique per final of this call
+                tr.write(final_frame(self._cid(i), finals_of[i], start_ms))
+                self.final_sent_at[(self._cid(i), start_ms)] = (time.perf_counter(), self.window)
+                finals_of[i] += 1
+                self.sent_finals += 1
+                self.window.finals_sent += 1
+
+        pacer = Pacer(self.clients, self.pairs, self.window, self.ping_every, send_final if final_ticks else None)
+        self._pacer = pacer
         k = 0
         while not self.stop:
-            w = self.window
-            for s in range(SLOTS):
-                due = base + k * 0.02 + s * (0.02 / SLOTS)
-                delay = due - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                w = self.window
-                w.lateness.append(loop.time() - due)
-                for i in slots[s]:
-                    c = self.clients[i]
-                    tr = c.transport
-                    if c.closed or tr is None or tr.is_closing():
-                        continue
-                    if tr.get_write_buffer_size() > MAX_BACKLOG:
-                        self.skipped += 2
-                        w.skipped += 2
-                        continue
-                    tr.write(pairs[(offsets[i] + k) % nframes])
-                    self.sent_audio += 2
-                    w.sent += 2
-                    if final_ticks and (k + final_phase[i]) % final_ticks == final_ticks - 1:
-                        start_ms = (k + 1) * 20  # unique per final of this call
-                        tr.write(final_frame(self._cid(i), finals_of[i], start_ms))
-                        self.final_sent_at[(self._cid(i), start_ms)] = (time.perf_counter(), w)
-                        finals_of[i] += 1
-                        self.sent_finals += 1
-                        w.finals_sent += 1
-                    if (k + i) % ping_ticks == 0:
-                        c.ping()
+            await pacer.tick(k)
             k += 1
 
     def _cid(self, i: int) -> str:
         return f"{self.prefix}{i}"
 
     def backlog(self) -> int:
-        return sum(c.transport.get_write_buffer_size() for c in self.clients if c.transport is not None)
+        return write_backlog(self.clients)
 
     async def close(self) -> None:
-        for c in self.clients:
-            if c.transport is not None and not c.transport.is_closing():
-                c.transport.write(ws_frame(0x8, (1000).to_bytes(2, "big")))
-        await asyncio.sleep(0.5)
-        for c in self.clients:
-            if c.transport is not None:
-                c.transport.close()
+        await close_calls(self.clients)
 
     async def stop_subscriber(self) -> None:
         if self._sub_task is not None:
@@ -297,19 +268,15 @@ class CallLoad:
 async def wait_handled(port: int, base: float, expected: int, load: CallLoad, timeout: float = 30.0) -> int:
     """Wait until the server counted ``expected`` messages beyond ``base`` (or its count
     stops moving with nothing left in our buffers), and the finals sent have arrived."""
-    handled = -1
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        await asyncio.sleep(0.25)
-        try:
-            now = int((await asyncio.to_thread(scrape, port))["frames_received"] - base)
-        except OSError:
-            continue
-        finals_in = len(load.final_got) >= len(load.final_sent_at)
-        if (now >= expected and finals_in) or (now == handled and load.backlog() == 0 and finals_in):
-            return now
-        handled = now
-    return handled
+
+    async def frames() -> float:
+        return (await asyncio.to_thread(scrape, port))["frames_received"]
+
+    def finals_in() -> bool:
+        return len(load.final_got) >= len(load.final_sent_at)
+
+    handled = await drained_count(frames, base, expected, load.backlog, poll=0.25, timeout=timeout, arrived=finals_in)
+    return -1 if handled is None else handled
 
 
 # ----------------------------------------------------------------------------- reporting
