@@ -53,7 +53,8 @@ def media_ws_protocol(rate: float = DEFAULT_RATE, on_throttle: Callable[[float],
         from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
     except ImportError:
         return "websockets-sansio"
-    needed = ("send_receive_event_to_app", "data_received", "receive", "handle_ping", "handle_pong", "keepalive_timeout")
+    needed = ("send_receive_event_to_app", "data_received", "receive", "handle_ping", "handle_pong", "keepalive_timeout",
+              "handle_events", "handle_parser_exception")
     if not all(hasattr(WebSocketsSansIOProtocol, name) for name in needed):
         return "websockets-sansio"
     burst = rate  # one second's worth
@@ -72,7 +73,7 @@ def media_ws_protocol(rate: float = DEFAULT_RATE, on_throttle: Callable[[float],
 
         def data_received(self, data: bytes) -> None:
             if self._pending is None and len(data) <= SLICE and self._tokens > 0:
-                super().data_received(data)  # the steady case: one frame, straight through
+                self._parse(data)  # the steady case: one frame, straight through
                 return
             if self._pending is None:
                 self._pending = bytearray()
@@ -105,13 +106,21 @@ def media_ws_protocol(rate: float = DEFAULT_RATE, on_throttle: Callable[[float],
             del pending[:size]
             if not pending:
                 self._pending = None
-            super().data_received(chunk)
+            self._parse(chunk)
             if self._pending is not None:
                 self._feed = self.loop.call_soon(self._next_slice)
             elif self._held:
                 self._held = False
                 if not self.read_paused:
                     self.transport.resume_reading()
+
+        def _parse(self, data: bytes) -> None:
+            # Stock uvicorn, on a parser error (a message over ws_max_size), drops the messages
+            # parsed before it in the same read, uncounted; they are delivered first here.
+            self.conn.receive_data(data)
+            self.handle_events()
+            if self.conn.parser_exc is not None:
+                self.handle_parser_exception()
 
         def _hold(self) -> None:
             if not self._held:

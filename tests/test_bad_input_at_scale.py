@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import re
+import socket
 
 from websockets.asyncio.client import connect
 
@@ -153,3 +155,44 @@ async def test_a_text_frame_that_is_not_utf8_is_a_malformed_frame_not_the_end_of
     assert 'callstream_frames_dropped_total{reason="invalid"} 1.0' in metrics
     logs = server.logs()
     assert "ZZSECRET" not in logs and "Traceback" not in logs and "Invalid UTF-8" not in logs
+
+
+def _raw_media(port: int, call_id: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /media HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                  f"x-ms-call-connection-id: {call_id}\r\n\r\n").encode())  # fmt: skip
+    assert sock.recv(4096).startswith(b"HTTP/1.1 101")
+    return sock
+
+
+def _masked_frame(opcode: int, payload: bytes, declared: int | None = None) -> bytes:
+    """A client frame; `declared` lies about the length (the header of an oversized one)."""
+    n = len(payload) if declared is None else declared
+    head = bytes([0x80 | opcode]) + (bytes([0x80 | 127]) + n.to_bytes(8, "big") if n > 65535 else
+                                      bytes([0x80 | 126]) + n.to_bytes(2, "big") if n > 125 else bytes([0x80 | n]))
+    mask = os.urandom(4)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+async def test_a_message_read_together_with_an_oversized_one_is_still_delivered(tmp_path) -> None:
+    """uvicorn dropped, uncounted, what it had parsed from the same read as an oversized frame."""
+    server = start_server(tmp_path, CALLSTREAM_STT="acs", CALLSTREAM_MEDIA_RECONNECT_GRACE_S="0.5")
+    try:
+        events_task = asyncio.create_task(collect_call_events(server.ws, "big-call", timeout=60))
+        await asyncio.sleep(0.3)
+        sock = _raw_media(server.port, "big-call")
+        final = _transcription("delivered anyway", "Final", AGENT, 0).encode()
+        # One write: a valid Final, then the header of a 2 MiB frame (over ws_max_size).
+        sock.sendall(_masked_frame(0x1, final) + _masked_frame(0x1, b"x" * 64, declared=2 << 20))
+        events = await events_task
+        code = await asyncio.to_thread(sock.recv, 4096)
+        sock.close()
+        metrics = (await asyncio.to_thread(server.get_bytes, "/metrics")).decode()
+    finally:
+        server.stop()
+    assert code[:1] == b"\x88" and int.from_bytes(code[2:4], "big") == 1009
+    assert [e["text"] for e in events if e["type"] == "transcript.final"] == ["delivered anyway"]
+    assert metric(metrics, "callstream_frames_received_total") == 2
+    assert 'callstream_frames_dropped_total{reason="message_too_large"} 1.0' in metrics
