@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 OWNERS = "callstream:owners"  # hash: call id -> replica id, while the call is live
 COMMAND_TIMEOUT_S = 3.0
+# A hand-over waits this long at most for the old owner's open utterances (per step), and
+# the asking replica this long for the whole answer.
+HANDOVER_WAIT_S = 4.0
+HANDOVER_TIMEOUT_S = 15
 REGISTRY_TTL_S = 24 * 3600
 HEARTBEAT_S = 5.0
 HEARTBEAT_TTL_S = 15
@@ -71,6 +75,11 @@ async def run_command(service: Service, call_id: str, op: str, body: dict[str, A
     session = service.calls.get(call_id)
     if session is None or session.ended:
         return None
+    if op == "handover":  # ACS reconnected the call's media to the replica asking
+        state = await session.hand_over(HANDOVER_WAIT_S)
+        await service.journal.flush()  # the new owner reads on from the store
+        await service.cluster.settled()  # and this replica's registry writes are in
+        return state
     if op == "manual":
         decision = session.manual(str(body.get("action")))
         cc = rec.calls.get(call_id)
@@ -127,9 +136,19 @@ class Cluster:
     async def live_calls(self) -> list[str]:
         return list(self.service.calls)
 
-    async def send(self, call_id: str, op: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    async def send(
+        self, call_id: str, op: str, body: dict[str, Any], timeout: float = COMMAND_TIMEOUT_S
+    ) -> dict[str, Any] | None:
         """Run ``op`` on the replica that owns the call. None: no replica has it live."""
         return await run_command(self.service, call_id, op, body)
+
+    async def take_over(self, call_id: str) -> dict[str, Any] | None:
+        """Media for a call this replica does not have: if another live replica streams it
+        (ACS reconnected here), that one hands it over. None: nobody else has it."""
+        return None
+
+    async def settled(self) -> None:
+        """Every registry write queued so far is applied."""
 
     async def broadcast(self, call_id: str, op: str, body: dict[str, Any]) -> None:
         await run_command(self.service, call_id, op, body)
@@ -256,7 +275,9 @@ class RedisCluster(Cluster):
         return sorted(set(owners) | set(self.service.calls))
 
     # ----- commands ----------------------------------------------------------------------
-    async def send(self, call_id: str, op: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    async def send(
+        self, call_id: str, op: str, body: dict[str, Any], timeout: float = COMMAND_TIMEOUT_S
+    ) -> dict[str, Any] | None:
         if self.owns(call_id):
             return await run_command(self.service, call_id, op, body)
         owner = await self._owner(call_id)
@@ -267,12 +288,24 @@ class RedisCluster(Cluster):
         self.commands_sent += 1
         if not await self._redis.publish(command_channel(owner), message):
             return None  # nobody listening: the owner is gone
-        answer = await self._redis.blpop([reply_key], timeout=COMMAND_TIMEOUT_S)
+        answer = await self._redis.blpop([reply_key], timeout=timeout)
         if answer is None:
             log.warning("call %s: replica %s did not answer %s in time", call_id, owner, op)
             return None
         doc = json.loads(answer[1])
         return doc.get("result")
+
+    async def take_over(self, call_id: str) -> dict[str, Any] | None:
+        owner = await self._owner(call_id)
+        if owner is None or owner == self.replica_id:
+            return None
+        state = await self.send(call_id, "handover", {}, timeout=HANDOVER_TIMEOUT_S)
+        if state is None:
+            log.warning("call %s: replica %s did not hand the call over; going on from the store", call_id, owner)
+        return state
+
+    async def settled(self) -> None:
+        await self._writes.join()
 
     async def broadcast(self, call_id: str, op: str, body: dict[str, Any]) -> None:
         self.commands_sent += 1

@@ -78,12 +78,19 @@ class MediaEndpoint:
         current_call_id.set(call_id)
         service.stats.media_connections += 1
         stored = None
-        if call_id not in service.calls:  # a new call, or one the store has from before a restart
+        handed: dict | None = None
+        if call_id not in service.calls:  # a new call, one another replica streams, or one from before a restart
+            try:
+                handed = await service.cluster.take_over(call_id)
+            except Exception as exc:  # Redis away: go on from the store
+                log.warning("call %r: no hand-over from another replica (%s)", call_id, type(exc).__name__)
             try:
                 stored = await asyncio.to_thread(service.store.get_call, call_id)
             except Exception as exc:  # the store is away: the call goes on, its events buffered
                 log.warning("call %r: the store could not be read (%s)", call_id, type(exc).__name__)
         session = service.session(call_id, stored)
+        if handed is not None:
+            session.adopt(handed)
         session.attach()
         on_message = session.on_message
         close_code: int | None = None

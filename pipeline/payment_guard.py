@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from .recognizers.credit_card import known_card_prefix
 from .spoken_numbers import normalize
@@ -189,6 +189,16 @@ class PaymentGuard:
         if w is not None and w.confirmed_ms is None:
             w.confirmed_ms = now_ms
             self._settle_exposure(w, now_ms)
+
+    # ----- hand-over between replicas ----------------------------------------------------
+    def export(self) -> dict:
+        """The windows so far (the last one may be open), for the replica taking the call."""
+        return {"windows": [asdict(w) for w in self.windows], "closedAtMs": self.closed_at_ms}
+
+    def restore(self, state: dict) -> None:
+        self.windows = [Window(**{**w, "exposures": [tuple(e) for e in w.get("exposures", [])]}) for w in state.get("windows", [])]
+        self.window = self.windows[-1] if self.windows and self.windows[-1].open else None
+        self.closed_at_ms = int(state.get("closedAtMs", -1))
 
     # ----- internals ---------------------------------------------------------------------
     def _customer_activity(self, now_ms: int) -> None:

@@ -16,7 +16,7 @@ import logging
 import re
 import time
 from collections import Counter, deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from models.acs import (
     AudioData,
@@ -274,18 +274,19 @@ class CallSession:
         self._grace_task = None  # too late to reconnect: the call ends now
         await self._finish(reason)
 
-    async def _finish(self, reason: str) -> None:
-        """Close open utterances, wait (bounded) for their finals, then end the call."""
+    async def _quiesce(self, timeout_s: float) -> None:
+        """Close open utterances and wait, at most ``timeout_s`` each step, for their finals
+        to be redacted and published."""
         for ch in self.channels.values():
             ch.flush()
         closing = [ch.continuous.wait_closed() for ch in self.channels.values() if ch.continuous is not None]
         if closing:  # a continuous engine's last finals come after its channel closes
             try:
-                await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), self.service.final_timeout_s)
+                await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), timeout_s)
             except TimeoutError:
                 log.warning("call %s: the speech engine did not finish in time", self.call_id, extra={"callId": self.call_id})
         try:
-            await asyncio.wait_for(self._settled.wait(), self.service.final_timeout_s)
+            await asyncio.wait_for(self._settled.wait(), timeout_s)
         except TimeoutError:
             log.warning(
                 "call %s: %d utterances had no final result in time", self.call_id, len(self.pending),
@@ -294,6 +295,10 @@ class CallSession:
             for uid in list(self.pending):
                 self.pending.discard(uid)
         await self.service.redaction.drain()
+
+    async def _finish(self, reason: str) -> None:
+        """Close open utterances, wait (bounded) for their finals, then end the call."""
+        await self._quiesce(self.service.final_timeout_s)
         self._apply(self.guard.call_ended(self.now_ms()), notify_acs=False)
         if self._guard_timer is not None:
             self._guard_timer.cancel()
@@ -332,6 +337,77 @@ class CallSession:
         if not self.ended and self.close_task is None:
             self.ending = True
             self.close_task = asyncio.get_running_loop().create_task(self._finish(reason))
+
+    async def hand_over(self, timeout_s: float) -> dict[str, Any]:
+        """ACS reconnected this call's media to another replica: finish what this one has
+        in hand (open utterances, their finals, recording requests in flight), stop without
+        a call.ended, and return what the new owner needs to go on as the same call."""
+        if self._grace_task is not None:
+            self._grace_task.cancel()
+            self._grace_task = self.close_task = None
+        self.ending = True  # the old socket, if it still sends, is dropped (counted)
+        # ACS's own transcription in progress is finished by ACS on the new socket, under the
+        # same utterance id (the adapter's state goes along): nothing to wait for here.
+        self.pending.difference_update(self.acs_adapter.open_utterances())
+        if not self.pending:
+            self._settled.set()
+        await self._quiesce(timeout_s)
+        if self._guard_timer is not None:
+            self._guard_timer.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout_s)
+        cc = self.service.recording.calls.get(self.call_id)
+        state = {
+            "lastSeq": self.seq, "started": self.started, "mode": self.mode,
+            "sampleRate": self.sample_rate, "elapsedMs": self.now_ms() if self.t0_mono is not None else None,
+            "t0WallMs": self.t0_wall_ms, "t0FromAcs": self.t0_from_acs, "participants": self.participants,
+            "guard": self.guard.export(), "policyAudited": self._policy_audited,
+            "redactionCounts": dict(self.redaction_counts), "reconnects": self.reconnects,
+            "dtmfTones": self.dtmf_tones, "finals": self.finals, "acsTranscription": self.acs_adapter.export(),
+            "recording": {"recordingId": cc.recording_id, "serverCallId": cc.server_call_id,
+                          "recordingState": cc.recording_state} if cc else {},
+        }  # fmt: skip
+        self.audit("media.handed-over", {"lastSeq": self.seq, "paymentOpen": self.guard.is_open})
+        self._fold_vad_counts()
+        self.ended = True
+        self.service.forget(self)
+        log.info("call %s: handed over to the replica ACS reconnected to", self.call_id, extra={"callId": self.call_id})
+        return state
+
+    def adopt(self, state: dict[str, Any]) -> None:
+        """Go on with a call another replica handed over (see `hand_over`): same seq, same
+        timeline, same payment window, no second call.started or participant.joined."""
+        self.seq = max(self.seq, int(state.get("lastSeq", 0)))
+        self.resumed = True
+        self.sample_rate = state.get("sampleRate") or self.sample_rate
+        if state.get("elapsedMs") is not None:
+            self.t0_mono = time.monotonic() - float(state["elapsedMs"]) / 1000.0
+            self.t0_wall_ms = state.get("t0WallMs")
+            self.t0_from_acs = bool(state.get("t0FromAcs"))
+        self.participants.update(state.get("participants") or {})
+        if state.get("started"):
+            self.started = True
+            self.mode = state.get("mode")
+        self.guard.restore(state.get("guard") or {})
+        self._policy_audited = bool(state.get("policyAudited"))
+        self.redaction_counts.update(state.get("redactionCounts") or {})
+        self.dtmf_tones = int(state.get("dtmfTones", 0))
+        self.acs_adapter.restore(state.get("acsTranscription") or {})
+        self.finals.extend((str(r), str(t)) for r, t in state.get("finals") or [])
+        self.reconnects = int(state.get("reconnects", 0)) + 1
+        rec = state.get("recording") or {}
+        if rec.get("recordingId") or rec.get("serverCallId"):
+            cc = self.service.recording.control(self.call_id)
+            cc.recording_id = cc.recording_id or rec.get("recordingId")
+            cc.server_call_id = cc.server_call_id or rec.get("serverCallId")
+            if rec.get("recordingState"):
+                self.service.recording.on_state(cc, rec["recordingState"])
+        if self.guard.is_open:
+            self.set_payment_window(True)
+            self.service.cluster.note(self.call_id, payment="open")
+            self._schedule_guard_timer()
+        self.audit("media.reconnected", {"reconnects": self.reconnects, "handedOver": True, "fromSeq": self.seq})
+        log.info("call %s: media reconnected here; taken over from another replica", self.call_id, extra={"callId": self.call_id})
 
     # ----- events ----------------------------------------------------------------------
     def emit(self, event: Event) -> None:

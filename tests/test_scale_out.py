@@ -252,3 +252,56 @@ async def test_redis_restarted_mid_call_loses_no_event_for_a_subscriber_on_b(tmp
     assert finals[0] == "before the restart" and finals[-1] == "after the restart"
     assert len(finals) == 42
     assert [e for e in events_b if e["type"] != "lagged"] == stored_a
+
+
+async def test_media_reconnecting_to_another_replica_is_handed_over(tmp_path, redis_url) -> None:
+    """ACS's reconnect lands wherever the balancer sends it: replica B takes the call over
+    from A (which stops without a call.ended), with its seq, timeline and payment window."""
+    from .test_resilience import drop
+
+    env = {"CALLSTREAM_STT": "acs", "CALLSTREAM_BUS": redis_url, "CALLSTREAM_STORE": str(tmp_path / "shared.db"),
+           "CALLSTREAM_MEDIA_RECONNECT_GRACE_S": "30"}  # fmt: skip
+    a = start_server(tmp_path, **env)
+    b = start_server(tmp_path, **env)
+    call_id = "moving-call"
+    try:
+        collector = asyncio.create_task(collect_call_events(b.ws, call_id, since=0, timeout=60))
+        await asyncio.sleep(0.3)
+        ws = await connect(f"{a.ws}/media", additional_headers={"x-ms-call-connection-id": call_id})
+        await ws.send(_transcription("can i take the card number please", "Final", AGENT, 500))
+        await ws.send(_transcription("sure it is four one one one", "Intermediate", CUSTOMER, 2000))
+        await wait_for(lambda: a.get_json("/readyz")[1]["activeCalls"] == 1, what="the call on A")
+        await asyncio.sleep(0.3)
+        await drop(ws)  # no close frame: A waits for ACS to come back (30 s here)
+        async with connect(f"{b.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}) as ws2:
+            # A lets go at once, not after its 30 s grace.
+            await wait_for(lambda: a.get_json("/readyz")[1]["activeCalls"] == 0, what="A to hand the call over", timeout=10)
+            await ws2.send(_transcription("sure it is 4111 1111 1111 1111", "Final", CUSTOMER, 2000))
+            await ws2.send(_transcription("thanks your payment has gone through", "Final", AGENT, 9000))
+            await asyncio.sleep(0.3)
+        events = await collector
+        stored = [json.loads(line) for line in b.get_bytes(f"/calls/{call_id}/transcript?format=jsonl").splitlines()]
+        audit = b.get_json(f"/calls/{call_id}/audit")[1]
+        b_logs = b.logs()
+    finally:
+        a.stop()
+        b.stop()
+    kinds = [e["type"] for e in events]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1)), "one seq, no gap, no overlap"
+    assert events == stored, "one record of the call, in one store"
+    assert kinds.count("call.started") == 1 and kinds.count("call.ended") == 1
+    assert events[-1]["reason"] == "media-disconnected"  # ended by B, when its socket closed
+    joined = [e["participant"] for e in events if e["type"] == "participant.joined"]
+    assert sorted(joined) == sorted(set(joined)), "a participant joined twice"
+    # The window opened on A and closed on B: one window, and the digits said on B redacted.
+    assert kinds.count("payment.started") == 1 and kinds.count("payment.ended") == 1
+    assert [e["trigger"] for e in events if e["type"] == "payment.ended"] == ["phrase"]
+    assert "4111" not in json.dumps(events) and "4111" not in b_logs
+    finals = [e for e in events if e["type"] == "transcript.final"]
+    assert len(finals) == 3 and len({f["utteranceId"] for f in finals}) == 3
+    # The customer's utterance begun on A (a partial) is finished on B under the same id.
+    [partial] = [e for e in events if e["type"] == "transcript.partial"]
+    assert partial["utteranceId"] == finals[1]["utteranceId"]
+    kinds_on_record = [r["kind"] for r in audit["records"]]
+    assert "media.handed-over" in kinds_on_record
+    assert any(r["kind"] == "media.reconnected" and r.get("handedOver") for r in audit["records"])

@@ -57,6 +57,22 @@ class AcsTranscriptionAdapter:
         if locale:
             self.language = normalize_locale(locale)
 
+    def open_utterances(self) -> list[str]:
+        """Utterances with partials and no final yet: ACS finishes them, wherever it reconnects."""
+        return list(self._current.values())
+
+    def export(self) -> dict:
+        """For the replica that takes the call over: its finals keep these utterances' ids."""
+        return {"counter": self._counter, "current": dict(self._current), "baseTicks": self._base_ticks,
+                "baseMs": self._base_ms, "language": self.language}  # fmt: skip
+
+    def restore(self, state: dict) -> None:
+        self._counter = int(state.get("counter", 0))
+        self._current = {str(k): str(v) for k, v in (state.get("current") or {}).items()}
+        self._base_ticks = state.get("baseTicks")
+        self._base_ms = int(state.get("baseMs", 0))
+        self.language = state.get("language") or self.language
+
     def on_transcription(
         self, payload: TranscriptionDataPayload, participant: str, now_ms: int
     ) -> SpeechResult:
