@@ -96,7 +96,7 @@ class Settings(msgspec.Struct, kw_only=True):
     recording_attempt_timeout_s: float = 1.0  # per pause/resume request to ACS
     media_idle_timeout_s: float = 60.0  # close a media socket that sends nothing for this long
     media_reconnect_grace_s: float = 10.0  # a dropped media socket: wait this long for ACS to reconnect
-    # A websocket sending more than this many messages a second (one per 4 KiB too) is read
+    # A websocket sending more than this many messages a second (one more per KiB) is read
     # more slowly, not closed: ACS sends 50 a second per participant. 0: no limit.
     media_message_rate: float = 2000.0
     http_header_timeout_s: float = 10.0  # a connection must send its request headers within this

@@ -17,7 +17,8 @@ Three changes to the stock protocol, each measured by a benchmark (bench/RESULTS
   connection that sends far more (a flood of malformed frames, a broken client) is read
   more slowly once its budget (`rate` a second, a burst of one second's worth) is spent:
   TCP holds what it sent, nothing is dropped and the connection stays open, and the other
-  calls keep their share of the CPU. A message costs 1 plus 1 per 4 KiB.
+  calls keep their share of the CPU. A message costs 1 plus 1 per KiB (parsing big ones
+  costs by the byte): an ACS audio frame costs about 2.
 - **A text message that is not UTF-8 is a malformed frame**, handed over as bytes for the
   app to count and skip, not a reason to fail the connection (stock: 1007 and a traceback).
 
@@ -42,7 +43,7 @@ HIGH_WATER = 32
 SLICE = 4096  # bytes parsed per turn of the loop: ~4 audio frames, or ~150 tiny messages
 MIN_SLICE = 256
 MIN_BATCH = 16.0  # a throttled connection waits until this many messages' budget is back
-BYTES_PER_COST = 4096  # a message costs 1 + len / BYTES_PER_COST against the rate
+BYTES_PER_COST = 1024  # a message costs 1 + len / BYTES_PER_COST against the rate
 DEFAULT_RATE = 2000.0  # message costs a second per connection (0: no limit)
 
 
