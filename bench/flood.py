@@ -620,7 +620,7 @@ async def case_idle(args: argparse.Namespace, workdir: Path) -> dict:
         summary = {}
         for g, cs in groups.items():
             closed = [c for c in cs if not c.is_open]
-            after_s = [round((c.close_at or c.lost_at) - c.opened_at, 1) for c in closed]
+            after_s = [round((getattr(c, "close_at", None) or c.lost_at) - c.opened_at, 1) for c in closed]
             codes = sorted({getattr(c, "close_code", None) for c in closed}, key=str)
             summary[g] = {"n": len(cs), "closed": len(closed), "close_codes": codes,
                           "closed_after_s": [min(after_s), statistics.median(after_s), max(after_s)] if after_s else None}  # fmt: skip

@@ -300,9 +300,19 @@ def window_row(n: int, w: Window, wall: float, handled: int, cpu: float, other0:
     }  # fmt: skip
 
 
+def gc_full_collections(a: dict[str, float], b: dict[str, float]) -> dict:
+    """Full (generation 2) collections between two scrapes, from callstream_gc_pause_seconds:
+    how many, and their total pause (they stall every call on the replica)."""
+    key = 'gc_pause_seconds_{}{{generation="2"}}'
+    n = b.get(key.format("count"), 0.0) - a.get(key.format("count"), 0.0)
+    total = b.get(key.format("sum"), 0.0) - a.get(key.format("sum"), 0.0)
+    return {"gc2_n": int(n), "gc2_ms": round(total * 1000, 1)}
+
+
 HEADER = (
     f"{'win':>3} {'sent':>7} {'handled':>7} {'fr p50':>6} {'fr p99':>6} {'fr max':>7} {'ev p50':>6} {'ev p99':>6} "
-    f"{'ev max':>7} {'finals':>9} {'RSS MB':>7} {'fds':>4} {'us/msg':>6} {'srvCPU':>6} {'late99':>6} {'other0':>6}"
+    f"{'ev max':>7} {'finals':>9} {'RSS MB':>7} {'fds':>4} {'us/msg':>6} {'srvCPU':>6} {'late99':>6} {'other0':>6} "
+    f"{'gc2 n/ms':>9}"
 )
 
 
@@ -312,7 +322,7 @@ def fmt_row(r: dict) -> str:
         f"{r['frame_max_ms']:>7.2f} {r['event_p50_ms']:>6.2f} {r['event_p99_ms']:>6.2f} {r['event_max_ms']:>7.2f} "
         f"{r['finals_received']:>4}/{r['finals_sent']:<4} {r['rss_mb']:>7.1f} {r['fds']:>4} "
         f"{r['us_per_msg'] if r['us_per_msg'] is not None else float('nan'):>6.1f} {r['server_cpu'] * 100:>5.1f}% "
-        f"{r['gen_late_p99_ms']:>6.2f} {r['other0'] * 100:>5.1f}%"
+        f"{r['gen_late_p99_ms']:>6.2f} {r['other0'] * 100:>5.1f}% {r.get('gc2_n', 0):>3}/{r.get('gc2_ms', 0):<5.0f}"
     )
 
 
@@ -351,7 +361,7 @@ async def soak(args: argparse.Namespace) -> dict:
                     "sent": load.sent_total}  # fmt: skip
 
         s0 = await asyncio.to_thread(snap)
-        h0 = (await asyncio.to_thread(scrape, port))["frames_received"]
+        g0 = await asyncio.to_thread(scrape, port)
         rows = []
         print(HEADER, flush=True)
         t_next = loop.time() + args.window
@@ -360,15 +370,16 @@ async def soak(args: argparse.Namespace) -> dict:
             t_next += args.window
             w = load.new_window()
             s1 = await asyncio.to_thread(snap)
-            h1 = (await asyncio.to_thread(scrape, port))["frames_received"]
+            g1 = await asyncio.to_thread(scrape, port)
             rss, fds = rss_mb(pid), open_fds(pid)
             cpu = s1["cpu"] - s0["cpu"]
             other0 = (s1["core"][0] - s0["core"][0]) - cpu
-            r = window_row(n, w, s1["t"] - s0["t"], int(h1 - h0), cpu, other0, s1["core"][1] - s0["core"][1],
-                           rss, fds, s1["sent"] - s0["sent"])  # fmt: skip
+            r = window_row(n, w, s1["t"] - s0["t"], int(g1["frames_received"] - g0["frames_received"]), cpu, other0,
+                           s1["core"][1] - s0["core"][1], rss, fds, s1["sent"] - s0["sent"])  # fmt: skip
+            r |= gc_full_collections(g0, g1)
             rows.append(r)
             print(fmt_row(r), flush=True)
-            s0, h0 = s1, h1
+            s0, g0 = s1, g1
         load.stop = True
         await runner
         runner = None
