@@ -76,10 +76,14 @@ async def run_command(service: Service, call_id: str, op: str, body: dict[str, A
     if session is None or session.ended:
         return None
     if op == "handover":  # ACS reconnected the call's media to the replica asking
+        known = service.known.values(call_id)  # dropped here with the session
         state = await session.hand_over(HANDOVER_WAIT_S)
         await service.journal.flush()  # the new owner reads on from the store
         await service.cluster.settled()  # and this replica's registry writes are in
-        return state
+        if known and body.get("replica"):
+            # Sent as a command (pub/sub: never stored in Redis), before this answer.
+            await service.cluster.tell(str(body["replica"]), call_id, "known", {"values": known})
+        return {**state, "knownValues": len(known)}
     if op == "manual":
         decision = session.manual(str(body.get("action")))
         cc = rec.calls.get(call_id)
@@ -149,6 +153,9 @@ class Cluster:
 
     async def settled(self) -> None:
         """Every registry write queued so far is applied."""
+
+    async def tell(self, replica_id: str, call_id: str, op: str, body: dict[str, Any]) -> None:
+        """Run ``op`` on one replica, without an answer."""
 
     async def broadcast(self, call_id: str, op: str, body: dict[str, Any]) -> None:
         await run_command(self.service, call_id, op, body)
@@ -299,10 +306,24 @@ class RedisCluster(Cluster):
         owner = await self._owner(call_id)
         if owner is None or owner == self.replica_id:
             return None
-        state = await self.send(call_id, "handover", {}, timeout=HANDOVER_TIMEOUT_S)
+        state = await self.send(call_id, "handover", {"replica": self.replica_id}, timeout=HANDOVER_TIMEOUT_S)
         if state is None:
             log.warning("call %s: replica %s did not hand the call over; going on from the store", call_id, owner)
+            return None
+        # The call's known entity values come as a command of their own, sent just before
+        # the answer: wait (briefly) until they are here, so redaction never runs without them.
+        want = int(state.get("knownValues", 0))
+        for _ in range(100):
+            if len(self.service.known.values(call_id)) >= want:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            log.warning("call %s: its known entity values did not arrive with the hand-over", call_id)
         return state
+
+    async def tell(self, replica_id: str, call_id: str, op: str, body: dict[str, Any]) -> None:
+        self.commands_sent += 1
+        await self._redis.publish(command_channel(replica_id), json.dumps({"op": op, "callId": call_id, "body": body}))
 
     async def settled(self) -> None:
         await self._writes.join()

@@ -91,6 +91,11 @@ class KnownEntities:
         entry.recognizer = KnownValuesRecognizer(entry.values) or None
         return len(entry.values)
 
+    def values(self, call_id: str) -> list[tuple[str, str]]:
+        """The call's values (for the replica a call is handed over to; never logged)."""
+        entry = self._calls.get(call_id)
+        return list(entry.values) if entry is not None else []
+
     def recognizer(self, call_id: str) -> KnownValuesRecognizer | None:
         entry = self._calls.get(call_id)
         return entry.recognizer if entry is not None else None

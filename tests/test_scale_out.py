@@ -268,6 +268,10 @@ async def test_media_reconnecting_to_another_replica_is_handed_over(tmp_path, re
         collector = asyncio.create_task(collect_call_events(b.ws, call_id, since=0, timeout=60))
         await asyncio.sleep(0.3)
         ws = await connect(f"{a.ws}/media", additional_headers={"x-ms-call-connection-id": call_id})
+        # The agent's CRM told A the customer's account number (known entities: memory only).
+        status, _ = a.post_json(f"/calls/{call_id}/known-entities",
+                                {"entities": [{"type": "ACCOUNT_NUMBER", "value": "77341926"}]})  # fmt: skip
+        assert status == 200
         await ws.send(_transcription("can i take the card number please", "Final", AGENT, 500))
         await ws.send(_transcription("sure it is four one one one", "Intermediate", CUSTOMER, 2000))
         await wait_for(lambda: a.get_json("/readyz")[1]["activeCalls"] == 1, what="the call on A")
@@ -278,8 +282,10 @@ async def test_media_reconnecting_to_another_replica_is_handed_over(tmp_path, re
             await wait_for(lambda: a.get_json("/readyz")[1]["activeCalls"] == 0, what="A to hand the call over", timeout=10)
             await ws2.send(_transcription("sure it is 4111 1111 1111 1111", "Final", CUSTOMER, 2000))
             await ws2.send(_transcription("thanks your payment has gone through", "Final", AGENT, 9000))
+            await ws2.send(_transcription("and my account is 7734 1926", "Final", CUSTOMER, 12000))
             await asyncio.sleep(0.3)
         events = await collector
+        in_redis = _everything_in(redis_url)
         stored = [json.loads(line) for line in b.get_bytes(f"/calls/{call_id}/transcript?format=jsonl").splitlines()]
         audit = b.get_json(f"/calls/{call_id}/audit")[1]
         b_logs = b.logs()
@@ -297,8 +303,10 @@ async def test_media_reconnecting_to_another_replica_is_handed_over(tmp_path, re
     assert kinds.count("payment.started") == 1 and kinds.count("payment.ended") == 1
     assert [e["trigger"] for e in events if e["type"] == "payment.ended"] == ["phrase"]
     assert "4111" not in json.dumps(events) and "4111" not in b_logs
+    # The known value went along (as a command, never into a Redis key) and is redacted on B.
+    assert not any(s in text for s in ("77341926", "7734 1926") for text in (json.dumps(events), in_redis, b_logs))
     finals = [e for e in events if e["type"] == "transcript.final"]
-    assert len(finals) == 3 and len({f["utteranceId"] for f in finals}) == 3
+    assert len(finals) == 4 and len({f["utteranceId"] for f in finals}) == 4
     # The customer's utterance begun on A (a partial) is finished on B under the same id.
     [partial] = [e for e in events if e["type"] == "transcript.partial"]
     assert partial["utteranceId"] == finals[1]["utteranceId"]
