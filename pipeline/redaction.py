@@ -509,12 +509,23 @@ class StickyValues:
 
     __slots__ = ("_values", "recognizer")
 
+    # An utterance whose partials never end (a client that never sends its final) would
+    # grow this, and rebuild its recognizer, forever. Past this many values nothing more
+    # is remembered: every partial is still redacted afresh, only the stickiness stops.
+    MAX_VALUES = 64
+
     def __init__(self) -> None:
         self._values: set[tuple[str, str]] = set()
         self.recognizer: KnownValuesRecognizer | None = None
 
+    def __len__(self) -> int:
+        return len(self._values)
+
     def remember(self, text: str, result: RedactionResult) -> None:
         new = {(e.type, text[e.start : e.end]) for e in result.entities} - self._values
+        room = self.MAX_VALUES - len(self._values)
+        if len(new) > room:
+            new = set(sorted(new)[: max(0, room)])
         if new:
             self._values |= new
             # Above the threshold, below any fresh finding: a partial's guess never

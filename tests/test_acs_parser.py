@@ -247,3 +247,29 @@ async def test_gap_in_a_participants_frames_keeps_offsets_on_the_call_timeline(a
     assert ch.segmenter.clock_ms == 6020
     session.detach("test")
     await session.close_task
+
+
+async def test_an_utterance_whose_partials_never_end_is_bounded(acs_service: Service) -> None:
+    """A client that sends partials and never the final: what the utterance keeps in memory
+    (its sticky redacted values) stops growing, every partial is still redacted, and the
+    final, when it comes, closes it."""
+    from pipeline.redaction import StickyValues
+
+    from .test_e2e_media import _transcription
+
+    session = acs_service.session("endless-call")
+    session.attach()
+    for i in range(200):
+        session.on_message(_transcription(f"call me at 212 555 {i:04d}", "Intermediate", "4:+15551234", 1000))
+    await acs_service.redaction.drain()
+    [sticky] = session.sticky.values()
+    assert len(sticky) == StickyValues.MAX_VALUES
+    session.on_message(_transcription("call me at 212 555 0199", "Final", "4:+15551234", 1000))
+    await acs_service.redaction.drain()
+    assert session.sticky == {} and not session.pending
+    await acs_service.journal.flush()
+    events = [json.loads(raw) for _, raw in acs_service.store.read("endless-call")]
+    texts = [e["text"] for e in events if e["type"] in ("transcript.partial", "transcript.final")]
+    assert len(texts) == 201 and all("[PHONE_NUMBER]" in t and "555" not in t for t in texts)
+    session.detach("test")
+    await session.close_task
