@@ -102,7 +102,8 @@ def media_ws_protocol(rate: float = DEFAULT_RATE, on_throttle: Callable[[float],
                 # Parse about as many messages as the budget allows (this connection's average
                 # size so far), so that a throttled flood of tiny frames is parsed a few at a
                 # time, not a whole slice's hundreds at once.
-                size = min(SLICE, max(MIN_SLICE, int(budget * self._wire_bytes / self._messages)))
+                if rate > 0:
+                    size = min(SLICE, max(MIN_SLICE, int(budget * self._wire_bytes / self._messages)))
             chunk = bytes(pending[:size])
             del pending[:size]
             if not pending:

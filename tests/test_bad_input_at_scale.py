@@ -196,3 +196,26 @@ async def test_a_message_read_together_with_an_oversized_one_is_still_delivered(
     assert [e["text"] for e in events if e["type"] == "transcript.final"] == ["delivered anyway"]
     assert metric(metrics, "callstream_frames_received_total") == 2
     assert 'callstream_frames_dropped_total{reason="message_too_large"} 1.0' in metrics
+
+
+async def test_without_a_message_rate_big_reads_are_still_parsed_in_slices(tmp_path) -> None:
+    """CALLSTREAM_MEDIA_MESSAGE_RATE=0 turns the rate off; reads over a slice still go
+    through the sliced path (a 200 KB message, then 3,000 small ones written at once)."""
+    server = start_server(tmp_path, CALLSTREAM_STT="acs", CALLSTREAM_MEDIA_MESSAGE_RATE="0")
+    try:
+        events_task = asyncio.create_task(collect_call_events(server.ws, "free-call", timeout=60))
+        await asyncio.sleep(0.3)
+        sock = _raw_media(server.port, "free-call")
+        long_final = _transcription("word " * 40_000, "Final", AGENT, 0).encode()
+        junk = b"".join(_masked_frame(0x1, b"not json %d" % i) for i in range(3000))
+        sock.sendall(_masked_frame(0x1, long_final) + junk + _masked_frame(0x8, (1000).to_bytes(2, "big")))
+        events = await events_task
+        sock.close()
+        metrics = (await asyncio.to_thread(server.get_bytes, "/metrics")).decode()
+        logs = server.logs()
+    finally:
+        server.stop()
+    assert sum(e["type"] == "transcript.final" for e in events) == 1
+    assert metric(metrics, "callstream_frames_malformed_total") == 3000
+    assert metric(metrics, "callstream_media_throttled_total") == 0
+    assert "Traceback" not in logs and "Error" not in logs
