@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -81,6 +82,46 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+class KeptDemo:
+    """`callstream demo --speed 0 --keep` in a subprocess, its output read line by line;
+    killed on exit if a test fails before `stop()`."""
+
+    def __init__(self, wav: Path, data_dir: Path, env: dict[str, str], timeout: float) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "demo", "--speed", "0", "--keep", "--file", str(wav),
+             "--data-dir", str(data_dir)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**env, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        self.lines: list[str] = []
+        self.deadline = time.monotonic() + timeout
+
+    def read_until(self, marker: str) -> str:
+        assert self.proc.stdout is not None
+        while time.monotonic() < self.deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line)
+            if marker in line:
+                return line
+        raise AssertionError(f"no {marker!r} in the demo's output:\n" + "".join(self.lines))
+
+    def stop(self) -> str:
+        """Ctrl-C, then everything it printed."""
+        self.proc.send_signal(signal.SIGINT)
+        rest, _ = self.proc.communicate(timeout=60)
+        self.lines.append(rest)
+        return "".join(self.lines)
+
+    def __enter__(self) -> KeptDemo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def start_server(tmp: Path, public_url_self: bool = False, **env: str) -> Server:

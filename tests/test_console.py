@@ -9,9 +9,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import time
 import tomllib
 import urllib.request
@@ -30,7 +27,7 @@ from pipeline.app import create_app
 from pipeline.replay import CallAudio, load_call_audio, replay_call
 from pipeline.service import Service
 
-from .conftest import FIXTURES, collect_call_events, start_server
+from .conftest import FIXTURES, KeptDemo, collect_call_events, start_server
 from .fake_acs import FakeAcs
 from .fake_openai import FakeOpenAI
 
@@ -162,30 +159,12 @@ def test_demo_prints_the_console_url_and_keeps_serving_until_ctrl_c(tmp_path) ->
     with wave.open(str(short), "wb") as out:
         out.setparams(params)
         out.writeframes(head)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "demo", "--speed", "0", "--keep", "--file", str(short),
-         "--data-dir", str(tmp_path / "demo")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    lines: list[str] = []
-    try:
-        deadline = time.monotonic() + 180
-
-        def read_until(marker: str) -> str:
-            while time.monotonic() < deadline:
-                line = proc.stdout.readline()
-                if not line:
-                    break
-                lines.append(line)
-                if marker in line:
-                    return line
-            raise AssertionError(f"no {marker!r} in the demo's output:\n" + "".join(lines))
-
-        url = read_until("console: http://").split("console: ", 1)[1].strip()
+    with KeptDemo(short, tmp_path / "demo", dict(os.environ), timeout=180) as demo:
+        url = demo.read_until("console: http://").split("console: ", 1)[1].strip()
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+/console/demo-short-call", url), url
         with urllib.request.urlopen(url, timeout=10) as r:
             assert r.status == 200 and b'id="transcript"' in r.read()
-        read_until("press Ctrl-C")
+        demo.read_until("press Ctrl-C")
         base = url.rsplit("/console/", 1)[0]
         with urllib.request.urlopen(base + "/calls", timeout=10) as r:
             calls = json.loads(r.read())["calls"]
@@ -193,15 +172,8 @@ def test_demo_prints_the_console_url_and_keeps_serving_until_ctrl_c(tmp_path) ->
         time.sleep(0.5)
         with urllib.request.urlopen(base + "/console", timeout=10) as r:
             assert r.status == 200  # still serving after the replay
-        proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=60)
-        lines.append(rest)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    output = "".join(lines)
-    assert proc.returncode == 0, output
+        output = demo.stop()
+    assert demo.proc.returncode == 0, output
     assert "export written to" in output and "Traceback" not in output
 
 

@@ -18,7 +18,13 @@ from websockets.asyncio.client import connect
 from pipeline.replay import load_call_audio, replay_call
 
 from .conftest import FIXTURES, collect_call_events, load_manifest, start_server
-from .fake_acs import FakeAcs, cloud_event, post_cloud_events, post_event_grid
+from .fake_acs import (
+    FakeAcs,
+    cloud_event,
+    event_grid_validation,
+    post_cloud_events,
+    post_event_grid,
+)
 from .test_e2e_media import _transcription
 
 CUSTOMER = "4:+15551234"
@@ -70,10 +76,7 @@ async def test_incoming_call_to_paused_card_number_to_resumed_recording(fake_acs
     server = start_server(tmp_path, public_url_self=True, CALLSTREAM_STT="local", **acs_env(fake))
     try:
         # Event Grid first validates the subscription, then delivers the incoming call.
-        status, body = post_event_grid(f"{server.http}/acs/events?secret={CALLBACK_SECRET}", [{
-            "id": "v1", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
-            "data": {"validationCode": "code-123"}, "eventTime": "2026-11-21T00:00:00Z",
-        }])  # fmt: skip
+        status, body = post_event_grid(f"{server.http}/acs/events?secret={CALLBACK_SECRET}", event_grid_validation("code-123"))
         assert (status, body) == (200, {"validationResponse": "code-123"})
         call_id = "pci-flow-call"
         fake.next_call_connection_id = call_id

@@ -20,7 +20,7 @@ import redis
 from websockets.asyncio.client import connect
 
 from .conftest import Server, collect_call_events, free_port, start_server
-from .fake_acs import FakeAcs, post_event_grid
+from .fake_acs import FakeAcs, event_grid_validation, post_event_grid
 from .test_e2e_media import _transcription
 from .test_pci_flow import wait_for
 
@@ -111,10 +111,7 @@ async def test_webhook_on_b_media_on_a_pauses_the_recording_once(tmp_path, redis
             # No secret configured: the replicas generated one and agreed on it through Redis.
             secret = redis.Redis.from_url(redis_url).get("callstream:callback-secret").decode()
             for replica in (a, b):
-                status, body = post_event_grid(f"{replica.http}/acs/events?secret={secret}", [{
-                    "id": "v1", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
-                    "data": {"validationCode": "code-7"}, "eventTime": "2026-11-21T00:00:00Z",
-                }])  # fmt: skip
+                status, body = post_event_grid(f"{replica.http}/acs/events?secret={secret}", event_grid_validation("code-7"))
                 assert (status, body) == (200, {"validationResponse": "code-7"})
 
             call_id = "two-replica-call"

@@ -20,7 +20,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -36,7 +35,7 @@ from websockets.exceptions import ConnectionClosed
 
 from pipeline.replay import audio_message, metadata_message
 
-from .conftest import Server, collect_call_events, start_server
+from .conftest import KeptDemo, Server, collect_call_events, start_server
 from .fake_acs import (
     FakeAcs,
     cloud_event,
@@ -411,32 +410,14 @@ def test_demo_with_api_tokens_prints_a_console_url_that_works(tmp_path, fake_acs
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
         w.writeframes(b"\x10\x00" * 32000)
     env = {
-        **os.environ, "PYTHONUNBUFFERED": "1", "CALLSTREAM_API_TOKENS": API_TOKEN, "CALLSTREAM_STT": "acs",
+        **os.environ, "CALLSTREAM_API_TOKENS": API_TOKEN, "CALLSTREAM_STT": "acs",
         # ACS configured: media auth would default to acs-jwt, which the demo's replay cannot pass.
         "CALLSTREAM_ACS_ENDPOINT": fake_acs.endpoint, "CALLSTREAM_ACS_KEY": fake_acs.access_key,
     }  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "demo", "--speed", "0", "--keep", "--file", str(wav),
-         "--data-dir", str(tmp_path / "demo")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )  # fmt: skip
-    lines: list[str] = []
-    try:
-        deadline = time.monotonic() + 120
-
-        def read_until(marker: str) -> str:
-            while time.monotonic() < deadline:
-                line = proc.stdout.readline()
-                if not line:
-                    break
-                lines.append(line)
-                if marker in line:
-                    return line
-            raise AssertionError(f"no {marker!r} in the demo's output:\n" + "".join(lines))
-
-        url = read_until("console: http://").split("console: ", 1)[1].strip()
+    with KeptDemo(wav, tmp_path / "demo", env, timeout=120) as demo:
+        url = demo.read_until("console: http://").split("console: ", 1)[1].strip()
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+/console/demo-short\?token=\S+", url), url
-        read_until("press Ctrl-C")
+        demo.read_until("press Ctrl-C")
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
         with opener.open(url, timeout=10) as r:  # the token becomes a cookie, then the page
             assert r.status == 200 and b'id="transcript"' in r.read() and "token=" not in r.url
@@ -446,15 +427,8 @@ def test_demo_with_api_tokens_prints_a_console_url_that_works(tmp_path, fake_acs
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(base + "/calls", timeout=10)
         assert refused.value.code == 401
-        proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=60)
-        lines.append(rest)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    output = "".join(lines)
-    assert proc.returncode == 0, output
+        output = demo.stop()
+    assert demo.proc.returncode == 0, output
     assert "● call demo-short started" in output and "Traceback" not in output
 
 
