@@ -296,17 +296,22 @@ class CallSession:
                 self.pending.discard(uid)
         await self.service.redaction.drain()
 
+    async def _wind_down(self, timeout_s: float) -> None:
+        """Stop the guard's timer and let this call's background tasks (recording requests,
+        enrichment) finish, cancelling what is still running after ``timeout_s``."""
+        if self._guard_timer is not None:
+            self._guard_timer.cancel()
+        if self._tasks:
+            _, late = await asyncio.wait(list(self._tasks), timeout=timeout_s)
+            for task in late:
+                task.cancel()
+
     async def _finish(self, reason: str) -> None:
         """Close open utterances, wait (bounded) for their finals, then end the call."""
         await self._quiesce(self.service.final_timeout_s)
         self._apply(self.guard.call_ended(self.now_ms()), notify_acs=False)
-        if self._guard_timer is not None:
-            self._guard_timer.cancel()
         await self.service.enricher.drain()
-        if self._tasks:
-            _, late = await asyncio.wait(list(self._tasks), timeout=self.service.recording.timeout_s * 3 + 2)
-            for task in late:
-                task.cancel()
+        await self._wind_down(self.service.recording.timeout_s * 3 + 2)
         await self.service.enricher.summary(self)
         if self.redaction_counts or self.guard.windows:
             self.audit("redactions", {"counts": dict(sorted(self.redaction_counts.items()))})
@@ -352,10 +357,7 @@ class CallSession:
         if not self.pending:
             self._settled.set()
         await self._quiesce(timeout_s)
-        if self._guard_timer is not None:
-            self._guard_timer.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout_s)
+        await self._wind_down(timeout_s)
         cc = self.service.recording.calls.get(self.call_id)
         state = {
             "lastSeq": self.seq, "started": self.started, "mode": self.mode,

@@ -186,7 +186,8 @@ def media_ws_protocol(rate: float = DEFAULT_RATE, on_throttle: Callable[[float],
         # -- messages --------------------------------------------------------------------
 
         def send_receive_event_to_app(self) -> None:
-            self._charge(sum(len(f) for f in self.frames))
+            frames = self.frames
+            self._charge(len(frames[0]) if len(frames) == 1 else sum(map(len, frames)))
             if self.curr_msg_data_type == "text":
                 self._check_text()
             if getattr(self, "read_paused", True) or self.queue.qsize() + 1 >= HIGH_WATER:
