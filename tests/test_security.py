@@ -22,7 +22,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -45,6 +44,7 @@ from .fake_acs import (
 )
 from .fake_jwks import ACS_AUDIENCE, FakeJwks, new_rsa_key
 from .test_e2e_media import _transcription
+from .test_pci_flow import wait_for
 
 API_TOKEN = "api-" + secrets.token_urlsafe(24)
 OTHER_API_TOKEN = "api-" + secrets.token_urlsafe(24)
@@ -124,14 +124,6 @@ async def stays_open(ws, seconds: float = 0.7) -> bool:  # noqa: ANN001
     except ConnectionClosed:
         return False
     return True  # it sent something: open
-
-
-async def wait_until(predicate, timeout: float, what: str) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def media_headers(call_id: str, token: str | None) -> dict[str, str]:
@@ -455,7 +447,7 @@ async def test_the_callback_urls_handed_to_acs_carry_the_secret(server: Server, 
     fake_acs.next_call_connection_id = "answered-call"
     status, _ = post_event_grid(f"{server.http}/acs/events?secret={CALLBACK_SECRET}", fake_acs.incoming_call())
     assert status == 200
-    await wait_until(lambda: fake_acs.of("start_recording"), 20, "the recording to start")
+    await wait_for(lambda: fake_acs.of("start_recording"), 20, "the recording to start")
     assert fake_acs.wait_callbacks(5)
     expected = f"http://127.0.0.1:{server.port}/acs/callbacks?secret={CALLBACK_SECRET}"
     [answer] = fake_acs.answers
