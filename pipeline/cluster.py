@@ -79,6 +79,8 @@ async def run_command(service: Service, call_id: str, op: str, body: dict[str, A
         known = service.known.values(call_id)  # dropped here with the session
         state = await session.hand_over(HANDOVER_WAIT_S)
         await service.journal.flush()  # the new owner reads on from the store
+        # and its events are on the firehose before the new owner's: readers skip repeats
+        await service.bus.flush(HANDOVER_WAIT_S)
         await service.cluster.settled()  # and this replica's registry writes are in
         if known and body.get("replica"):
             # Sent as a command (pub/sub: never stored in Redis), before this answer.
@@ -181,9 +183,9 @@ class RedisCluster(Cluster):
         self.liveness_settle_s = 2 * HEARTBEAT_S + 2
 
     async def start(self) -> None:
-        import redis.asyncio as aioredis
+        from .redis_bus import redis_client  # redis is imported only when the cluster is
 
-        self._redis = aioredis.from_url(self.url, socket_timeout=5, socket_connect_timeout=2, decode_responses=True)
+        self._redis = redis_client(self.url, socket_timeout=5, decode_responses=True)
         await self._redis.ping()
         await self._heartbeat_once()
         self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)

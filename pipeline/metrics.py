@@ -245,6 +245,14 @@ class _ServiceCollector:
                 "callstream_bus_outbox_dropped", "events dropped from a full outbox (still in the store)",
                 value=bus.outbox_dropped,
             )  # fmt: skip
+            yield CounterMetricFamily(
+                "callstream_bus_resent", "events written again because Redis lost its data (a new epoch)",
+                value=bus.resent,
+            )  # fmt: skip
+            yield CounterMetricFamily(
+                "callstream_bus_gaps", "holes in a call's seq seen on the firehose, told to subscribers as `lagged`",
+                value=bus.gaps,
+            )  # fmt: skip
         cluster = s.cluster
         yield CounterMetricFamily(
             "callstream_cluster_commands_sent", "commands sent to the replica that owns a call", value=cluster.commands_sent

@@ -13,23 +13,64 @@ Same interface as `MemoryBus`: `publish` is synchronous and never blocks the jou
   replica whose store does not have the call still resumes by `seq`.
 - Redis going away loses nothing: unsent events stay in the outbox (bounded, oldest first
   out, counted), the reader resumes from the last firehose id it saw.
+- Redis coming back *empty* (restarted without persistence, flushed, failed over to a
+  replica that was behind) loses what it had acknowledged and not every reader had read.
+  The dataset carries an epoch token; every batch is written by a script that first checks
+  it, so a batch never lands in a dataset its publisher has not seen. On a new epoch the
+  publisher writes again what Redis acknowledged in the last `resend_window_s`, ahead of
+  anything newer, so a reader sees each call's events in seq order.
+- Readers deliver each call's events once and in order: a repeat is skipped, and a hole
+  (an outbox overflow, a loss older than the resend window) becomes a `lagged` notice for
+  the call's subscribers, who resume from the store, rather than a silent gap.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+import secrets
+import time
+from collections import OrderedDict, deque
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+
+from models.events import Lagged, encode_event, utc_now_iso
 
 from .bus import MemoryBus, Subscription
 
 log = logging.getLogger(__name__)
 
 FIREHOSE = "callstream:events"
+EPOCH = "callstream:bus:epoch"
 _ENDED = b'{"type":"call.ended"'
+_ENDED_REMEMBERED = 4096  # calls whose end a reader remembers, to skip late repeats
+
+# KEYS: epoch, firehose, then one call stream per event. ARGV: the epoch the publisher
+# saw, the two caps, the ended TTL, then (call id, seq, event, ended?) per event.
+# Returns the number written, or the dataset's epoch ("" if none) when it is not ours.
+_PUBLISH_LUA = """
+local epoch = redis.call('GET', KEYS[1])
+if epoch ~= ARGV[1] then return epoch or '' end
+for i = 3, #KEYS do
+  local a = 5 + (i - 3) * 4
+  redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], '*', 'c', ARGV[a], 's', ARGV[a + 1], 'r', ARGV[a + 2])
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'c', ARGV[a], 's', ARGV[a + 1], 'r', ARGV[a + 2])
+  if ARGV[a + 3] == '1' then redis.call('EXPIRE', KEYS[i], ARGV[4]) end
+end
+return #KEYS - 2
+"""
+
+
+def redis_client(url: str, **kwargs: object) -> aioredis.Redis:
+    """A client whose command is tried again on a new connection when Redis closed the old
+    one (it restarted; a proxy dropped an idle connection). Without this the first command
+    after a restart fails although Redis is back, and a subscriber's history comes back empty."""
+    retry = Retry(ExponentialBackoff(cap=0.5, base=0.02), 3, supported_errors=(RedisConnectionError, OSError))
+    return aioredis.from_url(url, socket_connect_timeout=2, retry=retry, **kwargs)
 
 
 def call_stream(call_id: str) -> str:
@@ -45,6 +86,8 @@ class RedisBus:
         firehose_maxlen: int = 200_000,
         ended_ttl_s: int = 3600,
         outbox_max: int = 100_000,
+        resend_window_s: float = 10.0,
+        resend_max: int = 50_000,
     ) -> None:
         self.url = url
         self.local = MemoryBus(default_maxsize)
@@ -53,6 +96,12 @@ class RedisBus:
         self.ended_ttl_s = ended_ttl_s
         self.outbox_max = outbox_max
         self._outbox: deque[tuple[str, int, bytes]] = deque()
+        self.resend_window_s = resend_window_s
+        self.resend_max = resend_max
+        self._acked: deque[tuple[float, tuple[str, int, bytes]]] = deque()  # for a lost dataset
+        self._epoch = ""
+        self._last_seq: dict[str, int] = {}  # per live call, what this reader delivered
+        self._ended: OrderedDict[str, int] = OrderedDict()  # recently ended calls, last seq
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -65,6 +114,10 @@ class RedisBus:
         self.outbox_dropped = 0
         self.errors = 0
         self.connected = False
+        self.epochs_lost = 0  # datasets found replaced under us
+        self.resent = 0
+        self.repeats_skipped = 0
+        self.gaps = 0
 
     @property
     def outbox_depth(self) -> int:
@@ -76,10 +129,12 @@ class RedisBus:
         return self._redis
 
     async def start(self) -> None:
-        self._redis = aioredis.from_url(self.url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10)
+        self._redis = redis_client(self.url, socket_timeout=5, health_check_interval=10)
         # The reader blocks in XREAD; its own connection, with no read timeout of its own.
-        self._reader = aioredis.from_url(self.url, socket_connect_timeout=2, health_check_interval=10)
+        self._reader = redis_client(self.url, health_check_interval=10)
         await self._redis.ping()
+        self._publish_script = self._redis.register_script(_PUBLISH_LUA)
+        self._epoch = await self._join_epoch()
         self.connected = True
         # Start from the firehose's current end: what was before us is in the store.
         last = await self._redis.xrevrange(FIREHOSE, count=1)
@@ -98,6 +153,38 @@ class RedisBus:
         self._idle.clear()
         self._wakeup.set()
 
+    async def _join_epoch(self) -> str:
+        """The dataset's epoch token, set by whichever replica finds it missing first."""
+        await self.redis.set(EPOCH, secrets.token_hex(8), nx=True)
+        return (await self.redis.get(EPOCH) or b"").decode()
+
+    async def _write(self, batch: list[tuple[str, int, bytes]]) -> bool:
+        """Write ``batch`` if the dataset is still the one we wrote to (False: it is not)."""
+        keys = [EPOCH, FIREHOSE]
+        args: list[str | int | bytes] = [self._epoch, self.call_maxlen, self.firehose_maxlen, self.ended_ttl_s]
+        for call_id, seq, raw in batch:
+            keys.append(call_stream(call_id))
+            args += [call_id, seq, raw, 1 if raw.startswith(_ENDED) else 0]
+        answer = await self._publish_script(keys=keys, args=args)
+        return isinstance(answer, int)
+
+    def _resend_acked(self) -> None:
+        """The dataset is new: put what the old one acknowledged lately back ahead of the
+        outbox, so readers that had not read it yet get it, in order."""
+        acked = [item for _, item in self._acked]
+        self._acked.clear()
+        self._outbox.extendleft(reversed(acked))
+        self.resent += len(acked)
+        self.epochs_lost += 1
+        log.warning("redis bus: Redis lost its data (new epoch); writing the last %d events again", len(acked))
+
+    def _remember_acked(self, batch: list[tuple[str, int, bytes]]) -> None:
+        now = time.monotonic()
+        self._acked.extend((now, item) for item in batch)
+        horizon = now - self.resend_window_s
+        while self._acked and (self._acked[0][0] < horizon or len(self._acked) > self.resend_max):
+            self._acked.popleft()
+
     async def _publish_loop(self) -> None:
         backoff = 0.1
         while True:
@@ -109,16 +196,12 @@ class RedisBus:
                 await self._wakeup.wait()
                 continue
             batch = [self._outbox[i] for i in range(min(len(self._outbox), 512))]
-            pipe = self.redis.pipeline(transaction=False)
-            for call_id, seq, raw in batch:
-                fields = {b"c": call_id, b"s": seq, b"r": raw}
-                stream = call_stream(call_id)
-                pipe.xadd(stream, fields, maxlen=self.call_maxlen, approximate=True)
-                pipe.xadd(FIREHOSE, fields, maxlen=self.firehose_maxlen, approximate=True)
-                if raw.startswith(_ENDED):
-                    pipe.expire(stream, self.ended_ttl_s)
             try:
-                await pipe.execute()
+                written = await self._write(batch)
+                if not written:
+                    self._epoch = await self._join_epoch()
+                    self._resend_acked()
+                    continue
             except (RedisError, OSError) as exc:
                 self.errors += 1
                 self.connected = False
@@ -132,6 +215,7 @@ class RedisBus:
             self.connected = True
             for _ in batch:
                 self._outbox.popleft()
+            self._remember_acked(batch)
             self.published += len(batch)
 
     # ----- reading -------------------------------------------------------------------------
@@ -160,13 +244,37 @@ class RedisBus:
                     except (KeyError, ValueError, UnicodeDecodeError):
                         log.warning("redis bus: a malformed firehose entry was skipped")
                         continue
-                    self.local.publish(call_id, seq, raw)
-                    self.delivered += 1
+                    self._deliver(call_id, seq, raw)
                     if i % 64 == 63:
                         await asyncio.sleep(0)  # let subscriber pumps drain their queues
 
+    def _deliver(self, call_id: str, seq: int, raw: bytes) -> None:
+        """Hand one firehose entry to local subscribers: once, in seq order, holes named."""
+        last = self._last_seq.get(call_id)
+        if last is None:
+            last = self._ended.get(call_id)
+        if last is not None:
+            if seq <= last:
+                self.repeats_skipped += 1  # written again after Redis lost its data
+                return
+            if seq > last + 1:
+                self.gaps += 1
+                log.warning("redis bus: call events %d..%d never reached Redis; subscribers told", last + 1, seq - 1)
+                notice = Lagged(callId=call_id, seq=seq - 1, time=utc_now_iso(), missedFrom=last + 1, missedTo=seq - 1)
+                self.local.publish(call_id, seq - 1, encode_event(notice))
+        if raw.startswith(_ENDED):
+            self._last_seq.pop(call_id, None)
+            self._ended[call_id] = seq
+            if len(self._ended) > _ENDED_REMEMBERED:
+                self._ended.popitem(last=False)
+        else:
+            self._last_seq[call_id] = seq
+        self.local.publish(call_id, seq, raw)
+        self.delivered += 1
+
     async def history(self, call_id: str, since: int) -> list[tuple[int, bytes]]:
-        """A call's events after ``since`` from its stream (empty if Redis lost them)."""
+        """A call's events after ``since`` from its stream (empty if Redis lost them), in seq
+        order, each once."""
         try:
             entries = await self.redis.xrange(call_stream(call_id))
         except (RedisError, OSError):
@@ -176,6 +284,7 @@ class RedisBus:
             seq = int(fields[b"s"])
             if seq > since:
                 out.append((seq, fields[b"r"]))
+                since = seq
         return out
 
     # ----- the MemoryBus interface ---------------------------------------------------------

@@ -15,6 +15,8 @@ import time
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from models.events import Lagged, encode_event, utc_now_iso
+
 from .service import Service
 
 log = logging.getLogger(__name__)
@@ -39,17 +41,36 @@ async def _replay(service: Service, websocket: WebSocket, call_id: str, since: i
     """Send what the store holds after ``since``, then what the bus still has beyond it (a
     call streaming to another replica whose store this replica does not share)."""
     rows = await asyncio.to_thread(lambda: list(service.store.read(call_id, since)))
+    last.setdefault(call_id, since)  # a live event past since+1 that replay lacks is a hole
     ended = False
     for seq, body in rows:
         await websocket.send_text(body.decode())
         last[call_id] = seq
         ended = body.startswith(_ENDED)
     if not ended:
-        for seq, body in await service.bus.history(call_id, last.get(call_id, since)):
+        for seq, body in await service.bus.history(call_id, last[call_id]):
+            expected = last[call_id] + 1
+            if seq > expected:  # Redis lost these (or trimmed them): say so, as live would
+                notice = Lagged(callId=call_id, seq=seq - 1, time=utc_now_iso(), missedFrom=expected, missedTo=seq - 1)
+                await websocket.send_text(encode_event(notice).decode())
             await websocket.send_text(body.decode())
             last[call_id] = seq
             ended = body.startswith(_ENDED)
     return ended
+
+
+async def _fill(service: Service, websocket: WebSocket, call_id: str, upto: int, last: dict[str, int]) -> bool:
+    """Live events went on past a hole after what this subscriber was sent (its replay ran
+    while Redis was away, say): send the hole from the store or Redis, or name what neither
+    has with a `lagged` notice. True if that reached the call's end."""
+    if await _replay(service, websocket, call_id, last[call_id], last):
+        return True
+    if upto > last[call_id] + 1:
+        first = last[call_id] + 1
+        notice = Lagged(callId=call_id, seq=upto - 1, time=utc_now_iso(), missedFrom=first, missedTo=upto - 1)
+        await websocket.send_text(encode_event(notice).decode())
+        last[call_id] = upto - 1
+    return False
 
 
 async def event_stream(websocket: WebSocket) -> None:
@@ -96,6 +117,11 @@ async def event_stream(websocket: WebSocket) -> None:
             elif item.seq <= last.get(item.call_id, 0):
                 continue
             else:
+                if item.call_id in last and item.seq > last[item.call_id] + 1:
+                    if await _fill(service, websocket, item.call_id, item.seq, last) and call_id:
+                        return
+                    if item.seq <= last[item.call_id]:
+                        continue
                 last[item.call_id] = item.seq
             # A subscriber that stops reading fills its socket, then this send waits:
             # give up on it rather than hold its task, its queue and its buffers forever.

@@ -251,6 +251,65 @@ async def test_redis_restarted_mid_call_loses_no_event_for_a_subscriber_on_b(tmp
     assert [e for e in events_b if e["type"] != "lagged"] == stored_a
 
 
+async def test_resuming_from_redis_names_the_events_redis_no_longer_has(tmp_path, redis_url) -> None:
+    """An agent on B resumes a call on A from the call's Redis stream, part of which Redis
+    no longer has (trimmed, or lost in a restart): the hole comes as a `lagged` notice."""
+    env = {"CALLSTREAM_STT": "acs", "CALLSTREAM_BUS": redis_url}
+    a = start_server(tmp_path, **env)
+    b = start_server(tmp_path, **env)
+    call_id = "holed-call"
+    stream = f"callstream:call:{call_id}"
+    r = redis.Redis.from_url(redis_url)
+    try:
+        async with connect(f"{a.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}) as media:
+            for i in range(6):
+                await media.send(_transcription(f"line {'abcdef'[i]}", "Final", AGENT, i * 1000))
+            await wait_for(lambda: r.xlen(stream) >= 8, what="the call's events in Redis")
+            r.xdel(stream, *[eid for eid, fields in r.xrange(stream) if int(fields[b"s"]) in (4, 5)])
+            on_b = asyncio.create_task(collect_call_events(b.ws, call_id, since=0, timeout=60))
+            await asyncio.sleep(1.0)
+            await media.send(_transcription("the last line", "Final", AGENT, 9000))
+        events_b = await on_b
+    finally:
+        a.stop()
+        b.stop()
+    notices = [(e["missedFrom"], e["missedTo"]) for e in events_b if e["type"] == "lagged"]
+    assert notices == [(4, 5)]
+    seqs = [e["seq"] for e in events_b if e["type"] != "lagged"]
+    assert seqs == [1, 2, 3, *range(6, seqs[-1] + 1)] and events_b[-1]["type"] == "call.ended"
+
+
+async def test_a_subscriber_that_resumed_while_redis_was_down_gets_the_hole_filled(tmp_path, redis_server) -> None:
+    """B's subscriber resumes a call on A from seq 0 while Redis is down: B's store does not
+    have the call and Redis cannot be read. When live events come again past the hole, B
+    fills it from the call's Redis stream (A wrote it again into the restarted Redis)."""
+    url = redis_server.fresh_url()
+    env = {"CALLSTREAM_STT": "acs", "CALLSTREAM_BUS": url}
+    a = start_server(tmp_path, **env)
+    b = start_server(tmp_path, **env)
+    call_id = "resumed-in-the-dark"
+    r = redis.Redis.from_url(url)
+    try:
+        async with connect(f"{a.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}) as media:
+            for i in range(4):
+                await media.send(_transcription(f"early line {'abcd'[i]}", "Final", AGENT, i * 1000))
+            await wait_for(lambda: r.xlen(f"callstream:call:{call_id}") >= 6, what="the call's events in Redis")
+            await asyncio.to_thread(redis_server.stop)
+            on_b = asyncio.create_task(collect_call_events(b.ws, call_id, since=0, timeout=90))
+            await asyncio.sleep(2.0)  # B replays: nothing in its store, Redis unreachable
+            await asyncio.to_thread(redis_server.start)  # empty
+            for i in range(3):
+                await media.send(_transcription(f"late line {'abc'[i]}", "Final", CUSTOMER, 9000 + i * 1000))
+            await asyncio.sleep(1.0)
+        events_b = await on_b
+        stored_a = [json.loads(x) for x in a.get_bytes(f"/calls/{call_id}/transcript?format=jsonl").splitlines()]
+    finally:
+        a.stop()
+        b.stop()
+    assert events_b == stored_a  # every event, in order, no lagged notice: the hole was filled
+    assert [e["text"] for e in events_b if e["type"] == "transcript.final"][0] == "early line a"
+
+
 async def test_media_reconnecting_to_another_replica_is_handed_over(tmp_path, redis_url) -> None:
     """ACS's reconnect lands wherever the balancer sends it: replica B takes the call over
     from A (which stops without a call.ended), with its seq, timeline and payment window."""
