@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 FIREHOSE = "callstream:events"
 EPOCH = "callstream:bus:epoch"
 _ENDED = b'{"type":"call.ended"'
+EPOCH_CHECK_S = 2.0  # an idle publisher looks at the epoch this often
 _ENDED_REMEMBERED = 4096  # calls whose end a reader remembers, to skip late repeats
 
 # KEYS: epoch, firehose, then one call stream per event. ARGV: the epoch the publisher
@@ -168,6 +169,19 @@ class RedisBus:
         answer = await self._publish_script(keys=keys, args=args)
         return isinstance(answer, int)
 
+    async def _check_epoch_idle(self) -> None:
+        if not self._acked:
+            return  # nothing acknowledged lately that a reader could still miss
+        try:
+            current = (await self.redis.get(EPOCH) or b"").decode()
+            if current != self._epoch:
+                self._epoch = await self._join_epoch()
+                self._resend_acked()
+            else:
+                self._forget_acked_before(time.monotonic() - self.resend_window_s)
+        except (RedisError, OSError):
+            pass  # Redis is away: checked again next time
+
     def _resend_acked(self) -> None:
         """The dataset is new: put what the old one acknowledged lately back ahead of the
         outbox, so readers that had not read it yet get it, in order."""
@@ -181,7 +195,12 @@ class RedisBus:
     def _remember_acked(self, batch: list[tuple[str, int, bytes]]) -> None:
         now = time.monotonic()
         self._acked.extend((now, item) for item in batch)
-        horizon = now - self.resend_window_s
+        self._forget_acked_before(now - self.resend_window_s)
+
+    def _forget_acked_before(self, horizon: float) -> None:
+        """Called only when Redis has just shown it still holds our dataset: during an
+        outage nothing is forgotten, so a Redis down for minutes still gets the events
+        acknowledged in the window before it went."""
         while self._acked and (self._acked[0][0] < horizon or len(self._acked) > self.resend_max):
             self._acked.popleft()
 
@@ -193,7 +212,12 @@ class RedisBus:
                 if self._closing:
                     return
                 self._wakeup.clear()
-                await self._wakeup.wait()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), EPOCH_CHECK_S)
+                except TimeoutError:
+                    # Nothing to write: still notice a Redis that lost what it acknowledged
+                    # last (a call's last events, its call.ended), rather than at the next event.
+                    await self._check_epoch_idle()
                 continue
             batch = [self._outbox[i] for i in range(min(len(self._outbox), 512))]
             try:
@@ -259,7 +283,10 @@ class RedisBus:
                 return
             if seq > last + 1:
                 self.gaps += 1
-                log.warning("redis bus: call events %d..%d never reached Redis; subscribers told", last + 1, seq - 1)
+                log.warning(
+                    "redis bus: call %s events %d..%d are not in Redis; subscribers told (lagged)",
+                    call_id, last + 1, seq - 1, extra={"callId": call_id},
+                )  # fmt: skip
                 notice = Lagged(callId=call_id, seq=seq - 1, time=utc_now_iso(), missedFrom=last + 1, missedTo=seq - 1)
                 self.local.publish(call_id, seq - 1, encode_event(notice))
         if raw.startswith(_ENDED):

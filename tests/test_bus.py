@@ -196,3 +196,29 @@ async def test_a_hole_in_a_calls_seq_reaches_its_subscribers_as_lagged(redis_ser
     finally:
         await pub.aclose()
         await sub_bus.aclose()
+
+
+async def test_a_call_s_last_events_lost_by_redis_are_written_again_with_nothing_newer(redis_server) -> None:
+    """No event comes after the lost ones (the call ended): the idle publisher notices
+    the new epoch by itself."""
+    url = redis_server.fresh_url()
+    pub, sub_bus = RedisBus(url), RedisBus(url)
+    await pub.start()
+    await sub_bus.start()
+    gate = GatedReads(sub_bus)
+    try:
+        sub = sub_bus.subscribe("E", maxsize=100)
+        gate.open.clear()
+        await asyncio.sleep(0.7)
+        for seq in range(1, 4):
+            pub.publish("E", seq, event("E", seq))
+        assert await pub.flush()
+        await asyncio.to_thread(redis_server.restart)
+        gate.open.set()
+        got = await take(sub, 3, timeout=20)
+        assert [d.seq for d in got] == [1, 2, 3]
+        assert pub.epochs_lost == 1
+    finally:
+        gate.open.set()
+        await pub.aclose()
+        await sub_bus.aclose()
