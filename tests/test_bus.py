@@ -8,7 +8,9 @@ The Redis bus runs against a real redis-server started by the tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -138,13 +140,23 @@ class GatedReads:
         return await self._xread(*args, **kwargs)
 
 
-async def test_events_redis_acknowledged_and_then_lost_are_written_again(redis_server) -> None:
-    url = redis_server.fresh_url()
+@contextlib.asynccontextmanager
+async def publisher_and_gated_reader(url: str) -> AsyncIterator[tuple[RedisBus, RedisBus, GatedReads]]:
+    """Replica A publishes; replica B's firehose reads can be held back."""
     pub, sub_bus = RedisBus(url), RedisBus(url)
     await pub.start()
     await sub_bus.start()
     gate = GatedReads(sub_bus)
     try:
+        yield pub, sub_bus, gate
+    finally:
+        gate.open.set()
+        await pub.aclose()
+        await sub_bus.aclose()
+
+
+async def test_events_redis_acknowledged_and_then_lost_are_written_again(redis_server) -> None:
+    async with publisher_and_gated_reader(redis_server.fresh_url()) as (pub, sub_bus, gate):
         sub = sub_bus.subscribe("L", maxsize=100)
         for seq in range(1, 4):
             pub.publish("L", seq, event("L", seq))
@@ -165,10 +177,6 @@ async def test_events_redis_acknowledged_and_then_lost_are_written_again(redis_s
         assert [s for s, _ in await sub_bus.history("L", 0)][-7:] == list(range(4, 11))
         await asyncio.sleep(0.3)
         assert sub.depth == 0 and sub_bus.gaps == 0
-    finally:
-        gate.open.set()
-        await pub.aclose()
-        await sub_bus.aclose()
 
 
 async def test_a_hole_in_a_calls_seq_reaches_its_subscribers_as_lagged(redis_server) -> None:
@@ -201,12 +209,7 @@ async def test_a_hole_in_a_calls_seq_reaches_its_subscribers_as_lagged(redis_ser
 async def test_a_call_s_last_events_lost_by_redis_are_written_again_with_nothing_newer(redis_server) -> None:
     """No event comes after the lost ones (the call ended): the idle publisher notices
     the new epoch by itself."""
-    url = redis_server.fresh_url()
-    pub, sub_bus = RedisBus(url), RedisBus(url)
-    await pub.start()
-    await sub_bus.start()
-    gate = GatedReads(sub_bus)
-    try:
+    async with publisher_and_gated_reader(redis_server.fresh_url()) as (pub, sub_bus, gate):
         sub = sub_bus.subscribe("E", maxsize=100)
         gate.open.clear()
         await asyncio.sleep(0.7)
@@ -218,7 +221,3 @@ async def test_a_call_s_last_events_lost_by_redis_are_written_again_with_nothing
         got = await take(sub, 3, timeout=20)
         assert [d.seq for d in got] == [1, 2, 3]
         assert pub.epochs_lost == 1
-    finally:
-        gate.open.set()
-        await pub.aclose()
-        await sub_bus.aclose()
