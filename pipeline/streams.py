@@ -2,8 +2,11 @@
 
 A subscriber first subscribes to the live bus, then replays what the store holds
 after `?since=`, then forwards live events, skipping any it already sent: so replay
-and live join without a gap or a duplicate. A per-call stream closes after the
-call's `call.ended`.
+and live join without a gap or a duplicate. If a live event still shows a hole after
+what was sent (the replay could not read Redis; the store refused events), the hole is
+read again from the store and Redis, and what neither has is named with `lagged`: a
+subscriber is never left with a silent gap. A per-call stream closes after the call's
+`call.ended`.
 """
 
 from __future__ import annotations
