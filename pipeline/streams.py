@@ -40,38 +40,53 @@ def _since(websocket: WebSocket) -> int | None:
         return None
 
 
+async def _send_missed(websocket: WebSocket, call_id: str, first: int, last: int) -> None:
+    notice = Lagged(callId=call_id, seq=last, time=utc_now_iso(), missedFrom=first, missedTo=last)
+    await websocket.send_text(encode_event(notice).decode())
+
+
 async def _replay(service: Service, websocket: WebSocket, call_id: str, since: int, last: dict[str, int]) -> bool:
     """Send what the store holds after ``since``, then what the bus still has beyond it (a
-    call streaming to another replica whose store this replica does not share)."""
+    call streaming to another replica whose store this replica does not share). A hole in
+    what the store has is looked up in the bus; what neither has is named with `lagged`.
+    True if the call's end was sent."""
     rows = await asyncio.to_thread(lambda: list(service.store.read(call_id, since)))
     last.setdefault(call_id, since)  # a live event past since+1 that replay lacks is a hole
+    remote: list[tuple[int, bytes]] | None = None
     ended = False
-    for seq, body in rows:
+
+    async def send(seq: int, body: bytes, fill: bool) -> None:
+        nonlocal remote, ended
+        if seq <= last[call_id]:
+            return
+        if seq > last[call_id] + 1 and fill:
+            if remote is None:
+                remote = await service.bus.history(call_id, last[call_id])
+            for other, other_body in remote:
+                if last[call_id] < other < seq:
+                    await send(other, other_body, fill=False)
+        if seq > last[call_id] + 1:
+            await _send_missed(websocket, call_id, last[call_id] + 1, seq - 1)
         await websocket.send_text(body.decode())
         last[call_id] = seq
         ended = body.startswith(_ENDED)
+
+    for seq, body in rows:
+        await send(seq, body, fill=True)
     if not ended:
         for seq, body in await service.bus.history(call_id, last[call_id]):
-            expected = last[call_id] + 1
-            if seq > expected:  # Redis lost these (or trimmed them): say so, as live would
-                notice = Lagged(callId=call_id, seq=seq - 1, time=utc_now_iso(), missedFrom=expected, missedTo=seq - 1)
-                await websocket.send_text(encode_event(notice).decode())
-            await websocket.send_text(body.decode())
-            last[call_id] = seq
-            ended = body.startswith(_ENDED)
+            await send(seq, body, fill=False)
     return ended
 
 
 async def _fill(service: Service, websocket: WebSocket, call_id: str, upto: int, last: dict[str, int]) -> bool:
     """Live events went on past a hole after what this subscriber was sent (its replay ran
-    while Redis was away, say): send the hole from the store or Redis, or name what neither
-    has with a `lagged` notice. True if that reached the call's end."""
+    while Redis was away; the store refused events): send the hole from the store or Redis,
+    or name what neither has with a `lagged` notice. True if that reached the call's end."""
     if await _replay(service, websocket, call_id, last[call_id], last):
         return True
     if upto > last[call_id] + 1:
-        first = last[call_id] + 1
-        notice = Lagged(callId=call_id, seq=upto - 1, time=utc_now_iso(), missedFrom=first, missedTo=upto - 1)
-        await websocket.send_text(encode_event(notice).decode())
+        await _send_missed(websocket, call_id, last[call_id] + 1, upto - 1)
         last[call_id] = upto - 1
     return False
 

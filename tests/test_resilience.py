@@ -144,6 +144,8 @@ async def test_postgres_away_buffers_events_reports_degraded_and_marks_overflow(
             await ws.send(_transcription("before the database went away", "Final", AGENT, 0))
             await wait_for(lambda: server.get_json("/calls")[0] == 200 and server.get_json("/calls")[1]["calls"],
                            what="the call to be stored")  # fmt: skip
+            watching = asyncio.create_task(collect_call_events(server.ws, call_id, timeout=60))  # an agent, live
+            await asyncio.sleep(0.3)
             await asyncio.to_thread(postgres_server.pause)
             try:
                 await ws.send(_transcription("while the database is away", "Final", CUSTOMER, 1000))
@@ -161,11 +163,19 @@ async def test_postgres_away_buffers_events_reports_degraded_and_marks_overflow(
             await ws.send(_transcription("the database is back", "Final", CUSTOMER, 9000))
             await asyncio.sleep(0.5)
         events = await collect_call_events(server.ws, call_id, since=0, timeout=30)
+        live = await watching
         audit = server.get_json(f"/calls/{call_id}/audit")[1]
     finally:
         server.stop()
     assert "callstream_store_up 0.0" in metrics
     [overflow] = [r for r in audit["records"] if r["kind"] == "store.overflow"]
+    # A subscriber replaying the call is told of the hole where it is, and so is the agent
+    # who watched it live: not a silent gap.
+    for stream in (events, live):
+        notices = [(e["missedFrom"], e["missedTo"]) for e in stream if e["type"] == "lagged"]
+        assert notices == [(overflow["missedFrom"], overflow["missedTo"])]
+    events = [e for e in events if e["type"] != "lagged"]
+    assert [e for e in live if e["type"] != "lagged"] == [e for e in events if e["seq"] >= live[0]["seq"]]
     finals = [e for e in events if e["type"] == "transcript.final"]
     texts = [e["text"] for e in finals]
     assert texts[0] == "before the database went away" and "while the database is away" in texts
