@@ -125,6 +125,14 @@ class MemoryBus:
                     del self._by_call[sub.call_id]
 
     @property
+    def has_firehose_subscribers(self) -> bool:
+        return bool(self._firehose)
+
+    def watched_calls(self) -> set[str]:
+        """The calls that have a subscriber of their own here."""
+        return set(self._by_call)
+
+    @property
     def subscriber_count(self) -> int:
         return len(self._firehose) + sum(len(s) for s in self._by_call.values())
 

@@ -5,14 +5,19 @@ Same interface as `MemoryBus`: `publish` is synchronous and never blocks the jou
 
 - Every event goes to its call's stream (`callstream:call:{callId}`, capped, expiring
   a while after `call.ended`) and to the firehose (`callstream:events`, capped).
-- Each replica runs one reader that follows the firehose with blocking XREAD and fans
-  the events out to its local subscriptions, so an agent's subscription on replica B sees
-  a call that streams to replica A, in the order A stored it. Local subscribers are fed
-  the same way: one path, one order.
+- Each replica runs one reader that follows, with blocking XREAD, what its subscribers
+  need and fans the events out to them, so an agent's subscription on replica B sees a
+  call that streams to replica A, in the order A stored it. Local subscribers are fed the
+  same way: one path, one order. With a firehose subscriber (`WS /events`), or more than
+  `FIREHOSE_ABOVE` calls watched, it reads the firehose; otherwise only the streams of
+  the calls its subscribers watch, and with no subscriber nothing. So a replica's cost
+  grows with what its own agents watch, not with the whole cluster's events.
 - `history(call_id, since)` reads a call's stream, so a subscriber that lands on a
   replica whose store does not have the call still resumes by `seq`.
 - Redis going away loses nothing: unsent events stay in the outbox (bounded, oldest first
-  out, counted), the reader resumes from the last firehose id it saw.
+  out, counted), the reader resumes from the last entry id it saw in each stream. A stream
+  it starts to read (a new subscriber's call) is read from a little before the present:
+  repeats are skipped, and the subscriber's replay covers the rest.
 - Redis coming back *empty* (restarted without persistence, flushed, failed over to a
   replica that was behind) loses what it had acknowledged and not every reader had read.
   The dataset carries an epoch token; every batch is written by a script that first checks
@@ -27,6 +32,7 @@ Same interface as `MemoryBus`: `publish` is synchronous and never blocks the jou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -48,6 +54,9 @@ FIREHOSE = "callstream:events"
 EPOCH = "callstream:bus:epoch"
 _ENDED = b'{"type":"call.ended"'
 EPOCH_CHECK_S = 2.0  # an idle publisher looks at the epoch this often
+FIREHOSE_ABOVE = 64  # calls watched here beyond which one firehose read is cheaper
+READ_BLOCK_MS = 200  # how long a read waits: also how soon a new subscriber's call is read
+READ_BACK_MS = 2000  # a stream newly read starts this far back (Redis's clock)
 _ENDED_REMEMBERED = 4096  # calls whose end a reader remembers, to skip late repeats
 
 # KEYS: epoch, firehose, then one call stream per event. ARGV: the epoch the publisher
@@ -104,6 +113,7 @@ class RedisBus:
         self._last_seq: dict[str, int] = {}  # per live call, what this reader delivered
         self._ended: OrderedDict[str, int] = OrderedDict()  # recently ended calls, last seq
         self._wakeup = asyncio.Event()
+        self._watch_changed = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -137,12 +147,9 @@ class RedisBus:
         self._publish_script = self._redis.register_script(_PUBLISH_LUA)
         self._epoch = await self._join_epoch()
         self.connected = True
-        # Start from the firehose's current end: what was before us is in the store.
-        last = await self._redis.xrevrange(FIREHOSE, count=1)
-        start_id = last[0][0] if last else b"0-0"
         self._tasks = [
             asyncio.create_task(self._publish_loop(), name="redis-bus-publisher"),
-            asyncio.create_task(self._read_loop(start_id), name="redis-bus-reader"),
+            asyncio.create_task(self._read_loop(), name="redis-bus-reader"),
         ]
 
     # ----- publishing ----------------------------------------------------------------------
@@ -243,14 +250,21 @@ class RedisBus:
             self.published += len(batch)
 
     # ----- reading -------------------------------------------------------------------------
-    async def _read_loop(self, last_id: bytes) -> None:
+    async def _read_loop(self) -> None:
         assert self._reader is not None
+        reading: dict[str, bytes] = {}  # stream -> the last entry id read from it
         backoff = 0.1
         # Not cancelled from outside: redis-py can hang cancelling a blocked XREAD, so the
-        # loop looks at `_closing` between reads (each blocks for at most half a second).
+        # loop looks at `_closing` between reads (each blocks for READ_BLOCK_MS at most).
         while not self._closing:
             try:
-                answer = await self._reader.xread({FIREHOSE: last_id}, count=512, block=500)
+                reading = await self._plan_reads(reading)
+                if not reading:
+                    self._watch_changed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._watch_changed.wait(), READ_BLOCK_MS / 1000)
+                    continue
+                answer = await self._reader.xread(reading, count=512, block=READ_BLOCK_MS)
             except (RedisError, OSError) as exc:
                 self.errors += 1
                 log.warning("redis bus: reading failed (%s); retrying", type(exc).__name__)
@@ -258,22 +272,46 @@ class RedisBus:
                 backoff = min(2.0, backoff * 2)
                 continue
             backoff = 0.1
-            for _stream, entries in answer or ():
+            for stream, entries in answer or ():
+                name = stream.decode() if isinstance(stream, bytes) else stream
                 for i, (entry_id, fields) in enumerate(entries):
-                    last_id = entry_id
+                    reading[name] = entry_id
                     try:
                         call_id = fields[b"c"].decode()
                         seq = int(fields[b"s"])
                         raw = fields[b"r"]
                     except (KeyError, ValueError, UnicodeDecodeError):
-                        log.warning("redis bus: a malformed firehose entry was skipped")
+                        log.warning("redis bus: a malformed stream entry was skipped")
                         continue
                     self._deliver(call_id, seq, raw)
                     if i % 64 == 63:
                         await asyncio.sleep(0)  # let subscriber pumps drain their queues
 
+    async def _plan_reads(self, reading: dict[str, bytes]) -> dict[str, bytes]:
+        """The streams to read next, each from where its reading got to; a stream newly
+        needed starts READ_BACK_MS before Redis's present."""
+        calls = self.local.watched_calls()
+        if self.local.has_firehose_subscribers or len(calls) > FIREHOSE_ABOVE:
+            wanted = {FIREHOSE}
+        else:
+            wanted = {call_stream(c) for c in calls}
+        if wanted == reading.keys():
+            return reading
+        plan = {stream: reading[stream] for stream in wanted if stream in reading}
+        if len(plan) < len(wanted):
+            assert self._reader is not None
+            seconds, micros = await self._reader.time()
+            start = f"{max(0, seconds * 1000 + micros // 1000 - READ_BACK_MS)}-0".encode()
+            plan |= {stream: start for stream in wanted if stream not in plan}
+        if FIREHOSE not in wanted:
+            # A call no longer read here starts afresh when it is read again: what it missed
+            # meanwhile is not a hole (nobody here was watching), so forget where it was.
+            for call_id in [c for c in self._last_seq if call_stream(c) not in wanted]:
+                del self._last_seq[call_id]
+        return plan
+
     def _deliver(self, call_id: str, seq: int, raw: bytes) -> None:
-        """Hand one firehose entry to local subscribers: once, in seq order, holes named."""
+        """Hand one stream entry to local subscribers: once, in seq order, holes named."""
         last = self._last_seq.get(call_id)
         if last is None:
             last = self._ended.get(call_id)
@@ -316,7 +354,9 @@ class RedisBus:
 
     # ----- the MemoryBus interface ---------------------------------------------------------
     def subscribe(self, call_id: str | None = None, maxsize: int | None = None) -> Subscription:
-        return self.local.subscribe(call_id, maxsize)
+        sub = self.local.subscribe(call_id, maxsize)
+        self._watch_changed.set()  # an idle reader starts reading the call at once
+        return sub
 
     def subscriptions(self) -> list[Subscription]:
         return self.local.subscriptions()

@@ -130,17 +130,14 @@ async def event_stream(websocket: WebSocket) -> None:
                 gone_since = None
             else:
                 item = await sub.get()
-            if item.raw.startswith(_LAGGED):
-                last[item.call_id] = item.seq
-            elif item.seq <= last.get(item.call_id, 0):
-                continue
-            else:
-                if item.call_id in last and item.seq > last[item.call_id] + 1:
-                    if await _fill(service, websocket, item.call_id, item.seq, last) and call_id:
-                        return
-                    if item.seq <= last[item.call_id]:
-                        continue
-                last[item.call_id] = item.seq
+            if item.seq <= last.get(item.call_id, 0):
+                continue  # sent already (replay and live overlap), or a hole already named
+            if not item.raw.startswith(_LAGGED) and item.call_id in last and item.seq > last[item.call_id] + 1:
+                if await _fill(service, websocket, item.call_id, item.seq, last) and call_id:
+                    return
+                if item.seq <= last[item.call_id]:
+                    continue
+            last[item.call_id] = item.seq
             # A subscriber that stops reading fills its socket, then this send waits:
             # give up on it rather than hold its task, its queue and its buffers forever.
             async with asyncio.timeout(SEND_TIMEOUT_S):

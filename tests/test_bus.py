@@ -221,3 +221,44 @@ async def test_a_call_s_last_events_lost_by_redis_are_written_again_with_nothing
         got = await take(sub, 3, timeout=20)
         assert [d.seq for d in got] == [1, 2, 3]
         assert pub.epochs_lost == 1
+
+
+async def test_a_replica_reads_only_what_its_subscribers_watch(redis_url: str) -> None:
+    """A replica's reading cost follows its own subscribers, not the cluster's events."""
+    replica_a, replica_b = RedisBus(redis_url), RedisBus(redis_url)
+    await replica_a.start()
+    await replica_b.start()
+
+    def publish(seqs: range) -> None:
+        for seq in seqs:
+            replica_a.publish("P", seq, event("P", seq))
+            replica_a.publish("Q", seq, event("Q", seq))
+
+    async def until(sub, call_id: str, seq: int) -> list:  # noqa: ANN001
+        got = []
+        async with asyncio.timeout(10):
+            while not got or (got[-1].call_id, got[-1].seq) != (call_id, seq):
+                got.append(await sub.get())
+        return got
+
+    try:
+        publish(range(1, 51))
+        assert await replica_a.flush()
+        await asyncio.sleep(0.5)
+        assert replica_b.delivered == 0  # nobody on B watches anything: B reads nothing
+        on_p = replica_b.subscribe("P", maxsize=500)
+        await asyncio.sleep(0.3)
+        publish(range(51, 61))
+        got = await until(on_p, "P", 60)
+        assert [d.seq for d in got] == sorted({d.seq for d in got}) and got[-1].seq == 60
+        await asyncio.sleep(0.3)
+        assert replica_b.delivered == len(got)  # P's events only: Q's were never read
+        fire = replica_b.subscribe(None, maxsize=500)
+        await asyncio.sleep(0.3)
+        publish(range(61, 66))
+        seen = await until(fire, "Q", 65)
+        assert [d.seq for d in seen if d.call_id == "Q"][-5:] == [61, 62, 63, 64, 65]
+        assert [d.seq for d in await until(on_p, "P", 65)] == [61, 62, 63, 64, 65]
+    finally:
+        await replica_a.aclose()
+        await replica_b.aclose()
