@@ -38,7 +38,8 @@ transcript.final arrives. A final is matched by (callId, startMs): startMs is th
 message's offset, unique per final, so redaction cannot disturb the match. Reported:
 p50/p99 of send -> receive on B and on A, their difference, and how many finals reached
 each. The same client against one `serve` with the memory bus gives the same-process
-reference. One clock (this process) for send and receive.
+reference. One clock (this process) for send and receive. A third replica C, on the same
+bus and core, has no subscriber: its CPU is what each further replica costs.
 """
 
 from __future__ import annotations
@@ -561,13 +562,16 @@ async def part_delivery(args: argparse.Namespace, rds: RedisProc, workdir: Path,
     env = {"CALLSTREAM_STT": "acs", "CALLSTREAM_BUS": rds.url}
     a = Server("A", str(args.server_core), args.port + 1, 1, env, workdir)
     b = Server("B", str(args.server_core), args.port + 2, 1, env, workdir)
+    # C: a third replica with no subscriber at all (what each further replica costs).
+    c = Server("C", str(args.server_core), args.port + 4, 1, env, workdir)
     try:
-        await asyncio.gather(asyncio.to_thread(a.start), asyncio.to_thread(b.start))
-        cpu = {"A": lambda: tree_cpu(a.pid)[0], "B": lambda: tree_cpu(b.pid)[0], "redis": rds.cpu}
+        await asyncio.gather(asyncio.to_thread(a.start), asyncio.to_thread(b.start), asyncio.to_thread(c.start))
+        cpu = {"A": lambda: tree_cpu(a.pid)[0], "B": lambda: tree_cpu(b.pid)[0], "C": lambda: tree_cpu(c.pid)[0],
+               "redis": rds.cpu}  # fmt: skip
         out["redis"] = await delivery_run(a.port, {"A": a.port, "B": b.port}, cpu, args)
         print_delivery("redis bus: media on A, subs A + B", out["redis"])
     finally:
-        for s in (a, b):
+        for s in (a, b, c):
             problems[f"delivery-{s.name}"] = (await asyncio.to_thread(s.stop), s.log_problems())
     if not args.no_memory_reference:
         m = Server("mem", str(args.server_core), args.port + 3, 1, {"CALLSTREAM_STT": "acs"}, workdir)
@@ -651,7 +655,7 @@ def main() -> int:
     ap.add_argument("--no-memory-reference", action="store_true", help="part 2 without the memory-bus run")
     ap.add_argument("--skip-ingest", action="store_true")
     ap.add_argument("--skip-delivery", action="store_true")
-    ap.add_argument("--port", type=int, default=18810, help="part 1 port; part 2 uses port+1..port+3")
+    ap.add_argument("--port", type=int, default=18810, help="part 1 port; part 2 uses port+1..port+4")
     ap.add_argument("--server-core", type=int, default=0, help="core of the pinned servers")
     ap.add_argument("--client-core", type=int, default=1)
     ap.add_argument("--redis-core", type=int, default=1)
