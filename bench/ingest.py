@@ -27,7 +27,6 @@ server's count (GET /count), read before and after each run, vs messages sent.
 
     /tmp/venv/bin/python bench/ingest.py                      # 25,50,100,150,200,250 calls
     /tmp/venv/bin/python bench/ingest.py --loads 100 --duration 30 --targets callstream
-    /tmp/venv/bin/python bench/ingest.py --loads 150 --targets callstream,callstream@switch=5
 """
 
 from __future__ import annotations
@@ -254,13 +253,6 @@ async def amain(args: argparse.Namespace) -> int:
         ws_impl, port = name.split(":", 1)[1], args.port + 2 + k
         cmd = [py, str(REPO / "bench" / "serve_variant.py"), "--ws", ws_impl, "--port", str(port)]
         targets[name] = Target(name, cmd, cs_env | {"CALLSTREAM_PORT": str(port)}, port, "/metrics")
-    # callstream@switch=MS: the same `serve` with CALLSTREAM_GIL_SWITCH_MS=MS (how long a
-    # worker thread may hold the GIL before the event loop gets it back; CPython's default
-    # is 5, callstream's 1).
-    for k, name in enumerate(n for n in args.targets.split(",") if n.startswith("callstream@switch=")):
-        ms, port = name.split("=", 1)[1], args.port + 20 + k
-        env_k = cs_env | {"CALLSTREAM_PORT": str(port), "CALLSTREAM_GIL_SWITCH_MS": ms}
-        targets[name] = Target(name, [py, "-m", "pipeline.cli", "serve"], env_k, port, "/metrics")
     chosen = [targets[n] for n in args.targets.split(",")]
     results = []
     try:

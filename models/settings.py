@@ -100,10 +100,6 @@ class Settings(msgspec.Struct, kw_only=True):
     # more slowly, not closed: ACS sends 50 a second per participant. 0: no limit.
     media_message_rate: float = 2000.0
     http_header_timeout_s: float = 10.0  # a connection must send its request headers within this
-    # How long a thread running Python (redaction, the store's writer) may hold the GIL
-    # before the event loop gets it back: CPython's 5 ms default shows in frame latency p99
-    # at high load (bench/RESULTS.md). 0: the interpreter's default.
-    gil_switch_ms: float = 1.0
     drain_grace_s: float = 60.0  # on SIGTERM: how long calls in progress may go on
     store_buffer_events: int = 50_000  # events kept in memory while the store is away
 

@@ -54,10 +54,6 @@ class DrainingServer(uvicorn.Server):
         if self.started:
             # What exists now lives as long as the process: full collections need not walk it.
             log.info("startup heap frozen: %d objects", freeze_startup_heap())
-            if self.service.settings.gil_switch_ms > 0:
-                # The loop serves every call; a worker thread in Python code keeps it waiting
-                # up to this long each time it takes the GIL.
-                sys.setswitchinterval(self.service.settings.gil_switch_ms / 1000)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Not recorded in _captured_signals: uvicorn would re-raise the signal after a
