@@ -16,6 +16,12 @@ from typing import NamedTuple
 from models.events import Lagged, encode_event, utc_now_iso
 
 
+def lagged_notice(call_id: str, first: int, last: int) -> bytes:
+    """The `lagged` event naming seqs ``first``..``last`` of a call as missed (its seq is
+    ``last``, so a subscriber's position moves past the range)."""
+    return encode_event(Lagged(callId=call_id, seq=last, time=utc_now_iso(), missedFrom=first, missedTo=last))
+
+
 class Delivery(NamedTuple):
     call_id: str
     seq: int
@@ -56,8 +62,7 @@ class Subscription:
 
     def _flush_missed(self) -> None:
         for call_id, (first, last) in list(self._missed.items()):
-            notice = Lagged(callId=call_id, seq=last, time=utc_now_iso(), missedFrom=first, missedTo=last)
-            self._queue.append(Delivery(call_id, last, encode_event(notice)))
+            self._queue.append(Delivery(call_id, last, lagged_notice(call_id, first, last)))
             self.lag_notices += 1
         self._missed.clear()
         self._wakeup.set()

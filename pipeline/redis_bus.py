@@ -44,9 +44,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from models.events import Lagged, encode_event, utc_now_iso
-
-from .bus import MemoryBus, Subscription
+from .bus import MemoryBus, Subscription, lagged_notice
 
 log = logging.getLogger(__name__)
 
@@ -182,16 +180,16 @@ class RedisBus:
         try:
             current = (await self.redis.get(EPOCH) or b"").decode()
             if current != self._epoch:
-                self._epoch = await self._join_epoch()
-                self._resend_acked()
+                await self._take_new_epoch()
             else:
                 self._forget_acked_before(time.monotonic() - self.resend_window_s)
         except (RedisError, OSError):
             pass  # Redis is away: checked again next time
 
-    def _resend_acked(self) -> None:
-        """The dataset is new: put what the old one acknowledged lately back ahead of the
-        outbox, so readers that had not read it yet get it, in order."""
+    async def _take_new_epoch(self) -> None:
+        """The dataset is new: join its epoch, and put what the old one acknowledged lately
+        back ahead of the outbox, so readers that had not read it yet get it, in order."""
+        self._epoch = await self._join_epoch()
         acked = [item for _, item in self._acked]
         self._acked.clear()
         self._outbox.extendleft(reversed(acked))
@@ -230,8 +228,7 @@ class RedisBus:
             try:
                 written = await self._write(batch)
                 if not written:
-                    self._epoch = await self._join_epoch()
-                    self._resend_acked()
+                    await self._take_new_epoch()
                     continue
             except (RedisError, OSError) as exc:
                 self.errors += 1
@@ -325,8 +322,7 @@ class RedisBus:
                     "redis bus: call %s events %d..%d are not in Redis; subscribers told (lagged)",
                     call_id, last + 1, seq - 1, extra={"callId": call_id},
                 )  # fmt: skip
-                notice = Lagged(callId=call_id, seq=seq - 1, time=utc_now_iso(), missedFrom=last + 1, missedTo=seq - 1)
-                self.local.publish(call_id, seq - 1, encode_event(notice))
+                self.local.publish(call_id, seq - 1, lagged_notice(call_id, last + 1, seq - 1))
         if raw.startswith(_ENDED):
             self._last_seq.pop(call_id, None)
             self._ended[call_id] = seq

@@ -18,8 +18,7 @@ import time
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from models.events import Lagged, encode_event, utc_now_iso
-
+from .bus import lagged_notice
 from .service import Service
 
 log = logging.getLogger(__name__)
@@ -41,8 +40,7 @@ def _since(websocket: WebSocket) -> int | None:
 
 
 async def _send_missed(websocket: WebSocket, call_id: str, first: int, last: int) -> None:
-    notice = Lagged(callId=call_id, seq=last, time=utc_now_iso(), missedFrom=first, missedTo=last)
-    await websocket.send_text(encode_event(notice).decode())
+    await websocket.send_text(lagged_notice(call_id, first, last).decode())
 
 
 async def _replay(service: Service, websocket: WebSocket, call_id: str, since: int, last: dict[str, int]) -> bool:
