@@ -20,15 +20,20 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# What setuptools needs: the metadata (README.md is the long description) and the
-# packages listed in pyproject.toml, with their package data (pipeline/assets,
-# pipeline/console). A regular (non-editable) install copies them into the venv.
+# The dependency layer: only the lock file, so that it is cached across code changes.
+# Every package is pinned and hash-checked (requirements.lock, made by
+# `bash install.sh --lock` from pyproject.toml's ranges).
+COPY requirements.lock ./
+RUN pip install --require-hashes --no-deps -r requirements.lock
+# The code layer. What setuptools needs: the metadata (README.md is the long description)
+# and the packages, with their package data (pipeline/assets, pipeline/console). A regular
+# (non-editable) install copies them into the venv; the build uses the locked setuptools.
 COPY pyproject.toml README.md ./
 COPY models ./models
 COPY workers ./workers
 COPY pipeline ./pipeline
-RUN pip install --upgrade pip \
- && pip install . \
+RUN pip install --no-deps --no-build-isolation . \
+ && pip check \
  && callstream --help >/dev/null
 
 FROM ${PYTHON_IMAGE} AS runtime

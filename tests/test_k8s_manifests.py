@@ -360,7 +360,10 @@ def test_dockerfile_builder_installs_the_package():
     """The builder copies what `pip install .` needs: metadata and every package."""
     _, stages = dockerfile_stages()
     builder = [step for stage in stages[:-1] for step in stage]
-    assert any(ins == "RUN" and re.search(r"pip install \.( |$)", rest) for ins, rest in builder)
+    assert any(
+        ins == "RUN" and re.search(r"pip install (--[\w-]+ )*\.( |$)", rest)
+        for ins, rest in builder
+    )
     copied = {
         Path(src).parts[0]
         for ins, rest in builder
@@ -368,7 +371,7 @@ def test_dockerfile_builder_installs_the_package():
         for src in rest.split()[:-1]
     }
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    packages = {p.split(".")[0] for p in project["tool"]["setuptools"]["packages"]}
+    packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
     assert packages | {"pyproject.toml", project["project"]["readme"]} <= copied
 
     ignored = {
@@ -378,3 +381,32 @@ def test_dockerfile_builder_installs_the_package():
     }
     assert {".git", ".venv"} <= ignored
     assert not copied & ignored, "the build context must keep what the Dockerfile copies"
+
+
+def test_dockerfile_installs_the_lock_in_a_layer_of_its_own():
+    """The dependencies come from the hash-checked lock, in a layer before any code is
+    copied, so a code change rebuilds only the last layer."""
+    _, stages = dockerfile_stages()
+    builder = [step for stage in stages[:-1] for step in stage]
+    first_code_copy = next(
+        i
+        for i, (ins, rest) in enumerate(builder)
+        if ins == "COPY" and rest.split()[0] in ("models", "pipeline", "workers")
+    )
+    lock_copy = next(
+        i
+        for i, (ins, rest) in enumerate(builder)
+        if ins == "COPY" and rest.split()[0] == "requirements.lock"
+    )
+    lock_install = next(
+        i
+        for i, (ins, rest) in enumerate(builder)
+        if ins == "RUN" and "--require-hashes" in rest and "requirements.lock" in rest
+    )
+    assert lock_copy < lock_install < first_code_copy
+    package_install = next(
+        i
+        for i, (ins, rest) in enumerate(builder)
+        if ins == "RUN" and re.search(r"pip install .*\.( |$)", rest)
+    )
+    assert "--no-deps" in builder[package_install][1], "the package adds no unlocked dependency"
