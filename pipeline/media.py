@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 CALL_ID_HEADER = b"x-ms-call-connection-id"
 CLEAN_CLOSE_CODES = (1000, 1001)
 IDLE_CLOSE = 1000
+# Media for a call that has ended (like HTTP's 410 Gone, in the application's range of
+# close codes): a call id is used once; nothing is stored after a call's `call.ended`.
+ENDED_CLOSE = 4410
 
 
 async def _idle_watchdog(send: Any, received: list[int], idle_s: float) -> bool:
@@ -79,15 +82,32 @@ class MediaEndpoint:
         service.stats.media_connections += 1
         stored = None
         handed: dict | None = None
-        if call_id not in service.calls:  # a new call, one another replica streams, or one from before a restart
+        if (
+            call_id not in service.calls
+        ):  # a new call, one another replica streams, or one from before a restart
             try:
                 handed = await service.cluster.take_over(call_id)
             except Exception as exc:  # Redis away: go on from the store
-                log.warning("call %r: no hand-over from another replica (%s)", call_id, type(exc).__name__)
+                log.warning(
+                    "call %r: no hand-over from another replica (%s)", call_id, type(exc).__name__
+                )
             try:
                 stored = await asyncio.to_thread(service.store.get_call, call_id)
             except Exception as exc:  # the store is away: the call goes on, its events buffered
-                log.warning("call %r: the store could not be read (%s)", call_id, type(exc).__name__)
+                log.warning(
+                    "call %r: the store could not be read (%s)", call_id, type(exc).__name__
+                )
+        live = service.calls.get(call_id)
+        ended_at = stored.ended_at if stored is not None and handed is None else None
+        if (live is not None and live.ended) or (live is None and ended_at is not None):
+            service.stats.media_ended_call_refused += 1
+            log.warning(
+                "media connection for call %r refused: the call has ended%s; a new call needs a new call id",
+                call_id,
+                f" (at {ended_at})" if ended_at else "",
+            )
+            await send({"type": "websocket.close", "code": ENDED_CLOSE, "reason": "call has ended"})
+            return
         session = service.session(call_id, stored)
         if handed is not None:
             session.adopt(handed)
@@ -95,7 +115,9 @@ class MediaEndpoint:
         on_message = session.on_message
         close_code: int | None = None
         received = [0]  # messages so far, for the idle watchdog
-        watchdog = asyncio.create_task(_idle_watchdog(send, received, service.settings.media_idle_timeout_s))
+        watchdog = asyncio.create_task(
+            _idle_watchdog(send, received, service.settings.media_idle_timeout_s)
+        )
         try:
             while True:
                 message = await receive()
@@ -114,7 +136,9 @@ class MediaEndpoint:
                         on_message(data)
                     except Exception as exc:  # never let one frame end a call
                         # Counted and logged (rate-limited, type only) like any bad frame.
-                        session._malformed(f"internal error {type(exc).__name__}", "dropped_internal_error")
+                        session._malformed(
+                            f"internal error {type(exc).__name__}", "dropped_internal_error"
+                        )
                 elif kind == "websocket.disconnect":
                     close_code = message.get("code")
                     if close_code == 1009:
@@ -130,4 +154,6 @@ class MediaEndpoint:
             # A clean close ends the call now; a dropped connection (1006, no close frame)
             # may come back: ACS reconnects with the same call id.
             clean = close_code in CLEAN_CLOSE_CODES
-            session.detach("media-disconnected", 0.0 if clean else service.settings.media_reconnect_grace_s)
+            session.detach(
+                "media-disconnected", 0.0 if clean else service.settings.media_reconnect_grace_s
+            )

@@ -50,6 +50,7 @@ _COUNTERS = {
     "payment_windows": "payment windows opened",
     "speech_errors": "speech engine cancellations and errors (the call goes on)",
     "media_auth_refused": "media websocket handshakes refused (bad or missing ACS token)",
+    "media_ended_call_refused": "media websockets refused because their call has ended (close code 4410)",
     "http_header_timeouts": "connections closed for not completing their request headers within CALLSTREAM_HTTP_HEADER_TIMEOUT_S",
     "media_throttled": "times a websocket sending over CALLSTREAM_MEDIA_MESSAGE_RATE was read more slowly",
 }

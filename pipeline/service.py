@@ -67,6 +67,7 @@ class Stats:
     vad_frames: int = 0
     vad_speech_frames: int = 0
     media_auth_refused: int = 0
+    media_ended_call_refused: int = 0  # media for a call whose call.ended is on record
     http_header_timeouts: int = 0  # connections closed for not sending their request headers in time
     media_throttled: int = 0  # times a websocket over CALLSTREAM_MEDIA_MESSAGE_RATE was held back
 
