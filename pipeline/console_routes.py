@@ -16,7 +16,7 @@ from functools import cache
 from importlib import resources
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 _TYPES = {
@@ -49,6 +49,11 @@ def _file(name: str) -> Response:
     return Response(_read(name), media_type=_TYPES[suffix], headers=HEADERS)
 
 
+async def to_console(request: Request) -> Response:
+    """``GET /``: whoever opens the service's address in a browser finds the console."""
+    return RedirectResponse("/console", status_code=307)
+
+
 async def console_index(request: Request) -> Response:
     return _file("index.html")
 
@@ -65,6 +70,7 @@ async def console_static(request: Request) -> Response:
 
 
 routes = [
+    Route("/", to_console),
     Route("/console", console_index),
     Route("/console/", console_index),
     Route("/console/static/{name}", console_static),

@@ -1,8 +1,10 @@
 """`callstream demo`: the whole service on embedded defaults, one bundled call, no cloud.
 
-Starts the real ASGI app on a free loopback port, subscribes to the agent-assist
-firehose like an agent desktop would, replays the bundled two-party call over the ACS
-protocol, prints the live events readably, and writes the call's export.
+Starts the real ASGI app on a free loopback port, subscribes to the call's agent-assist
+stream like an agent desktop would, replays the bundled two-party call (a complaint, a
+name and an e-mail address, a card payment) over the ACS protocol, prints
+the events readably in the call's time order (`demo_view`), and writes the call's export
+with its manifest and verifies it, as a compliance officer would.
 """
 
 from __future__ import annotations
@@ -20,11 +22,15 @@ from urllib.parse import quote
 
 import uvicorn
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from models.settings import Settings, load_settings
 
 from .app import create_app
+from .demo_view import Styles, TimeOrderedView
 from .export import export_lines
+from .manifest import manifest_path, verify_export
+from .manifest import write_export as write_manifested_export
 from .replay import load_call_audio, replay_call
 from .service import Service
 from .ws_protocol import media_ws_protocol_for
@@ -40,30 +46,21 @@ def sample_call_path() -> Path:
     return Path(str(resources.files("pipeline") / "assets" / "sample_call.wav"))
 
 
-def format_event(ev: dict) -> str | None:
-    t = ev["type"]
-    if t == "transcript.final":
-        secs = ev["startMs"] / 1000
-        return f"  {int(secs // 60):02d}:{secs % 60:04.1f}  {ev['role']:<8}  {ev['text']}"
-    if t == "transcript.partial":
-        return None
-    if t == "call.started":
-        return f"● call {ev['callId']} started ({ev['mode']}, {ev['sampleRate']} Hz)"
-    if t == "participant.joined":
-        return f"  + {ev['role']} joined ({ev['participant']})"
-    if t == "call.ended":
-        return f"● call ended ({ev['reason']})"
-    return f"  [{t}] " + json.dumps({k: v for k, v in ev.items() if k not in ("type", "callId", "time")})
-
-
-def write_export(service: Service, call_id: str) -> Path:
+def write_export(service: Service, call_id: str) -> tuple[Path, dict]:
+    """The call's JSONL export and its manifest, as `callstream export --out` writes them."""
     out_dir = Path(service.settings.data_dir) / "exports"
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{call_id}.jsonl"
-    with open(out, "wb") as fh:
-        for line in export_lines(service.store, call_id, "jsonl"):
-            fh.write(line)
-    return out.resolve()
+    manifest = write_manifested_export(
+        service.store, call_id, "jsonl", out, export_lines(service.store, call_id, "jsonl")
+    )
+    return out.resolve(), manifest
+
+
+def new_call_id(path: Path) -> str:
+    """Each run is its own call: a call id is used once (media for an ended call is refused)."""
+    stem = "".join(c if c.isalnum() else "-" for c in path.stem.lower()).strip("-")[:40] or "call"
+    return f"demo-{stem}-{secrets.token_hex(3)}"
 
 
 async def serve_until_interrupted(server_task: asyncio.Task) -> None:
@@ -96,56 +93,121 @@ async def run_demo(args: argparse.Namespace) -> int:
     from .cli import setup_logging
 
     setup_logging("WARNING")
+    path = Path(args.file) if args.file else sample_call_path()
+    audio = load_call_audio(path)  # before anything starts: a bad file costs nothing
     port = free_port()
     # The demo's replay is not ACS and has no ACS token: media auth is off (loopback only).
-    settings = load_settings(overrides={"host": "127.0.0.1", "port": port, "data_dir": args.data_dir, "media_auth": "off"})
+    # Its replayer is its own and on loopback: no message-rate limit (at --speed 0 it sends
+    # far faster than ACS would, and the throttle's warning would only be about itself).
+    settings = load_settings(
+        overrides={
+            "host": "127.0.0.1",
+            "port": port,
+            "data_dir": args.data_dir,
+            "media_auth": "off",
+            "media_message_rate": 0,
+        }
+    )
     token = demo_token(settings)
     service = Service(settings)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(service), host="127.0.0.1", port=port, ws=media_ws_protocol_for(service), ws_max_size=1 << 20, log_level="warning", log_config=None)
+        uvicorn.Config(
+            create_app(service),
+            host="127.0.0.1",
+            port=port,
+            ws=media_ws_protocol_for(service),
+            ws_max_size=1 << 20,
+            log_level="warning",
+            log_config=None,
+        )
     )
     server_task = asyncio.create_task(server.serve())
-    print("callstream demo: starting the service (speech: local pocketsphinx, redaction: Presidio) ...")
+    print(
+        "callstream demo: starting the service (speech: local pocketsphinx, redaction: Presidio) ...",
+        flush=True,
+    )
     while not server.started:
         if server_task.done():
             await server_task
             return 1
         await asyncio.sleep(0.1)
     base = f"ws://127.0.0.1:{port}"
-    path = Path(args.file) if args.file else sample_call_path()
-    call_id = "demo-" + path.stem.replace("_", "-")
+    call_id = new_call_id(path)
     # With API tokens configured, the console URL carries one: the page turns it into a cookie.
     token_query = f"?token={quote(token, safe='')}" if token else ""
     console = f"http://127.0.0.1:{port}/console/{quote(call_id, safe='')}{token_query}"
     auth_headers = {"Authorization": f"Bearer {token}"} if token else {}
+    live = 0 < args.speed <= 2
     print(f"service on http://127.0.0.1:{port}  (events: {base}/events)")
-    print(f"console: {console}", flush=True)
+    print(f"console: {console}")
+    if not getattr(args, "keep", False):
+        print(
+            "  (the console lives as long as the demo: add --keep to keep serving after the call)"
+        )
     print("translation: off (needs CALLSTREAM_TRANSLATOR=azure or openai)")
-    audio = load_call_audio(path)
-    print(f"replaying {path.name} ({audio.duration_s:.0f} s, speed {args.speed or 'max'}) as call {call_id}\n")
-    partial_shown = False
+    speed = (
+        "real time"
+        if args.speed == 1
+        else ("as fast as possible" if args.speed == 0 else f"{args.speed:g}x")
+    )
+    print(f"replaying {path.name} ({audio.duration_s:.0f} s, {speed}) as call {call_id}")
+    if not live:
+        print(
+            "  (faster than real time: the transcript is printed in call order when the call ends;"
+        )
+        print(
+            "   the payment guard runs on the service's clock, as in a live call, so its windows fall"
+        )
+        print("   out of step with the audio: --speed 1 shows them where they belong)")
+    print(flush=True)
+    tty = sys.stdout.isatty()
+    view = TimeOrderedView(
+        write=lambda line: print(line, flush=True), style=Styles(enabled=tty), live=live
+    )
+    finals = 0
     try:
-        async with connect(f"{base}/calls/{call_id}/events?since=0", additional_headers=auth_headers) as events:
+        async with connect(
+            f"{base}/calls/{call_id}/events?since=0", additional_headers=auth_headers
+        ) as events:
             replay = asyncio.create_task(replay_call(f"{base}/media", audio, call_id, args.speed))
-            async for raw in events:
-                ev = json.loads(raw)
-                if ev["type"] == "transcript.partial" and sys.stdout.isatty():
-                    print(f"\r  …        {ev['role']:<8}  {ev['text'][:70]:<70}", end="", flush=True)
-                    partial_shown = True
+            while True:
+                try:
+                    raw = await asyncio.wait_for(events.recv(), timeout=0.25)
+                except TimeoutError:
+                    view.tick()
                     continue
-                line = format_event(ev)
-                if line:
-                    if partial_shown:
-                        print("\r" + " " * 90 + "\r", end="")
-                        partial_shown = False
-                    print(line, flush=True)
+                except ConnectionClosed:
+                    break
+                ev = json.loads(raw)
+                if ev["type"] == "transcript.final":
+                    finals += 1
+                    if tty and not live:
+                        print(f"\r  decoding ... {finals} utterances", end="", flush=True)
+                if ev["type"] == "call.ended" and tty and not live:
+                    print("\r" + " " * 40 + "\r", end="")
+                view.add(ev)
             await replay
-        out = await asyncio.to_thread(write_export, service, call_id)
-        print(f"\nexport written to {out}")
-        print(f"re-export any time: callstream export {call_id} --format jsonl --data-dir {settings.data_dir}")
+        out, manifest = await asyncio.to_thread(write_export, service, call_id)
+        problems = await asyncio.to_thread(verify_export, out)
+        print(f"\nexport: {out}")
+        print(
+            f"        {manifest_path(out)} ({manifest['eventCount']} events, chain head {manifest['chainHead'][:16]}...)"
+        )
+        if problems:
+            print("verify: FAILED: " + "; ".join(problems))
+            return 1
+        print(f"verify: OK (callstream verify {out})")
+        print(
+            f"re-export any time: callstream export {call_id} --format txt --data-dir {settings.data_dir}"
+        )
         if getattr(args, "keep", False):
-            print(f"\nstill serving: console {console} (all calls: http://127.0.0.1:{port}/console{token_query}); press Ctrl-C to stop", flush=True)
+            print(
+                f"\nstill serving: console {console} (all calls: http://127.0.0.1:{port}/console{token_query}); press Ctrl-C to stop",
+                flush=True,
+            )
             await serve_until_interrupted(server_task)
+        else:
+            print("keep the service and its console running after the call: callstream demo --keep")
     finally:
         server.should_exit = True
         with contextlib.suppress(Exception):

@@ -554,6 +554,20 @@ def _paths() -> dict[str, Any]:
                 "responses": _ACS_RESPONSES,
             }
         },
+        "/": {
+            "get": {
+                "operationId": "root",
+                "tags": ["console"],
+                "summary": "Leads a browser to the console",
+                "security": [],
+                "responses": {
+                    "307": {
+                        "description": "To /console.",
+                        "headers": {"Location": {"schema": {"type": "string", "const": "/console"}}},
+                    }
+                },
+            }
+        },
         "/console": {
             "get": {
                 "operationId": "consoleIndex",

@@ -54,6 +54,8 @@ class DrainingServer(uvicorn.Server):
         if self.started:
             # What exists now lives as long as the process: full collections need not walk it.
             log.info("startup heap frozen: %d objects", freeze_startup_heap())
+            for line in where_and_how(self.service.settings):
+                log.info("%s", line)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Not recorded in _captured_signals: uvicorn would re-raise the signal after a
@@ -89,6 +91,48 @@ class DrainingServer(uvicorn.Server):
         else:
             log.info("drain: every call has ended")
         self.should_exit = True
+
+
+def where_and_how(settings: Settings) -> list[str]:
+    """What a platform engineer needs at start: where the service listens, where the console
+    is, and what it runs on. No secret: store and bus URLs lose their passwords, tokens and
+    keys are only said to be set."""
+    from models.settings import mask_url
+
+    from .auth import api_auth_enabled, media_auth_mode
+
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    base = f"http://{host}:{settings.port}"
+    lines = [f"callstream {_version()} listening on {base}"]
+    if settings.host in ("0.0.0.0", "::", ""):
+        lines[0] += " (all interfaces)"
+    public = (settings.public_url or "").rstrip("/")
+    lines.append(
+        f"console {base}/console, media {base.replace('http', 'ws', 1)}/media, events {base.replace('http', 'ws', 1)}/events"
+        + (f"; ACS is given {public}" if public else "")
+    )
+    if settings.acs_configured:
+        acs = f"ACS {mask_url(settings.acs_endpoint or 'from the connection string')}, recording {settings.recording or 'on'}"
+    else:
+        acs = "ACS not configured (no recording control)"
+    store = mask_url(settings.store) if settings.store else f"SQLite {settings.store_url}"
+    lines.append(
+        f"settings: speech {settings.stt}, {acs}, store {store}, bus {mask_url(settings.bus)}, "
+        f"media auth {media_auth_mode(settings)}, "
+        f"API {'token or JWT required' if api_auth_enabled(settings) else 'open (no token configured)'}, "
+        f"sentiment {settings.sentiment}, translation {settings.translator}"
+        + (f" to {settings.translate_to}" if settings.translator != "off" and settings.translate_to else "")
+    )
+    return lines
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("callstream")
+    except PackageNotFoundError:
+        return "(not installed)"
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:

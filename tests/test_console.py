@@ -161,14 +161,15 @@ def test_demo_prints_the_console_url_and_keeps_serving_until_ctrl_c(tmp_path) ->
         out.writeframes(head)
     with KeptDemo(short, tmp_path / "demo", dict(os.environ), timeout=180) as demo:
         url = demo.read_until("console: http://").split("console: ", 1)[1].strip()
-        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/console/demo-short-call", url), url
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/console/demo-short-call-[0-9a-f]{6}", url), url
+        call_id = url.rsplit("/", 1)[1]  # each demo run is a new call
         with urllib.request.urlopen(url, timeout=10) as r:
             assert r.status == 200 and b'id="transcript"' in r.read()
         demo.read_until("press Ctrl-C")
         base = url.rsplit("/console/", 1)[0]
         with urllib.request.urlopen(base + "/calls", timeout=10) as r:
             calls = json.loads(r.read())["calls"]
-        assert [c["callId"] for c in calls] == ["demo-short-call"] and calls[0]["endedAt"]
+        assert [c["callId"] for c in calls] == [call_id] and calls[0]["endedAt"]
         time.sleep(0.5)
         with urllib.request.urlopen(base + "/console", timeout=10) as r:
             assert r.status == 200  # still serving after the replay

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import subprocess
@@ -10,7 +9,7 @@ import sys
 
 from websockets.asyncio.client import connect
 
-from .conftest import FIXTURES, collect_call_events
+from .conftest import FIXTURES, collect_call_events, start_subscribers, wait_until
 from .test_e2e_media import _transcription
 
 SECRETS = ["4111 1111 1111 1111", "4111111111111111", "john.smith@contoso.com", "078-05-1120"]
@@ -18,8 +17,7 @@ SECRETS = ["4111 1111 1111 1111", "4111111111111111", "john.smith@contoso.com", 
 
 async def test_secrets_never_leave_the_boundary(acs_server) -> None:
     call_id = "privacy-call"
-    collector = asyncio.create_task(collect_call_events(acs_server.ws, call_id))
-    await asyncio.sleep(0.3)
+    [collector] = await start_subscribers(acs_server, collect_call_events(acs_server.ws, call_id))
     async with connect(f"{acs_server.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}) as ws:
         await ws.send(_transcription("my card is 4111 1111 1111", "Intermediate", "4:+15551234", 1000))
         await ws.send(_transcription("my card is 4111 1111 1111 1111 and mail john.smith@contoso.com", "Final", "4:+15551234", 1000))
@@ -85,16 +83,10 @@ def test_replay_cli_and_export_cli(acs_server, tmp_path) -> None:
     rep = run_cli("replay", str(FIXTURES / "support_call.wav"), "--url", f"{acs_server.ws}/media", "--call-id", "cli-replay", "--speed", "0", "--calls", "2")
     assert rep.returncode == 0, rep.stderr
     assert "cli-replay-1" in rep.stdout and "cli-replay-2" in rep.stdout
-    status, listing = acs_server.get_json("/calls")
-    for _ in range(50):
-        status, listing = acs_server.get_json("/calls")
-        ended = {c["callId"] for c in listing["calls"] if c["endedAt"]}
-        if {"cli-replay-1", "cli-replay-2"} <= ended:
-            break
-        import time
-
-        time.sleep(0.2)
-    assert {"cli-replay-1", "cli-replay-2"} <= ended
+    wait_until(
+        lambda: {"cli-replay-1", "cli-replay-2"} <= {c["callId"] for c in acs_server.get_json("/calls")[1]["calls"] if c["endedAt"]},
+        what="both replayed calls to have ended",
+    )  # fmt: skip
     out = tmp_path / "x.jsonl"
     exp = run_cli("export", "cli-replay-1", "--format", "jsonl", "--out", str(out), "--data-dir", str(acs_server.data_dir))
     assert exp.returncode == 0, exp.stderr
@@ -104,14 +96,3 @@ def test_replay_cli_and_export_cli(acs_server, tmp_path) -> None:
     assert missing.returncode == 1 and "no stored call" in missing.stderr
     bad = run_cli("replay", str(tmp_path / "absent.wav"), "--url", f"{acs_server.ws}/media")
     assert bad.returncode == 2 and "absent.wav" in bad.stderr
-
-
-def test_demo_runs_on_embedded_defaults(tmp_path) -> None:
-    out = run_cli("demo", "--speed", "0", "--data-dir", str(tmp_path / "demo"), timeout=400)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "agent" in out.stdout and "customer" in out.stdout and "call ended" in out.stdout
-    assert "translation: off" in out.stdout
-    export = tmp_path / "demo" / "exports" / "demo-sample-call.jsonl"
-    assert f"export written to {export}" in out.stdout
-    events = [json.loads(x) for x in export.read_text().splitlines()]
-    assert sum(e["type"] == "transcript.final" for e in events) >= 6

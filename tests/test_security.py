@@ -34,7 +34,15 @@ from websockets.exceptions import ConnectionClosed
 
 from pipeline.replay import audio_message, metadata_message
 
-from .conftest import KeptDemo, Server, collect_call_events, start_server
+from .conftest import (
+    KeptDemo,
+    Server,
+    collect_call_events,
+    start_server,
+    start_subscribers,
+    wait_for,
+    wait_subscribed,
+)
 from .fake_acs import (
     FakeAcs,
     cloud_event,
@@ -44,7 +52,6 @@ from .fake_acs import (
 )
 from .fake_jwks import ACS_AUDIENCE, FakeJwks, new_rsa_key
 from .test_e2e_media import _transcription
-from .test_pci_flow import wait_for
 
 API_TOKEN = "api-" + secrets.token_urlsafe(24)
 OTHER_API_TOKEN = "api-" + secrets.token_urlsafe(24)
@@ -158,8 +165,7 @@ def refused_count(server: Server) -> float:
 
 async def test_media_with_a_valid_acs_token_is_accepted_and_the_call_starts(server: Server, jwks: FakeJwks) -> None:
     call_id = "jwt-good-call"
-    collector = asyncio.create_task(collect_call_events(server.ws, call_id, token=API_TOKEN, timeout=60))
-    await asyncio.sleep(0.3)
+    [collector] = await start_subscribers(server, collect_call_events(server.ws, call_id, token=API_TOKEN, timeout=60))
     await short_call(server, call_id, jwks.token())
     events = await collector
     kinds = [e["type"] for e in events]
@@ -296,8 +302,9 @@ async def test_event_streams_need_a_token(server: Server, jwks: FakeJwks) -> Non
     assert events and events[0]["seq"] == 3 and events[-1]["type"] == "call.ended"
 
     # The firehose with the header sees a new call live.
+    before = await asyncio.to_thread(server.subscribers)
     async with connect(f"{server.ws}/events", additional_headers=bearer(API_TOKEN)) as ws:
-        await asyncio.sleep(0.3)
+        await wait_subscribed(server, before + 1)
         await short_call(server, "firehose-call", jwks.token())
         async with asyncio.timeout(30):
             while (ev := json.loads(await ws.recv()))["type"] != "call.started":
@@ -352,7 +359,8 @@ async def test_console_with_a_token_in_a_browser(server: Server, jwks: FakeJwks,
             assert await page.evaluate("document.cookie") == ""  # HttpOnly: no script reads it
             await page.goto(f"{server.http}/console/{call_id}")
             await expect(page.locator("#connection")).to_have_attribute("data-state", re.compile("live|waiting"), timeout=20_000)
-            await asyncio.sleep(0.5)
+            # No wait for the page's subscription: the console asks for ?since=<last seq>
+            # (0 here) and reconnects when closed, so it gets the call whenever it attaches.
             await short_call(server, call_id, jwks.token())
             final = page.locator('#transcript li.bubble[data-role="customer"][data-state="final"]')
             await expect(final).to_have_text(re.compile("question about my bill"), timeout=20_000)
@@ -408,20 +416,21 @@ def test_demo_with_api_tokens_prints_a_console_url_that_works(tmp_path, fake_acs
     }  # fmt: skip
     with KeptDemo(wav, tmp_path / "demo", env, timeout=120) as demo:
         url = demo.read_until("console: http://").split("console: ", 1)[1].strip()
-        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/console/demo-short\?token=\S+", url), url
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/console/demo-short-[0-9a-f]{6}\?token=\S+", url), url
+        call_id = url.split("/console/", 1)[1].split("?", 1)[0]  # each demo run is a new call
         demo.read_until("press Ctrl-C")
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
         with opener.open(url, timeout=10) as r:  # the token becomes a cookie, then the page
             assert r.status == 200 and b'id="transcript"' in r.read() and "token=" not in r.url
         base = url.split("/console/", 1)[0]
         with opener.open(base + "/calls", timeout=10) as r:
-            assert [c["callId"] for c in json.loads(r.read())["calls"]] == ["demo-short"]
+            assert [c["callId"] for c in json.loads(r.read())["calls"]] == [call_id]
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(base + "/calls", timeout=10)
         assert refused.value.code == 401
         output = demo.stop()
     assert demo.proc.returncode == 0, output
-    assert "● call demo-short started" in output and "Traceback" not in output
+    assert f"● call {call_id} started" in output and "Traceback" not in output
 
 
 # ---------------------------------------------------------------- /acs/*: the callback secret
