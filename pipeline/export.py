@@ -48,3 +48,20 @@ def export_lines(store: EventStore, call_id: str, fmt: str) -> Iterator[bytes]:
     if writer is None:
         raise ExportError(f"unknown format {fmt!r}; available: {', '.join(FORMATS)}")
     return writer(store, call_id)
+
+
+def utc_bound(value: str, option: str) -> str:
+    """An ISO 8601 date or date-time (``2026-11-01``, ``2026-11-01T00:00:00Z``, with any
+    offset; no offset means UTC) as the UTC form the store keeps (``...T00:00:00.000Z``),
+    so that it compares correctly with the stored start times. ExportError names ``option``."""
+    import datetime as dt
+
+    try:
+        t = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ExportError(
+            f"{option}: {value!r} is not an ISO 8601 date/time (e.g. 2026-11-01 or 2026-11-01T00:00:00Z)"
+        ) from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return t.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -19,7 +19,19 @@ from . import chain
 from .audit_summary import summarize
 from .store import EventStore
 
-__all__ = ["build_manifest", "manifest_path", "verify_export", "write_export"]
+__all__ = [
+    "ManifestError",
+    "build_manifest",
+    "manifest_path",
+    "read_manifest",
+    "verify_export",
+    "write_export",
+]
+
+
+class ManifestError(ValueError):
+    """An export cannot be checked at all: its manifest (or the export itself) is missing,
+    unreadable or not a manifest. The message (one line) names the file."""
 
 
 def manifest_path(export: str | Path) -> Path:
@@ -34,11 +46,21 @@ def _audit_summary(store: EventStore, call_id: str) -> dict[str, Any]:
          "pauseConfirmedMs": w.get("pauseConfirmedMs")}
         for w in s["windows"]
     ]  # fmt: skip
-    exposures = [{"window": e["window"], "fromMs": e["fromMs"], "toMs": e["toMs"], "reason": e["reason"]} for e in s["exposures"]]
-    return {"policyVersion": s["policyVersion"], "redactionCounts": s["redactionCounts"], "pauseIntervals": pauses, "exposures": exposures}
+    exposures = [
+        {"window": e["window"], "fromMs": e["fromMs"], "toMs": e["toMs"], "reason": e["reason"]}
+        for e in s["exposures"]
+    ]
+    return {
+        "policyVersion": s["policyVersion"],
+        "redactionCounts": s["redactionCounts"],
+        "pauseIntervals": pauses,
+        "exposures": exposures,
+    }
 
 
-def build_manifest(store: EventStore, call_id: str, fmt: str, export_sha256: str | None = None) -> dict[str, Any]:
+def build_manifest(
+    store: EventStore, call_id: str, fmt: str, export_sha256: str | None = None
+) -> dict[str, Any]:
     links: list[str] = []
     seqs: list[int] = []
     for seq, _body, link in store.read_chain(call_id):
@@ -59,7 +81,9 @@ def build_manifest(store: EventStore, call_id: str, fmt: str, export_sha256: str
     }
 
 
-def write_export(store: EventStore, call_id: str, fmt: str, out: Path, lines: Iterator[bytes]) -> dict[str, Any]:
+def write_export(
+    store: EventStore, call_id: str, fmt: str, out: Path, lines: Iterator[bytes]
+) -> dict[str, Any]:
     """Stream ``lines`` to ``out`` and write its manifest beside it; returns the manifest."""
     digest = hashlib.sha256()
     with open(out, "wb") as fh:
@@ -71,17 +95,77 @@ def write_export(store: EventStore, call_id: str, fmt: str, out: Path, lines: It
     return manifest
 
 
-def verify_export(path: str | Path) -> list[str]:
-    """Problems found (empty when the export matches its manifest)."""
-    path = Path(path)
+# Keys every manifest has, with their types; a JSONL manifest also needs what the chain check reads.
+_REQUIRED: dict[str, type | tuple[type, ...]] = {"format": str}
+_REQUIRED_JSONL: dict[str, type | tuple[type, ...]] = {
+    "callId": str,
+    "links": list,
+    "firstSeq": (int, type(None)),
+    "eventCount": int,
+    "chainHead": str,
+}
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest beside export ``path``; ManifestError when it is missing or not a manifest."""
     mpath = manifest_path(path)
-    if not mpath.exists():
-        return [f"no manifest at {mpath}"]
-    manifest = json.loads(mpath.read_text())
-    if manifest.get("format") != "jsonl":
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        return [] if digest == manifest.get("exportSha256") else ["the export file was altered (its SHA-256 does not match the manifest)"]
-    return _verify_jsonl(path, manifest)
+    try:
+        text = mpath.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(f"no manifest at {mpath}") from None
+    except IsADirectoryError:
+        raise ManifestError(f"{mpath} is a directory, not a manifest") from None
+    except UnicodeDecodeError:
+        raise ManifestError(f"{mpath} is not a manifest (not UTF-8 text)") from None
+    except OSError as exc:
+        raise ManifestError(f"cannot read {mpath} ({exc.strerror or exc})") from None
+    try:
+        manifest = json.loads(text)
+    except ValueError as exc:
+        raise ManifestError(f"{mpath} is not a manifest (not JSON: {exc})") from None
+    if not isinstance(manifest, dict):
+        raise ManifestError(
+            f"{mpath} is not a manifest (a JSON {type(manifest).__name__}, not an object)"
+        )
+    required = {**_REQUIRED, **(_REQUIRED_JSONL if manifest.get("format") == "jsonl" else {})}
+    for key, kind in required.items():
+        if key not in manifest:
+            raise ManifestError(f"{mpath} is not a manifest (no {key!r})")
+        value = manifest[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ManifestError(f"{mpath} is not a manifest ({key!r} is {json.dumps(value)[:40]})")
+    if manifest["format"] == "jsonl" and not all(
+        isinstance(link, str) for link in manifest["links"]
+    ):
+        raise ManifestError(f"{mpath} is not a manifest ('links' must be a list of strings)")
+    return manifest
+
+
+def verify_export(path: str | Path) -> list[str]:
+    """Problems found (empty when the export matches its manifest).
+
+    Raises ManifestError when there is nothing to check against (no manifest, a manifest
+    that is not JSON or not a manifest) or the export itself cannot be read.
+    """
+    path = Path(path)
+    manifest = read_manifest(path)
+    try:
+        if manifest.get("format") != "jsonl":
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            return (
+                []
+                if digest == manifest.get("exportSha256")
+                else ["the export file was altered (its SHA-256 does not match the manifest)"]
+            )
+        return _verify_jsonl(path, manifest)
+    except FileNotFoundError:
+        raise ManifestError(
+            f"no export at {path} (its manifest is at {manifest_path(path)})"
+        ) from None
+    except IsADirectoryError:
+        raise ManifestError(f"{path} is a directory, not an export") from None
+    except OSError as exc:
+        raise ManifestError(f"cannot read {path} ({exc.strerror or exc})") from None
 
 
 def _verify_jsonl(path: Path, manifest: dict[str, Any]) -> list[str]:
@@ -106,12 +190,16 @@ def _verify_jsonl(path: Path, manifest: dict[str, Any]) -> list[str]:
                 return [f"event seq {seq} is not in the manifest (line {n})"]
             prev = chain.link(prev, body)
             if prev != links[index]:
-                return [f"event seq {seq} was altered (line {n}: its chain link does not match the manifest)"]
+                return [
+                    f"event seq {seq} was altered (line {n}: its chain link does not match the manifest)"
+                ]
             index += 1
             expected_seq += 1
     problems = []
     if index != manifest["eventCount"]:
-        problems.append(f"the export ends after {index} events; the manifest lists {manifest['eventCount']} (seq {expected_seq} onwards missing)")
+        problems.append(
+            f"the export ends after {index} events; the manifest lists {manifest['eventCount']} (seq {expected_seq} onwards missing)"
+        )
     elif prev != manifest["chainHead"]:
         problems.append("the chain head does not match the manifest")
     return problems

@@ -45,23 +45,80 @@ class CallAudio:
         return self.frames * 0.02
 
 
+class AudioFileError(ValueError):
+    """A file that cannot be replayed; the message names the file and what is wrong (one line)."""
+
+
+def _open_wav(path: str | Path) -> wave.Wave_read:
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise AudioFileError(f"{path}: is a directory, not a WAV file")
+        if p.stat().st_size == 0:
+            raise AudioFileError(f"{path}: the file is empty, not a WAV file")
+        return wave.open(str(p), "rb")
+    except FileNotFoundError:
+        raise AudioFileError(f"{path}: no such file") from None
+    except EOFError:
+        raise AudioFileError(f"{path}: not a WAV file (too short for a WAV header)") from None
+    except wave.Error as exc:
+        why = str(exc)
+        if why.startswith("unknown format"):
+            raise AudioFileError(
+                f"{path}: not a PCM WAV file ({why}); only 16-bit PCM WAV files can be replayed"
+            ) from None
+        raise AudioFileError(f"{path}: not a WAV file ({why})") from None
+    except OSError as exc:
+        raise AudioFileError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+
+
+def _check_format(path: str | Path, w: wave.Wave_read) -> None:
+    if w.getsampwidth() != 2:
+        raise AudioFileError(
+            f"{path}: {8 * w.getsampwidth()}-bit audio; only 16-bit PCM WAV files can be replayed"
+        )
+    if w.getnchannels() not in (1, 2):
+        raise AudioFileError(
+            f"{path}: {w.getnchannels()} channels; replay takes mono (mixed) or stereo (unmixed)"
+        )
+    if w.getframerate() <= 0:
+        raise AudioFileError(f"{path}: the WAV header gives no sample rate")
+    if w.getnframes() == 0:
+        raise AudioFileError(f"{path}: the WAV file holds no audio")
+
+
+def check_wav(path: str | Path) -> None:
+    """Raise AudioFileError unless ``path`` is a WAV file that `load_call_audio` can replay
+    (reads the header only)."""
+    with _open_wav(path) as w:
+        _check_format(path, w)
+
+
 def load_call_audio(path: str | Path, rate: int | None = None) -> CallAudio:
-    with wave.open(str(path), "rb") as w:
-        if w.getsampwidth() != 2:
-            raise ValueError(f"{path}: only 16-bit PCM WAV files can be replayed")
-        src_rate, nch = w.getframerate(), w.getnchannels()
-        samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, nch)
-    if nch not in (1, 2):
-        raise ValueError(f"{path}: {nch} channels; replay takes mono (mixed) or stereo (unmixed)")
-    target = rate or (src_rate if src_rate in (16000, 24000) else 16000)
-    if target not in (16000, 24000):
+    """The file's audio as ACS would stream it; AudioFileError (a ValueError) names the file
+    and what is wrong when it cannot be replayed."""
+    if rate is not None and rate not in (16000, 24000):
         raise ValueError("ACS streams 16000 or 24000 Hz")
+    with _open_wav(path) as w:
+        _check_format(path, w)
+        src_rate, nch = w.getframerate(), w.getnchannels()
+        try:
+            raw = w.readframes(w.getnframes())
+        except (wave.Error, EOFError, OSError) as exc:
+            raise AudioFileError(f"{path}: cannot read its audio ({exc or 'cut short'})") from None
+    raw = raw[: len(raw) // (2 * nch) * (2 * nch)]  # whole frames only (a truncated file)
+    if not raw:
+        raise AudioFileError(f"{path}: the WAV file holds no audio")
+    samples = np.frombuffer(raw, dtype="<i2").reshape(-1, nch)
+    target = rate or (src_rate if src_rate in (16000, 24000) else 16000)
     if target != src_rate:
         samples = soxr.resample(samples, src_rate, target, quality="HQ")
         samples = np.ascontiguousarray(samples.astype("<i2").reshape(-1, nch))
     if nch == 1:
         return CallAudio(target, [(None, samples[:, 0].tobytes())])
-    return CallAudio(target, [(CUSTOMER_ID, samples[:, 0].tobytes()), (AGENT_ID, samples[:, 1].tobytes())])
+    return CallAudio(
+        target, [(CUSTOMER_ID, samples[:, 0].tobytes()), (AGENT_ID, samples[:, 1].tobytes())]
+    )
 
 
 def metadata_message(rate: int) -> bytes:
@@ -120,7 +177,11 @@ async def replay_call(
         loop = asyncio.get_running_loop()
         start = loop.time()
         for i in range(audio.frames):
-            ts = (t0_wall + dt.timedelta(milliseconds=20 * i)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            ts = (
+                (t0_wall + dt.timedelta(milliseconds=20 * i))
+                .isoformat(timespec="milliseconds")
+                .replace("+00:00", "Z")
+            )
             for participant, pcm in audio.tracks:
                 chunk = pcm[i * fb : (i + 1) * fb]
                 if len(chunk) < fb:
@@ -140,14 +201,22 @@ async def replay_call(
 
 
 async def replay_many(
-    url: str, audio: CallAudio, call_id: str, calls: int, speed: float, progress: bool = True, token: str | None = None
+    url: str,
+    audio: CallAudio,
+    call_id: str,
+    calls: int,
+    speed: float,
+    progress: bool = True,
+    token: str | None = None,
 ) -> list[str]:
     from tqdm import tqdm
 
     ids = [call_id] if calls == 1 else [f"{call_id}-{k + 1}" for k in range(calls)]
     bar = tqdm(total=audio.frames * len(ids), unit="frame", disable=not progress, desc="replay")
     try:
-        await asyncio.gather(*(replay_call(url, audio, cid, speed, lambda: bar.update(1), token) for cid in ids))
+        await asyncio.gather(
+            *(replay_call(url, audio, cid, speed, lambda: bar.update(1), token) for cid in ids)
+        )
     finally:
         bar.close()
     return ids
