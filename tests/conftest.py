@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import re
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,14 +53,21 @@ class Server:
 
     def get_json(self, path: str) -> tuple[int, dict]:
         try:
-            with urllib.request.urlopen(urllib.request.Request(self.http + path, headers=self.auth_headers), timeout=10) as r:
+            with urllib.request.urlopen(
+                urllib.request.Request(self.http + path, headers=self.auth_headers), timeout=10
+            ) as r:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"{}")
 
     def post_json(self, path: str, body: object) -> tuple[int, dict]:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        req = urllib.request.Request(self.http + path, data=data, method="POST", headers={"content-type": "application/json", **self.auth_headers})
+        req = urllib.request.Request(
+            self.http + path,
+            data=data,
+            method="POST",
+            headers={"content-type": "application/json", **self.auth_headers},
+        )
         try:
             with urllib.request.urlopen(req, timeout=10) as r:
                 return r.status, json.loads(r.read() or b"{}")
@@ -67,11 +75,22 @@ class Server:
             return e.code, json.loads(e.read() or b"{}")
 
     def get_bytes(self, path: str) -> bytes:
-        with urllib.request.urlopen(urllib.request.Request(self.http + path, headers=self.auth_headers), timeout=10) as r:
+        with urllib.request.urlopen(
+            urllib.request.Request(self.http + path, headers=self.auth_headers), timeout=10
+        ) as r:
             return r.read()
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def metric(self, name: str) -> float:
+        """One sample of /metrics (see `metric`)."""
+        return metric(self.get_bytes("/metrics").decode(), name)
+
+    def subscribers(self) -> int:
+        """Agent-assist subscriptions attached to the live bus right now (the
+        `callstream_subscribers` gauge: a subscription counts once it can receive)."""
+        return int(self.metric("callstream_subscribers"))
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -130,7 +149,12 @@ def start_server(tmp: Path, public_url_self: bool = False, **env: str) -> Server
     port = free_port()
     data_dir = tmp / f"data-{port}"
     log_path = tmp / f"server-{port}.log"
-    environ = {**os.environ, "CALLSTREAM_DATA_DIR": str(data_dir), "CALLSTREAM_PORT": str(port), **env}
+    environ = {
+        **os.environ,
+        "CALLSTREAM_DATA_DIR": str(data_dir),
+        "CALLSTREAM_PORT": str(port),
+        **env,
+    }
     if public_url_self:
         environ["CALLSTREAM_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
     fh = open(log_path, "wb")  # noqa: SIM115 - the child owns it
@@ -164,30 +188,134 @@ def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def acs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = start_server(tmp_path_factory.mktemp("acs"), CALLSTREAM_STT="acs", CALLSTREAM_SUBSCRIBER_QUEUE="64")
+    server = start_server(
+        tmp_path_factory.mktemp("acs"), CALLSTREAM_STT="acs", CALLSTREAM_SUBSCRIBER_QUEUE="64"
+    )
     yield server
     server.stop()
 
 
 async def collect_call_events(
-    ws_base: str, call_id: str, since: int | None = None, timeout: float = 180, token: str | None = None
+    ws_base: str,
+    call_id: str,
+    since: int | None = None,
+    timeout: float = 180,
+    token: str | None = None,
+    into: list[dict] | None = None,
 ) -> list[dict]:
-    """Read a call's event stream until the server closes it after call.ended."""
+    """Read a call's event stream until the server closes it after call.ended. Events are
+    appended to ``into`` as they come, when given (a test can wait on what arrived)."""
     q = "" if since is None else f"?since={since}"
-    events: list[dict] = []
+    events: list[dict] = [] if into is None else into
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with connect(f"{ws_base}/calls/{call_id}/events{q}", max_size=None, additional_headers=headers) as ws:
+    async with connect(
+        f"{ws_base}/calls/{call_id}/events{q}", max_size=None, additional_headers=headers
+    ) as ws:
         async with asyncio.timeout(timeout):
             async for raw in ws:
                 events.append(json.loads(raw))
     return events
 
 
+# ----------------------------------------------------------------- waiting for a signal
+# A test waits for the state it needs (a condition polled against a deadline), never for a
+# fixed time: a fixed sleep is too short on a busy machine and wasted on an idle one.
+
+
+def metric(text: str, name: str) -> float:
+    """The value of the sample ``name`` in a Prometheus exposition, labels included as
+    exposed (`callstream_x_total{kind="a"}`); 0.0 when absent."""
+    m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float = 10.0,
+    what: str = "condition",
+    interval: float = 0.05,
+) -> object:
+    """Poll ``predicate`` until it returns something truthy (returned), or fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+    return value
+
+
+async def wait_for(
+    predicate: Callable[[], object | Awaitable[object]],
+    timeout: float = 10.0,
+    what: str = "condition",
+    interval: float = 0.05,
+) -> object:
+    """`wait_until` for async tests: ``predicate`` may also return an awaitable (say
+    ``lambda: asyncio.to_thread(server.metric, ...)``, to keep blocking I/O off the loop)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+async def wait_subscribed(server: Server, at_least: int, timeout: float = 30.0) -> None:
+    """Until ``server`` has ``at_least`` agent-assist subscriptions attached to its bus: from
+    then on every event it publishes reaches them live (the stream subscribes right after
+    the websocket handshake, so a client's connect() returning is not yet that signal)."""
+    await wait_for(
+        lambda: asyncio.to_thread(lambda: server.subscribers() >= at_least),
+        timeout, f"{at_least} subscriber(s) attached on :{server.port}",
+    )  # fmt: skip
+
+
+async def start_subscribers(
+    server: Server, *streams: Coroutine[object, object, object], timeout: float = 30.0
+) -> list[asyncio.Task]:
+    """Run each coroutine (one that opens one subscription on ``server``, such as
+    `collect_call_events`) as a task; return once all of them are attached, so that media
+    sent next is seen live. Fails at once if one of them ends before it attached."""
+    before = await asyncio.to_thread(server.subscribers)
+    tasks = [asyncio.create_task(c) for c in streams]
+
+    async def attached() -> bool:
+        for task in tasks:
+            if task.done():
+                task.result()  # raises what it raised
+                # (the server closes a per-call stream whose call is not live after 2 s idle)
+                raise AssertionError("a subscriber's stream ended before it was seen attached")
+        return await asyncio.to_thread(server.subscribers) >= before + len(tasks)
+
+    try:
+        await wait_for(attached, timeout, f"{len(tasks)} subscriber(s) attached on :{server.port}")
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise
+    return tasks
+
+
 def load_manifest(name: str) -> dict:
     return json.loads((FIXTURES / f"{name}.json").read_text())
 
 
-_NUM = {"0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five", "6": "six", "7": "seven", "8": "eight", "9": "nine"}
+_NUM = {
+    "0": "zero",
+    "1": "one",
+    "2": "two",
+    "3": "three",
+    "4": "four",
+    "5": "five",
+    "6": "six",
+    "7": "seven",
+    "8": "eight",
+    "9": "nine",
+}
 
 
 def normalize_words(text: str) -> str:

@@ -96,6 +96,9 @@ class Recorded:
     signed_ok: bool
     headers: dict[str, str] = field(default_factory=dict)
     auth_error: str | None = None  # why the signature was refused, if it was
+    handled: threading.Event = field(
+        default_factory=threading.Event, repr=False, compare=False
+    )  # done with it
 
 
 # ---------------------------------------------------------------- payload builders
@@ -341,7 +344,9 @@ class FakeAcs(LoopbackServer):
         return _Server(("127.0.0.1", 0), handler)
 
     def _started(self) -> None:
-        self._cb_thread = threading.Thread(target=self._callback_worker, name="fake-acs-cb", daemon=True)
+        self._cb_thread = threading.Thread(
+            target=self._callback_worker, name="fake-acs-cb", daemon=True
+        )
         self._cb_thread.start()
 
     def _stopped(self) -> None:
@@ -458,7 +463,7 @@ class FakeAcs(LoopbackServer):
             try:
                 delay = due - time.monotonic()
                 if delay > 0:
-                    time.sleep(delay)
+                    time.sleep(delay)  # the configured callback latency itself
                 self._deliver(url, events)
             finally:
                 with self._cb_cond:
@@ -545,32 +550,35 @@ class FakeAcs(LoopbackServer):
             self.requests.append(rec)
             if why is not None:
                 self.bad_signatures += 1
-        if why is not None:
-            self._respond(h, rec, 401, _error_body(401, f"Denied: {why}", "Unauthorized"))
-            return
+        try:
+            if why is not None:
+                self._respond(h, rec, 401, _error_body(401, f"Denied: {why}", "Unauthorized"))
+                return
 
-        with self.lock:
-            q = self._scripts.get(op)
-            behavior: Behavior = q.popleft() if q else "ok"
-        if isinstance(behavior, int):
-            self._respond(h, rec, behavior, _error_body(behavior, "injected"))
-            return
-        if isinstance(behavior, tuple):
-            time.sleep(float(behavior[1]))
+            with self.lock:
+                q = self._scripts.get(op)
+                behavior: Behavior = q.popleft() if q else "ok"
+            if isinstance(behavior, int):
+                self._respond(h, rec, behavior, _error_body(behavior, "injected"))
+                return
+            if isinstance(behavior, tuple):
+                time.sleep(float(behavior[1]))  # the scripted latency itself
 
-        # Answer normally. The effect happens even if the client has given up (like a
-        # service that did the work but whose answer was never read).
-        status, payload, after = self._dispatch(op, recording_id, body)
-        if op == "start_recording" and isinstance(payload, dict):
-            rec.recording_id = payload.get("recordingId")
-        # Queue the callbacks before answering, so that `wait_callbacks()` called right after
-        # the client got its answer sees them (they still go out `callback_delay` later).
-        for url, events in after:
-            self._queue_callback(url, events)
-        if _client_gone(h.connection):
-            h.close_connection = True
-        else:
-            self._respond(h, rec, status, payload)
+            # Answer normally. The effect happens even if the client has given up (like a
+            # service that did the work but whose answer was never read).
+            status, payload, after = self._dispatch(op, recording_id, body)
+            if op == "start_recording" and isinstance(payload, dict):
+                rec.recording_id = payload.get("recordingId")
+            # Queue the callbacks before answering, so that `wait_callbacks()` called right after
+            # the client got its answer sees them (they still go out `callback_delay` later).
+            for url, events in after:
+                self._queue_callback(url, events)
+            if _client_gone(h.connection):
+                h.close_connection = True
+            else:
+                self._respond(h, rec, status, payload)
+        finally:
+            rec.handled.set()  # answered, refused, or the client was gone
 
     def _respond(self, h: _Handler, rec: Recorded, status: int, payload: Any) -> None:
         data = b"" if payload is None else json.dumps(payload).encode()

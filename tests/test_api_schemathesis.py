@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -47,7 +46,7 @@ from websockets.sync.client import connect
 
 from pipeline.openapi import openapi_document
 
-from .conftest import Server, start_server
+from .conftest import Server, start_server, wait_until
 
 # Schemathesis' own strategies draw from `random` (hypothesis warns about it); not ours to fix.
 pytestmark = pytest.mark.filterwarnings(
@@ -103,10 +102,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         with connect(f"{srv.ws}/media?callId={STORED_CALL}") as ws:
             for frame in (METADATA, AUDIO, SAID, AUDIO):
                 ws.send(frame)
-        deadline = time.monotonic() + 30
-        while srv.get_json(f"/calls/{STORED_CALL}/audit")[0] != 200 or not _ended(srv, STORED_CALL):
-            assert time.monotonic() < deadline, "the stored call did not end in time"
-            time.sleep(0.1)
+        wait_until(
+            lambda: srv.get_json(f"/calls/{STORED_CALL}/audit")[0] == 200 and _ended(srv, STORED_CALL),
+            30, "the stored call to end", interval=0.1,
+        )  # fmt: skip
         # ... and a live one for the manual controls; it stays open for the whole run.
         with connect(f"{srv.ws}/media?callId={LIVE_CALL}") as live:
             live.send(METADATA)

@@ -4,17 +4,21 @@ on the call's timeline, a canceled recognizer reported without ending the call."
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from pipeline.replay import load_call_audio, replay_call
 
-from .conftest import FIXTURES, collect_call_events, start_server
+from .conftest import FIXTURES, collect_call_events, start_server, start_subscribers
 from .fake_speech import Failure, FakeSpeech, Phrase
 
-SCRIPT_A = [Phrase("hello how can i help you today", 500, 1500), Phrase("thanks for your call goodbye", 9000, 1200)]
-SCRIPT_B = [Phrase("hi my internet is not working", 2000, 1400), Phrase("my card is 4111 1111 1111 1111", 5000, 2000)]
+SCRIPT_A = [
+    Phrase("hello how can i help you today", 500, 1500),
+    Phrase("thanks for your call goodbye", 9000, 1200),
+]
+SCRIPT_B = [
+    Phrase("hi my internet is not working", 2000, 1400),
+    Phrase("my card is 4111 1111 1111 1111", 5000, 2000),
+]
 
 
 @pytest.fixture
@@ -24,13 +28,21 @@ def fake_speech():
 
 
 def azure_env(fake: FakeSpeech, **extra: str) -> dict[str, str]:
-    return {"CALLSTREAM_STT": "azure", "CALLSTREAM_SPEECH_ENDPOINT": fake.host, "CALLSTREAM_SPEECH_KEY": "k", **extra}
+    return {
+        "CALLSTREAM_STT": "azure",
+        "CALLSTREAM_SPEECH_ENDPOINT": fake.host,
+        "CALLSTREAM_SPEECH_KEY": "k",
+        **extra,
+    }
 
 
 async def run_call(server, call_id: str) -> list[dict]:  # noqa: ANN001
-    collector = asyncio.create_task(collect_call_events(server.ws, call_id, timeout=120))
-    await asyncio.sleep(0.3)
-    await replay_call(f"{server.ws}/media", load_call_audio(FIXTURES / "support_call.wav"), call_id, speed=0)
+    [collector] = await start_subscribers(
+        server, collect_call_events(server.ws, call_id, timeout=120)
+    )
+    await replay_call(
+        f"{server.ws}/media", load_call_audio(FIXTURES / "support_call.wav"), call_id, speed=0
+    )
     return await collector
 
 
@@ -56,7 +68,10 @@ async def test_two_participants_at_once_on_the_call_timeline(fake_speech, tmp_pa
         script = scripts.get(texts) or scripts[tuple(p.text for p in SCRIPT_B)]
         for f, phrase in zip(finals_of, script, strict=True):
             # Offsets: the channel starts with the call (both sides from the first frame).
-            assert f["startMs"] == phrase.offset_ms and f["endMs"] == phrase.offset_ms + phrase.duration_ms
+            assert (
+                f["startMs"] == phrase.offset_ms
+                and f["endMs"] == phrase.offset_ms + phrase.duration_ms
+            )
     # The card number spoken to Azure never came back unredacted.
     assert any(f["text"] == "my card is [CREDIT_CARD]" or "[DIGITS]" in f["text"] for f in finals)
     assert not any("4111" in e.get("text", "") for e in events)
@@ -67,7 +82,9 @@ async def test_two_participants_at_once_on_the_call_timeline(fake_speech, tmp_pa
     assert events[-1]["type"] == "call.ended"
 
 
-async def test_a_canceled_recognizer_is_reported_and_the_call_goes_on(fake_speech, tmp_path) -> None:
+async def test_a_canceled_recognizer_is_reported_and_the_call_goes_on(
+    fake_speech, tmp_path
+) -> None:
     fake_speech.script(Failure(http_status=401))
     fake_speech.script(SCRIPT_A)
     server = start_server(tmp_path, **azure_env(fake_speech))
@@ -88,8 +105,15 @@ async def test_a_canceled_recognizer_is_reported_and_the_call_goes_on(fake_speec
 async def test_live_translation_from_the_audio_is_redacted(fake_speech, tmp_path) -> None:
     card_de = "meine Karte ist 4111 1111 1111 1111"
     for _ in range(2):
-        fake_speech.script([Phrase("my card is 4111 1111 1111 1111", 1000, 2000, translations={"de": card_de})])
-    server = start_server(tmp_path, CALLSTREAM_TRANSLATOR="azure", CALLSTREAM_TRANSLATE_TO="de", **azure_env(fake_speech))
+        fake_speech.script(
+            [Phrase("my card is 4111 1111 1111 1111", 1000, 2000, translations={"de": card_de})]
+        )
+    server = start_server(
+        tmp_path,
+        CALLSTREAM_TRANSLATOR="azure",
+        CALLSTREAM_TRANSLATE_TO="de",
+        **azure_env(fake_speech),
+    )
     try:
         events = await run_call(server, "azure-translated")
     finally:

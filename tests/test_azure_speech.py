@@ -13,6 +13,7 @@ import pytest
 pytest.importorskip("azure.cognitiveservices.speech")
 
 from models.speech import SpeechResult  # noqa: E402
+from tests.conftest import wait_for  # noqa: E402
 from tests.fake_speech import Failure, FakeSpeech, Phrase  # noqa: E402
 from workers.stt.azure import AzureChannel, AzureSpeechEngine  # noqa: E402
 
@@ -66,11 +67,7 @@ class Sink:
 
 
 async def until(pred: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
+    await wait_for(pred, timeout, interval=0.02)
 
 
 async def stream(channel: AzureChannel, ms: int, pace_s: float = 0.005) -> None:
@@ -78,7 +75,7 @@ async def stream(channel: AzureChannel, ms: int, pace_s: float = 0.005) -> None:
     chunk = b"\x00" * (CHUNK_MS * BYTES_PER_MS)
     for _ in range(ms // CHUNK_MS):
         channel.push(chunk)
-        await asyncio.sleep(pace_s)
+        await asyncio.sleep(pace_s)  # pacing a live stream, not a wait: nothing depends on it
 
 
 def by_utterance(results: list[SpeechResult]) -> dict[str, list[SpeechResult]]:
@@ -268,7 +265,7 @@ async def test_aclose_stops_open_channels_in_bounded_time(fake: FakeSpeech) -> N
     assert time.monotonic() - t0 < 5.0
     assert not eng._channels
     ch_a.push(b"\x00" * 640)  # harmless after aclose
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.2)  # a negative check: a result would have had this long to come
     assert len(a.results) + len(b.results) == n  # nothing after aclose
     conns = fake.connections[before:]
     assert len(conns) == 2

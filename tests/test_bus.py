@@ -17,6 +17,8 @@ import pytest
 from pipeline.bus import MemoryBus
 from pipeline.redis_bus import RedisBus
 
+from .conftest import wait_for
+
 
 def event(call_id: str, seq: int) -> bytes:
     return json.dumps({"type": "transcript.final", "callId": call_id, "seq": seq}).encode()
@@ -50,8 +52,10 @@ async def test_per_call_topic_and_firehose_in_order(bus) -> None:
     got_all = await take(fire, 10)
     assert [d.seq for d in got_all if d.call_id == "A"] == [1, 2, 3, 4, 5]
     assert [d.seq for d in got_all if d.call_id == "B"] == [1, 2, 3, 4, 5]
-    await asyncio.sleep(0.1)
-    assert a.depth == 0  # nothing of call B reached call A's subscriber
+    # Nothing of call B reached call A's subscriber: the next thing it gets is A's next event.
+    bus.publish("A", 6, event("A", 6))
+    assert [(d.call_id, d.seq) for d in await take(a, 1)] == [("A", 6)]
+    assert a.depth == 0
     assert bus.subscriber_count == 2
     a.close()
     fire.close()
@@ -63,7 +67,10 @@ async def test_slow_subscriber_gets_one_lagged_notice_with_the_range(bus) -> Non
     for seq in range(1, 11):
         bus.publish("A", seq, event("A", seq))
     await bus.flush()
-    await asyncio.sleep(0.2)  # the Redis reader fans out what it read
+    # The Redis reader has fanned out all ten (the memory bus did as it published).
+    await wait_for(
+        lambda: getattr(bus, "delivered", 10) >= 10, what="the reader to deliver all ten"
+    )
     got = await take(slow, 4)
     assert [d.seq for d in got[:3]] == [1, 2, 3]
     notice = json.loads(got[3].raw)
@@ -112,10 +119,12 @@ async def test_events_published_while_redis_is_down_are_delivered_after(redis_se
         pub.publish("R", 1, event("R", 1))
         assert [d.seq for d in await take(sub, 1)] == [1]
         redis_server.stop()
+        errors = pub.errors
         for seq in range(2, 6):
             pub.publish("R", seq, event("R", seq))
-        await asyncio.sleep(0.5)
+        await wait_for(lambda: pub.errors > errors, what="the publisher to find Redis away")
         assert not await pub.flush(timeout=0.2)  # held in the outbox, not lost
+        assert pub.outbox_depth == 4
         redis_server.start()
         got = await take(sub, 4, timeout=20)
         assert [d.seq for d in got] == [2, 3, 4, 5]  # and 1, written again, skipped
@@ -132,16 +141,29 @@ class GatedReads:
     def __init__(self, bus: RedisBus) -> None:
         self.open = asyncio.Event()
         self.open.set()
+        self.held = asyncio.Event()  # a read has come to the closed gate
         self._xread = bus._reader.xread
         bus._reader.xread = self._gated
 
     async def _gated(self, *args, **kwargs):
+        if not self.open.is_set():
+            self.held.set()
         await self.open.wait()
         return await self._xread(*args, **kwargs)
 
+    async def close(self) -> None:
+        """Hold the reads from now on; return once the reader's next read is held, i.e. the
+        blocking read it may have had in flight (which could still return new entries)
+        has returned."""
+        self.held.clear()
+        self.open.clear()
+        await asyncio.wait_for(self.held.wait(), 10)
+
 
 @contextlib.asynccontextmanager
-async def publisher_and_gated_reader(url: str) -> AsyncIterator[tuple[RedisBus, RedisBus, GatedReads]]:
+async def publisher_and_gated_reader(
+    url: str,
+) -> AsyncIterator[tuple[RedisBus, RedisBus, GatedReads]]:
     """Replica A publishes; replica B's firehose reads can be held back."""
     pub, sub_bus = RedisBus(url), RedisBus(url)
     await pub.start()
@@ -161,8 +183,7 @@ async def test_events_redis_acknowledged_and_then_lost_are_written_again(redis_s
         for seq in range(1, 4):
             pub.publish("L", seq, event("L", seq))
         assert [d.seq for d in await take(sub, 3)] == [1, 2, 3]
-        gate.open.clear()
-        await asyncio.sleep(0.7)  # the reader's blocking read in flight has returned
+        await gate.close()
         for seq in range(4, 9):
             pub.publish("L", seq, event("L", seq))
         assert await pub.flush()  # Redis acknowledged 4..8; replica B has not read them
@@ -175,7 +196,9 @@ async def test_events_redis_acknowledged_and_then_lost_are_written_again(redis_s
         assert [d.seq for d in got] == list(range(4, 11))  # each once, in order, no lagged
         assert pub.epochs_lost == 1 and pub.resent >= 5
         assert [s for s, _ in await sub_bus.history("L", 0)][-7:] == list(range(4, 11))
-        await asyncio.sleep(0.3)
+        # Nothing after 10 (no repeat, no lagged): the next thing delivered is the next event.
+        pub.publish("L", 11, event("L", 11))
+        assert [d.seq for d in await take(sub, 1, timeout=20)] == [11]
         assert sub.depth == 0 and sub_bus.gaps == 0
 
 
@@ -198,7 +221,10 @@ async def test_a_hole_in_a_calls_seq_reaches_its_subscribers_as_lagged(redis_ser
         await asyncio.to_thread(redis_server.start)
         for got in (await take(sub, 4, timeout=20), (await take(fire, 5, timeout=20))[1:]):
             notice = json.loads(got[0].raw)
-            assert notice["type"] == "lagged" and (notice["missedFrom"], notice["missedTo"]) == (2, 3)
+            assert notice["type"] == "lagged" and (notice["missedFrom"], notice["missedTo"]) == (
+                2,
+                3,
+            )
             assert [d.seq for d in got[1:]] == [4, 5, 6]
         assert sub_bus.gaps == 1
     finally:
@@ -206,13 +232,14 @@ async def test_a_hole_in_a_calls_seq_reaches_its_subscribers_as_lagged(redis_ser
         await sub_bus.aclose()
 
 
-async def test_a_call_s_last_events_lost_by_redis_are_written_again_with_nothing_newer(redis_server) -> None:
+async def test_a_call_s_last_events_lost_by_redis_are_written_again_with_nothing_newer(
+    redis_server,
+) -> None:
     """No event comes after the lost ones (the call ended): the idle publisher notices
     the new epoch by itself."""
     async with publisher_and_gated_reader(redis_server.fresh_url()) as (pub, sub_bus, gate):
         sub = sub_bus.subscribe("E", maxsize=100)
-        gate.open.clear()
-        await asyncio.sleep(0.7)
+        await gate.close()
         for seq in range(1, 4):
             pub.publish("E", seq, event("E", seq))
         assert await pub.flush()
@@ -244,17 +271,17 @@ async def test_a_replica_reads_only_what_its_subscribers_watch(redis_url: str) -
     try:
         publish(range(1, 51))
         assert await replica_a.flush()
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # a negative check: B would have had this long to read something
         assert replica_b.delivered == 0  # nobody on B watches anything: B reads nothing
+        # No wait for B to start reading P: a stream newly read is read from READ_BACK_MS
+        # before the present, so what is published now is read whenever the plan changes.
         on_p = replica_b.subscribe("P", maxsize=500)
-        await asyncio.sleep(0.3)
         publish(range(51, 61))
         got = await until(on_p, "P", 60)
         assert [d.seq for d in got] == sorted({d.seq for d in got}) and got[-1].seq == 60
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # a negative check: a Q event read by mistake would show here
         assert replica_b.delivered == len(got)  # P's events only: Q's were never read
-        fire = replica_b.subscribe(None, maxsize=500)
-        await asyncio.sleep(0.3)
+        fire = replica_b.subscribe(None, maxsize=500)  # read from READ_BACK_MS back, as above
         publish(range(61, 66))
         seen = await until(fire, "Q", 65)
         assert [d.seq for d in seen if d.call_id == "Q"][-5:] == [61, 62, 63, 64, 65]

@@ -3,16 +3,16 @@ purges what policy says and nothing on legal hold, and every purge is on record.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
 
-from .conftest import collect_call_events, start_server
+from pipeline.retention import cutoff_for
+
+from .conftest import collect_call_events, start_server, start_subscribers, wait_for
 from .test_e2e_media import _transcription
 from .test_privacy_and_cli import run_cli
 
@@ -21,12 +21,17 @@ AGENT = "8:acs:agent-7"
 
 
 async def make_call(server, call_id: str, turns: int = 4) -> list[dict]:  # noqa: ANN001
-    collector = asyncio.create_task(collect_call_events(server.ws, call_id))
-    await asyncio.sleep(0.3)
-    async with connect(f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}) as ws:
+    [collector] = await start_subscribers(server, collect_call_events(server.ws, call_id))
+    async with connect(
+        f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}
+    ) as ws:
         for i in range(turns):
             who = AGENT if i % 2 == 0 else CUSTOMER
-            await ws.send(_transcription(f"turn {i}: thanks, my email is ann{i}@example.com", "Final", who, 1000 * i))
+            await ws.send(
+                _transcription(
+                    f"turn {i}: thanks, my email is ann{i}@example.com", "Final", who, 1000 * i
+                )
+            )
     return await collector
 
 
@@ -38,7 +43,9 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 
 
 def export(server, call_id: str, out: Path, fmt: str = "jsonl") -> None:  # noqa: ANN001
-    r = run_cli("export", call_id, "--format", fmt, "--out", str(out), "--data-dir", str(server.data_dir))
+    r = run_cli(
+        "export", call_id, "--format", fmt, "--out", str(out), "--data-dir", str(server.data_dir)
+    )
     assert r.returncode == 0, r.stderr
 
 
@@ -51,13 +58,19 @@ def db(server) -> sqlite3.Connection:  # noqa: ANN001
     return sqlite3.connect(server.data_dir / "callstream.db", isolation_level=None)
 
 
-async def test_an_untouched_export_verifies_and_its_manifest_says_what_it_holds(server, tmp_path) -> None:
+async def test_an_untouched_export_verifies_and_its_manifest_says_what_it_holds(
+    server, tmp_path
+) -> None:
     events = await make_call(server, "clean-call")
     out = tmp_path / "clean.jsonl"
     export(server, "clean-call", out)
     assert verify(out) == (0, f"OK: {out} matches its manifest\n")
     manifest = json.loads(Path(f"{out}.manifest.json").read_text())  # noqa: ASYNC240 - a test reading its file
-    assert (manifest["callId"], manifest["firstSeq"], manifest["lastSeq"]) == ("clean-call", 1, events[-1]["seq"])
+    assert (manifest["callId"], manifest["firstSeq"], manifest["lastSeq"]) == (
+        "clean-call",
+        1,
+        events[-1]["seq"],
+    )
     assert manifest["eventCount"] == len(events) == len(manifest["links"])
     assert manifest["chainHead"] == manifest["links"][-1]
     assert manifest["redactionCounts"] == {"EMAIL_ADDRESS": 4}
@@ -81,15 +94,23 @@ async def test_tampering_with_the_store_is_named_by_verify(server, tmp_path, tam
     conn = db(server)
     if tamper == "change":
         seq, body = conn.execute(
-            "SELECT seq, body FROM events WHERE call_id = ? AND CAST(body AS TEXT) LIKE '%turn 2%' ORDER BY seq LIMIT 1", (call_id,)
+            "SELECT seq, body FROM events WHERE call_id = ? AND CAST(body AS TEXT) LIKE '%turn 2%' ORDER BY seq LIMIT 1",
+            (call_id,),
         ).fetchone()
-        conn.execute("UPDATE events SET body = ? WHERE call_id = ? AND seq = ?", (bytes(body).replace(b"turn 2", b"turn 9"), call_id, seq))
+        conn.execute(
+            "UPDATE events SET body = ? WHERE call_id = ? AND seq = ?",
+            (bytes(body).replace(b"turn 2", b"turn 9"), call_id, seq),
+        )
         expected = f"event seq {seq} was altered"
     elif tamper == "delete":
         conn.execute("DELETE FROM events WHERE call_id = ? AND seq = 5", (call_id,))
         expected = "event seq 5 is missing"
     else:
-        rows = dict(conn.execute("SELECT seq, body FROM events WHERE call_id = ? AND seq IN (3, 5)", (call_id,)))
+        rows = dict(
+            conn.execute(
+                "SELECT seq, body FROM events WHERE call_id = ? AND seq IN (3, 5)", (call_id,)
+            )
+        )
         conn.execute("UPDATE events SET body = ? WHERE call_id = ? AND seq = 3", (rows[5], call_id))
         conn.execute("UPDATE events SET body = ? WHERE call_id = ? AND seq = 5", (rows[3], call_id))
         expected = "event seq 3 is missing (line 3 holds seq 5)"
@@ -107,7 +128,12 @@ async def test_legal_hold_and_purge_with_an_audit_record(server, tmp_path) -> No
         200, {"callId": "held-call", "hold": True},
     )  # fmt: skip
     assert server.post_json("/calls/no-such-call/hold", {"hold": True})[0] == 404
-    await asyncio.sleep(0.05)
+    # `purge --days 0` removes the calls that ended before now, to the millisecond.
+    await wait_for(
+        lambda: all(c["endedAt"] and c["endedAt"] < cutoff_for(0) for c in server.get_json("/calls")[1]["calls"]
+                    if c["callId"] in ("old-call", "held-call")),
+        what="the clock to pass the calls' end",
+    )  # fmt: skip
     r = run_cli("purge", "--days", "0", "--data-dir", str(server.data_dir))
     assert r.returncode == 0, r.stderr
     assert server.get_json("/calls/old-call/transcript?format=jsonl")[0] == 404
@@ -122,13 +148,18 @@ async def test_legal_hold_and_purge_with_an_audit_record(server, tmp_path) -> No
 
 
 async def test_the_service_purges_on_its_own_schedule(tmp_path) -> None:
-    s = start_server(tmp_path, CALLSTREAM_STT="acs", CALLSTREAM_RETENTION_DAYS="0", CALLSTREAM_RETENTION_INTERVAL_S="0.5")
+    s = start_server(
+        tmp_path,
+        CALLSTREAM_STT="acs",
+        CALLSTREAM_RETENTION_DAYS="0",
+        CALLSTREAM_RETENTION_INTERVAL_S="0.5",
+    )
     try:
         await make_call(s, "short-lived", turns=1)
-        deadline = time.monotonic() + 10
-        # The purge runs in the server on its own clock: poll for its effect.
-        while s.get_json("/calls/short-lived/audit")[0] != 404 and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.2)
+        # The purge runs in the server on its own clock: wait for its effect.
+        await wait_for(
+            lambda: s.get_json("/calls/short-lived/audit")[0] == 404, what="the scheduled purge"
+        )
         assert s.get_json("/calls/short-lived/transcript?format=jsonl")[0] == 404
         records = s.get_json("/calls/_retention/audit")[1]["records"]
         assert any("short-lived" in r["purged"] and r["actor"] == "schedule" for r in records)

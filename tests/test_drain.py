@@ -17,9 +17,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from .conftest import start_server
+from .conftest import start_server, wait_for
 from .test_e2e_media import _transcription
-from .test_pci_flow import wait_for
 
 AGENT = "8:acs:agent-7"
 CUSTOMER = "4:+15551234"
@@ -36,7 +35,9 @@ def stored_events(data_dir, call_id: str) -> list[dict]:  # noqa: ANN001
 async def test_sigterm_lets_the_call_finish_then_exits_zero(tmp_path) -> None:
     server = start_server(tmp_path, CALLSTREAM_STT="acs", CALLSTREAM_DRAIN_GRACE_S="30")
     call_id = "drain-call"
-    async with connect(f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}) as media:
+    async with connect(
+        f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}
+    ) as media:
         await media.send(_transcription("hello before the signal", "Final", AGENT, 0))
         await wait_for(lambda: server.get_json("/calls")[1]["calls"], what="the call to be stored")
         server.proc.send_signal(signal.SIGTERM)
@@ -44,13 +45,23 @@ async def test_sigterm_lets_the_call_finish_then_exits_zero(tmp_path) -> None:
         assert server.get_json("/readyz")[1]["draining"] is True
         # A new call is refused while draining: ACS retries it on another replica.
         with pytest.raises(ConnectionClosed) as refused:
-            async with connect(f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": "late"}) as ws:
+            async with connect(
+                f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": "late"}
+            ) as ws:
                 await ws.recv()
         assert refused.value.rcvd is not None and refused.value.rcvd.code == 1013
         # The call in progress goes on.
         for i, word in enumerate(["one", "two", "three"]):
-            await media.send(_transcription(f"still talking during the drain part {word}", "Final", CUSTOMER, 1000 * (i + 1)))
-        await asyncio.sleep(0.5)
+            await media.send(
+                _transcription(
+                    f"still talking during the drain part {word}", "Final", CUSTOMER, 1000 * (i + 1)
+                )
+            )
+        # ... and what it says is stored before it ends.
+        await wait_for(
+            lambda: server.get_bytes(f"/calls/{call_id}/transcript?format=jsonl").count(b'"transcript.final"') == 4,
+            what="the finals said during the drain to be stored",
+        )  # fmt: skip
     assert await asyncio.to_thread(server.proc.wait, 30) == 0
     events = stored_events(server.data_dir, call_id)
     finals = [e["text"] for e in events if e["type"] == "transcript.final"]
@@ -64,9 +75,13 @@ async def test_sigterm_lets_the_call_finish_then_exits_zero(tmp_path) -> None:
 async def test_grace_period_over_ends_the_call_and_stores_everything(tmp_path) -> None:
     server = start_server(tmp_path, CALLSTREAM_STT="acs", CALLSTREAM_DRAIN_GRACE_S="1")
     call_id = "long-call"
-    async with connect(f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}) as media:
+    async with connect(
+        f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}
+    ) as media:
         for i in range(20):
-            await media.send(_transcription("a long call that will not end by itself", "Final", AGENT, i * 1000))
+            await media.send(
+                _transcription("a long call that will not end by itself", "Final", AGENT, i * 1000)
+            )
         await wait_for(lambda: server.get_json("/calls")[1]["calls"], what="the call to be stored")
         server.proc.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(server.proc.wait, 40)

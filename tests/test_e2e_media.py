@@ -28,14 +28,21 @@ from .conftest import (
     collect_call_events,
     load_manifest,
     normalize_words,
+    start_subscribers,
+    wait_subscribed,
 )
 
 
 def _wer_by_role(events: list[dict], manifest: dict) -> dict[str, float]:
     out = {}
     for role in ("agent", "customer"):
-        ref = " ".join(normalize_words(u["text"]) for u in manifest["utterances"] if u["role"] == role)
-        finals = sorted((e for e in events if e["type"] == "transcript.final" and e["role"] == role), key=lambda e: e["startMs"])
+        ref = " ".join(
+            normalize_words(u["text"]) for u in manifest["utterances"] if u["role"] == role
+        )
+        finals = sorted(
+            (e for e in events if e["type"] == "transcript.final" and e["role"] == role),
+            key=lambda e: e["startMs"],
+        )
         hyp = " ".join(normalize_words(e["text"]) for e in finals)
         out[role] = jiwer.wer(ref, hyp)
     return out
@@ -45,13 +52,18 @@ async def test_unmixed_call_end_to_end(local_server) -> None:
     manifest = load_manifest("support_call")
     audio = load_call_audio(FIXTURES / "support_call.wav")
     call_id = "e2e-unmixed"
-    collector = asyncio.create_task(collect_call_events(local_server.ws, call_id))
-    await asyncio.sleep(0.3)
+    [collector] = await start_subscribers(
+        local_server, collect_call_events(local_server.ws, call_id)
+    )
     await replay_call(f"{local_server.ws}/media", audio, call_id, speed=2.0)
     events = await collector
 
     assert_seq_strict(events)
-    assert events[0]["type"] == "call.started" and events[0]["mode"] == "unmixed" and events[0]["sampleRate"] == 16000
+    assert (
+        events[0]["type"] == "call.started"
+        and events[0]["mode"] == "unmixed"
+        and events[0]["sampleRate"] == 16000
+    )
     assert events[-1]["type"] == "call.ended"
     joined = {e["participant"]: e["role"] for e in events if e["type"] == "participant.joined"}
     assert joined == {"4:+15550100": "customer", "8:acs:agent": "agent"}
@@ -64,7 +76,9 @@ async def test_unmixed_call_end_to_end(local_server) -> None:
         assert 0 <= e["startMs"] < e["endMs"]
     # Utterance timing agrees with the script (offsets from the call's first frame).
     for u in manifest["utterances"]:
-        assert any(abs(e["startMs"] - u["startMs"]) < 700 and e["role"] == u["role"] for e in finals), u["startMs"]
+        assert any(
+            abs(e["startMs"] - u["startMs"]) < 700 and e["role"] == u["role"] for e in finals
+        ), u["startMs"]
 
     wer = _wer_by_role(events, manifest)
     print("WER by role:", wer)
@@ -80,7 +94,10 @@ async def test_unmixed_call_end_to_end(local_server) -> None:
     # A subscriber that joins late with ?since=0 gets everything; so do the store and the export.
     late = await collect_call_events(local_server.ws, call_id, since=0, timeout=30)
     assert late == events
-    exported = [json.loads(line) for line in local_server.get_bytes(f"/calls/{call_id}/transcript?format=jsonl").splitlines()]
+    exported = [
+        json.loads(line)
+        for line in local_server.get_bytes(f"/calls/{call_id}/transcript?format=jsonl").splitlines()
+    ]
     assert exported == events
     resumed = await collect_call_events(local_server.ws, call_id, since=5, timeout=30)
     assert resumed == events[5:]
@@ -91,7 +108,9 @@ async def test_unmixed_call_end_to_end(local_server) -> None:
 
 def _mixed_wav(tmp: Path) -> Path:
     with wave.open(str(FIXTURES / "support_call.wav"), "rb") as w:
-        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2).astype(np.int32)
+        pcm = (
+            np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2).astype(np.int32)
+        )
     mono = np.clip(pcm.sum(axis=1), -32768, 32767).astype("<i2")
     out = tmp / "support_mixed.wav"
     with wave.open(str(out), "wb") as w:
@@ -107,18 +126,29 @@ async def test_mixed_24khz_three_concurrent_calls(local_server, tmp_path) -> Non
     audio = load_call_audio(_mixed_wav(tmp_path), rate=24000)
     assert audio.rate == 24000 and len(audio.tracks) == 1
     ids = [f"mixed24-{k + 1}" for k in range(3)]
-    collectors = [asyncio.create_task(collect_call_events(local_server.ws, cid)) for cid in ids]
-    await asyncio.sleep(0.3)
-    await replay_many(f"{local_server.ws}/media", audio, "mixed24", calls=3, speed=0, progress=False)
+    collectors = await start_subscribers(
+        local_server, *(collect_call_events(local_server.ws, cid) for cid in ids)
+    )
+    await replay_many(
+        f"{local_server.ws}/media", audio, "mixed24", calls=3, speed=0, progress=False
+    )
     results = await asyncio.gather(*collectors)
     ref = " ".join(normalize_words(u["text"]) for u in manifest["utterances"])
     for cid, events in zip(ids, results, strict=True):
         assert_seq_strict(events)
         assert all(e["callId"] == cid for e in events)
         started = events[0]
-        assert started["type"] == "call.started" and started["mode"] == "mixed" and started["sampleRate"] == 24000
-        finals = sorted((e for e in events if e["type"] == "transcript.final"), key=lambda e: e["startMs"])
-        assert finals and all(e["role"] == "unknown" and e["participant"] == "mixed" for e in finals)
+        assert (
+            started["type"] == "call.started"
+            and started["mode"] == "mixed"
+            and started["sampleRate"] == 24000
+        )
+        finals = sorted(
+            (e for e in events if e["type"] == "transcript.final"), key=lambda e: e["startMs"]
+        )
+        assert finals and all(
+            e["role"] == "unknown" and e["participant"] == "mixed" for e in finals
+        )
         wer = jiwer.wer(ref, " ".join(normalize_words(e["text"]) for e in finals))
         print(cid, "mixed 24 kHz WER", round(wer, 3))
         assert wer < 0.30
@@ -154,7 +184,11 @@ class RawSubscriber:
             for frame in self.proto.events_received():
                 if isinstance(frame, Frame) and frame.opcode is Opcode.TEXT:
                     out.append(json.loads(frame.data))
-            if not data or self.proto.state is CLOSED or any(e["type"] == "call.ended" for e in out[-1:]):
+            if (
+                not data
+                or self.proto.state is CLOSED
+                or any(e["type"] == "call.ended" for e in out[-1:])
+            ):
                 self.sock.close()
                 return out
 
@@ -179,20 +213,32 @@ def _transcription(text: str, status: str, participant: str, offset_ms: int) -> 
 
 async def test_acs_transcription_passthrough_and_malformed_frames(acs_server) -> None:
     call_id = "acs-pass"
-    collector = asyncio.create_task(collect_call_events(acs_server.ws, call_id))
-    await asyncio.sleep(0.3)
-    async with connect(f"{acs_server.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}) as ws:
-        await ws.send(json.dumps({"kind": "TranscriptionMetadata", "transcriptionMetadata": {"locale": "en-gb", "callConnectionId": call_id}}))
+    [collector] = await start_subscribers(acs_server, collect_call_events(acs_server.ws, call_id))
+    async with connect(
+        f"{acs_server.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}
+    ) as ws:
+        await ws.send(
+            json.dumps(
+                {
+                    "kind": "TranscriptionMetadata",
+                    "transcriptionMetadata": {"locale": "en-gb", "callConnectionId": call_id},
+                }
+            )
+        )
         await ws.send("this is not json")
         await ws.send('{"kind":"AudioData","audioData":{"data":"@@@"}}')
         await ws.send('{"kind":"SomethingNew","somethingNew":{}}')
         await ws.send(_transcription("hello I need help", "Intermediate", "4:+15551234", 1000))
-        await ws.send(_transcription("hello I need help with my bill", "Final", "4:+15551234", 1000))
+        await ws.send(
+            _transcription("hello I need help with my bill", "Final", "4:+15551234", 1000)
+        )
         await ws.send(_transcription("sure let me look", "Final", "8:acs:agent-7", 3000))
     events = await collector
     assert_seq_strict(events)
     finals = [e for e in events if e["type"] == "transcript.final"]
-    assert [(e["role"], e["text"], e["startMs"], e["endMs"], e["source"], e["language"]) for e in finals] == [
+    assert [
+        (e["role"], e["text"], e["startMs"], e["endMs"], e["source"], e["language"]) for e in finals
+    ] == [
         ("customer", "hello I need help with my bill", 1000, 1500, "acs", "en-GB"),
         ("agent", "sure let me look", 3000, 3500, "acs", "en-GB"),
     ]
@@ -200,7 +246,10 @@ async def test_acs_transcription_passthrough_and_malformed_frames(acs_server) ->
     assert partial["utteranceId"] == finals[0]["utteranceId"] and partial["seq"] < finals[0]["seq"]
     assert events[-1]["type"] == "call.ended"
     metrics = acs_server.get_bytes("/metrics").decode()
-    assert "callstream_frames_malformed_total 2.0" in metrics or "callstream_frames_malformed 2.0" in metrics
+    assert (
+        "callstream_frames_malformed_total 2.0" in metrics
+        or "callstream_frames_malformed 2.0" in metrics
+    )
     assert "callstream_frames_unknown" in metrics
 
 
@@ -208,25 +257,39 @@ async def test_slow_subscriber_gets_lagged_others_miss_nothing(acs_server) -> No
     call_id = "lag-call"
     n = 1200
     text = "please hold while I check the details of your order " * 100
-    fast = asyncio.create_task(collect_call_events(acs_server.ws, call_id, timeout=120))
-    slow = RawSubscriber(acs_server.port, f"/calls/{call_id}/events")  # handshakes, then never reads
-    await asyncio.sleep(0.3)
-    async with connect(f"{acs_server.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}) as ws:
+    before = await asyncio.to_thread(acs_server.subscribers)
+    slow = RawSubscriber(
+        acs_server.port, f"/calls/{call_id}/events"
+    )  # handshakes, then never reads
+    await wait_subscribed(acs_server, before + 1)
+    [fast] = await start_subscribers(
+        acs_server, collect_call_events(acs_server.ws, call_id, timeout=120)
+    )
+    async with connect(
+        f"{acs_server.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}
+    ) as ws:
         for i in range(n):
             await ws.send(_transcription(text, "Final", "4:+15551234", 1000 + i * 10))
     events = await fast
     assert_seq_strict(events)
     assert sum(e["type"] == "transcript.final" for e in events) == n
-    stored = [json.loads(line) for line in acs_server.get_bytes(f"/calls/{call_id}/transcript?format=jsonl").splitlines()]
+    stored = [
+        json.loads(line)
+        for line in acs_server.get_bytes(f"/calls/{call_id}/transcript?format=jsonl").splitlines()
+    ]
     assert stored == events
 
     slow_events = await asyncio.to_thread(slow.read_all)
     lagged = [e for e in slow_events if e["type"] == "lagged"]
     print("slow subscriber got", len(slow_events), "events;", len(lagged), "lagged notices")
-    assert lagged, f"a subscriber that does not read is told what it missed (got {len(slow_events)} of {len(events)})"
+    assert lagged, (
+        f"a subscriber that does not read is told what it missed (got {len(slow_events)} of {len(events)})"
+    )
     assert all(e["missedFrom"] <= e["missedTo"] for e in lagged)
     # What it got plus what it was told it missed covers the whole call, in order.
     covered = set()
     for e in slow_events:
-        covered.update(range(e["missedFrom"], e["missedTo"] + 1) if e["type"] == "lagged" else [e["seq"]])
+        covered.update(
+            range(e["missedFrom"], e["missedTo"] + 1) if e["type"] == "lagged" else [e["seq"]]
+        )
     assert covered == set(range(1, len(events) + 1))

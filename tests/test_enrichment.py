@@ -13,7 +13,14 @@ from pipeline.replay import load_call_audio, replay_call
 from pipeline.spoken_numbers import normalize
 from workers.enrich.sentiment import LocalSentiment
 
-from .conftest import FIXTURES, collect_call_events, load_manifest, start_server
+from .conftest import (
+    FIXTURES,
+    collect_call_events,
+    load_manifest,
+    start_server,
+    start_subscribers,
+    wait_for,
+)
 from .fake_openai import FakeOpenAI
 from .test_e2e_media import _transcription
 
@@ -58,14 +65,17 @@ def llm_env(fake: FakeOpenAI, **extra: str) -> dict[str, str]:
     }  # fmt: skip
 
 
-async def test_spoken_call_is_enriched_and_the_model_never_sees_a_secret(fake_llm, tmp_path) -> None:
+async def test_spoken_call_is_enriched_and_the_model_never_sees_a_secret(
+    fake_llm, tmp_path
+) -> None:
     manifest = load_manifest("payment_call")
     server = start_server(tmp_path, CALLSTREAM_STT="local", **llm_env(fake_llm))
     try:
         call_id = "enriched-payment"
-        collector = asyncio.create_task(collect_call_events(server.ws, call_id))
-        await asyncio.sleep(0.3)
-        await replay_call(f"{server.ws}/media", load_call_audio(FIXTURES / "payment_call.wav"), call_id, speed=2.0)
+        [collector] = await start_subscribers(server, collect_call_events(server.ws, call_id))
+        await replay_call(
+            f"{server.ws}/media", load_call_audio(FIXTURES / "payment_call.wav"), call_id, speed=2.0
+        )
         events = await collector
     finally:
         server.stop()
@@ -73,20 +83,27 @@ async def test_spoken_call_is_enriched_and_the_model_never_sees_a_secret(fake_ll
     sentiments = of(events, "sentiment")
     translations = of(events, "translation")
     assert {s["utteranceId"] for s in sentiments} == {f["utteranceId"] for f in finals}
-    assert all(s["label"] in ("positive", "neutral", "negative") and s["rollingScore"] is not None for s in sentiments)
+    assert all(
+        s["label"] in ("positive", "neutral", "negative") and s["rollingScore"] is not None
+        for s in sentiments
+    )
     assert {t["utteranceId"] for t in translations} == {f["utteranceId"] for f in finals}
     by_uid = {f["utteranceId"]: f["text"] for f in finals}
     for t in translations:
         assert t["language"] == "de"
         tags = [w for w in by_uid[t["utteranceId"]].split() if w.startswith("[")]
-        assert [w for w in t["text"].split() if w.startswith("[")] == tags  # tags intact and in order
+        assert [
+            w for w in t["text"].split() if w.startswith("[")
+        ] == tags  # tags intact and in order
     [summary] = of(events, "summary")
     assert summary["text"].startswith("Summary: ")
     assert events[-1]["type"] == "call.ended" and events.index(summary) < len(events) - 1
     # The model saw only redacted text: no digit run of the card or phone number, spoken or written.
     seen = fake_llm.all_text()
     secrets_digits = manifest["secrets"][0] + " " + manifest["secrets"][2]
-    leaks = [r.digits for r in normalize(seen).runs if len(r.digits) >= 4 and r.digits in secrets_digits]
+    leaks = [
+        r.digits for r in normalize(seen).runs if len(r.digits) >= 4 and r.digits in secrets_digits
+    ]
     assert not leaks and manifest["secrets"][1] not in seen
     assert "[CREDIT_CARD]" in seen
 
@@ -98,21 +115,46 @@ async def test_a_failing_or_slow_model_degrades_to_the_fallback(fake_llm, tmp_pa
     )
     try:
         call_id = "slow-model"
-        collector = asyncio.create_task(collect_call_events(server.ws, call_id))
-        await asyncio.sleep(0.3)
-        async with connect(f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}) as ws:
+        seen: list[dict] = []
+        [collector] = await start_subscribers(
+            server, collect_call_events(server.ws, call_id, into=seen)
+        )
+
+        def errors_of(kind: str) -> float:
+            return server.metric(f'callstream_enrichment_errors_total{{kind="{kind}"}}')
+
+        async with connect(
+            f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}
+        ) as ws:
             await ws.send(_transcription("this is terrible, I am furious", "Final", CUSTOMER, 0))
-            await ws.send(_transcription("I am sorry, let me fix that right away", "Final", AGENT, 3000))
-            await asyncio.sleep(1.5)
+            await ws.send(
+                _transcription("I am sorry, let me fix that right away", "Final", AGENT, 3000)
+            )
+            # The hanging model has timed out on both lines: each got VADER's sentiment.
+            await wait_for(lambda: len(of(seen, "sentiment")) == 2, what="two fallback sentiments")
+            await wait_for(
+                lambda: asyncio.to_thread(lambda: errors_of("translation") >= 2),
+                what="two failed translations",
+            )
             fake_llm.default_behavior = 500
             await ws.send(_transcription("thank you, that is great", "Final", CUSTOMER, 6000))
-            await asyncio.sleep(1.0)
+            await wait_for(
+                lambda: len(of(seen, "sentiment")) == 3, what="the third fallback sentiment"
+            )
+            await wait_for(
+                lambda: asyncio.to_thread(lambda: errors_of("translation") >= 3),
+                what="the third failed translation",
+            )
         events = await collector
         metrics = server.get_bytes("/metrics").decode()
     finally:
         server.stop()
     labels = [s["label"] for s in of(events, "sentiment")]
-    assert labels == ["negative", "negative", "positive"] or labels[0] == "negative" and labels[-1] == "positive"
+    assert (
+        labels == ["negative", "negative", "positive"]
+        or labels[0] == "negative"
+        and labels[-1] == "positive"
+    )
     assert len(labels) == 3  # every final still got a sentiment, from VADER
     assert not of(events, "translation") and not of(events, "summary")
     assert events[-1]["type"] == "call.ended"
@@ -128,7 +170,11 @@ async def test_a_failing_or_slow_model_degrades_to_the_fallback(fake_llm, tmp_pa
 async def test_azure_openai_is_served_through_the_same_client(fake_llm) -> None:
     from workers.enrich.llm import LlmClient
 
-    llm = LlmClient(model="my-deployment", azure_endpoint=fake_llm.azure_endpoint, azure_api_key=fake_llm.api_key)
+    llm = LlmClient(
+        model="my-deployment",
+        azure_endpoint=fake_llm.azure_endpoint,
+        azure_api_key=fake_llm.api_key,
+    )
     try:
         rated = await llm.sentiment([("a", "thank you, that is great"), ("b", "this is terrible")])
         translated = await llm.translate("my card is [CREDIT_CARD] thanks", "fr")

@@ -33,7 +33,7 @@ from models.events import (
 from pipeline.export import FORMATS, MEDIA_TYPES, ExportError, export_lines
 from pipeline.store import SqliteEventStore, StoredEvent
 
-from .conftest import collect_call_events
+from .conftest import collect_call_events, start_subscribers
 from .test_e2e_media import _transcription
 
 CALL = "export-call"
@@ -41,8 +41,12 @@ CUST, AGENT = "4:+15551234", "8:acs:agent-7"
 CARD_TEXT = "my card is [CREDIT_CARD] and a < b & c"
 
 
-def _final(uid: str, participant: str, role: str, start: int, end: int, text: str) -> TranscriptFinal:
-    redactions = [Redaction("CREDIT_CARD", text.index("["), text.index("]") + 1)] if "[" in text else []
+def _final(
+    uid: str, participant: str, role: str, start: int, end: int, text: str
+) -> TranscriptFinal:
+    redactions = (
+        [Redaction("CREDIT_CARD", text.index("["), text.index("]") + 1)] if "[" in text else []
+    )
     return TranscriptFinal(
         callId=CALL, participant=participant, role=role, utteranceId=uid, startMs=start, endMs=end,
         text=text, language="en-US", confidence=0.9, source="acs", redactions=redactions,
@@ -57,11 +61,20 @@ def _partial(uid: str, participant: str, role: str, start: int, text: str) -> Tr
 
 
 def _sentiment(uid: str, participant: str, label: str, score: float) -> Sentiment:
-    return Sentiment(callId=CALL, participant=participant, utteranceId=uid, label=label, score=score, rollingScore=score)
+    return Sentiment(
+        callId=CALL,
+        participant=participant,
+        utteranceId=uid,
+        label=label,
+        score=score,
+        rollingScore=score,
+    )
 
 
 def _translation(uid: str, participant: str, language: str, text: str) -> Translation:
-    return Translation(callId=CALL, participant=participant, utteranceId=uid, language=language, text=text)
+    return Translation(
+        callId=CALL, participant=participant, utteranceId=uid, language=language, text=text
+    )
 
 
 # In publication order. Enrichment comes after its final, and not always right after:
@@ -185,10 +198,18 @@ def test_csv_has_one_row_per_final_with_sentiment_and_translations(store) -> Non
         "translation_de": "meine Karte ist [CREDIT_CARD] und a < b & c",
         "translation_fr": "ma carte est [CREDIT_CARD] et a < b & c",
     }  # fmt: skip
-    assert (u2["role"], u2["sentiment_label"], u2["sentiment_score"]) == ("agent", "positive", "0.6")
+    assert (u2["role"], u2["sentiment_label"], u2["sentiment_score"]) == (
+        "agent",
+        "positive",
+        "0.6",
+    )
     assert (u2["translation_de"], u2["translation_fr"]) == ("danke, erledigt", "merci, c'est fait")
     assert u3["text"] == 'bye, "thanks"\nagain'  # quoted, kept as recorded
-    assert (u3["sentiment_label"], u3["translation_de"], u3["translation_fr"]) == ("positive", "tschüss", "")
+    assert (u3["sentiment_label"], u3["translation_de"], u3["translation_fr"]) == (
+        "positive",
+        "tschüss",
+        "",
+    )
 
 
 def test_no_translations_means_no_translation_columns(tmp_path) -> None:  # noqa: ANN001
@@ -196,7 +217,10 @@ def test_no_translations_means_no_translation_columns(tmp_path) -> None:  # noqa
     store = build_store(tmp_path / "db", events)
     try:
         header = export(store, "csv").split(b"\r\n")[0]
-        assert header == b"utteranceId,startMs,endMs,role,participant,text,sentiment_label,sentiment_score"
+        assert (
+            header
+            == b"utteranceId,startMs,endMs,role,participant,text,sentiment_label,sentiment_score"
+        )
         assert "(de)" not in export(store, "txt").decode()
     finally:
         store.close()
@@ -250,9 +274,10 @@ def _get(url: str) -> tuple[str, bytes]:
 
 async def test_server_and_cli_exports(acs_server) -> None:  # noqa: ANN001
     call_id = "export-formats"
-    collector = asyncio.create_task(collect_call_events(acs_server.ws, call_id))
-    await asyncio.sleep(0.3)
-    async with connect(f"{acs_server.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}) as ws:
+    [collector] = await start_subscribers(acs_server, collect_call_events(acs_server.ws, call_id))
+    async with connect(
+        f"{acs_server.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}
+    ) as ws:
         await ws.send(_transcription("hello I need help with x < y & z", "Final", CUST, 1000))
         await ws.send(_transcription("sure let me look", "Final", AGENT, 3000))
         await ws.send(_transcription("thank you so much", "Final", CUST, 6500))
@@ -262,8 +287,14 @@ async def test_server_and_cli_exports(acs_server) -> None:  # noqa: ANN001
     sentiments = {e["utteranceId"]: e for e in events if e["type"] == "sentiment"}
 
     bodies = {}
-    for fmt, media_type in (("vtt", "text/vtt"), ("txt", "text/plain; charset=utf-8"), ("csv", "text/csv; charset=utf-8")):
-        content_type, body = await asyncio.to_thread(_get, f"{acs_server.http}/calls/{call_id}/transcript?format={fmt}")
+    for fmt, media_type in (
+        ("vtt", "text/vtt"),
+        ("txt", "text/plain; charset=utf-8"),
+        ("csv", "text/csv; charset=utf-8"),
+    ):
+        content_type, body = await asyncio.to_thread(
+            _get, f"{acs_server.http}/calls/{call_id}/transcript?format={fmt}"
+        )
         assert content_type.split(";")[0] == media_type.split(";")[0]
         if "charset" in media_type:
             assert "charset=utf-8" in content_type
@@ -306,8 +337,15 @@ def test_enrichment_published_before_its_final_still_lands_on_it(tmp_path) -> No
     ]
     store = build_store(tmp_path / "db", events)
     try:
-        assert export(store, "txt").decode() == f"Call {CALL}\n[00:00:00] Customer: hello\n{' ' * 11}(de) hallo\n"
+        assert (
+            export(store, "txt").decode()
+            == f"Call {CALL}\n[00:00:00] Customer: hello\n{' ' * 11}(de) hallo\n"
+        )
         [row] = csv.DictReader(io.StringIO(export(store, "csv").decode(), newline=""))
-        assert (row["text"], row["sentiment_label"], row["translation_de"]) == ("hello", "positive", "hallo")
+        assert (row["text"], row["sentiment_label"], row["translation_de"]) == (
+            "hello",
+            "positive",
+            "hallo",
+        )
     finally:
         store.close()

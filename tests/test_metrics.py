@@ -19,7 +19,6 @@ import json
 import logging
 import re
 import threading
-import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -39,7 +38,15 @@ from pipeline.log_scrubber import JsonFormatter, ScrubbingFilter, current_call_i
 from pipeline.metrics import DROP_REASONS, SPEECH_SOURCES
 from pipeline.replay import AGENT_ID, CUSTOMER_ID, audio_message, load_call_audio, metadata_message
 
-from .conftest import FIXTURES, Server, collect_call_events, load_manifest, start_server
+from .conftest import (
+    FIXTURES,
+    Server,
+    collect_call_events,
+    load_manifest,
+    start_server,
+    start_subscribers,
+    wait_for,
+)
 from .fake_acs import FakeAcs, cloud_event, post_cloud_events
 
 CALL_ID = "metrics-call-3f9c"
@@ -48,7 +55,10 @@ DTMF_TONES = "4111"  # the card's first digits, keyed: counted, never kept
 AFTER_END_FRAMES = 5
 
 # Malformed frames, each with the drop reason it must be counted under.
-_AUDIO = {"kind": "AudioData", "audioData": {"participantRawID": CUSTOMER_ID, "data": base64.b64encode(bytes(640)).decode()}}
+_AUDIO = {
+    "kind": "AudioData",
+    "audioData": {"participantRawID": CUSTOMER_ID, "data": base64.b64encode(bytes(640)).decode()},
+}
 MALFORMED_MID_CALL = [
     ("this is not json", "invalid"),
     ('{"kind":"AudioData","audioData":{"data":"@@@"}}', "invalid"),
@@ -100,14 +110,11 @@ def value(samples: dict, name: str, **labels: str) -> float:
 
 
 async def _wait_metric(server: Server, predicate, what: str, timeout: float = 120) -> dict:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while True:
+    async def sampled() -> dict | None:
         samples = await asyncio.to_thread(scrape, server)
-        if predicate(samples):
-            return samples
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
+        return samples if predicate(samples) else None
+
+    return await wait_for(sampled, timeout, what, interval=0.1)
 
 
 async def _drive_call(run: Run) -> None:
@@ -115,11 +122,15 @@ async def _drive_call(run: Run) -> None:
     audio = load_call_audio(FIXTURES / "payment_call.wav")
     assert audio.rate == 16000 and [p for p, _ in audio.tracks] == [CUSTOMER_ID, AGENT_ID]
     fb = audio.frame_bytes
-    collector = asyncio.create_task(collect_call_events(server.ws, CALL_ID, timeout=300))
-    await asyncio.sleep(0.3)
+    [collector] = await start_subscribers(
+        server, collect_call_events(server.ws, CALL_ID, timeout=300)
+    )
     t0 = dt.datetime.now(dt.UTC)
     async with connect(
-        f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": CALL_ID}, max_size=None, compression=None
+        f"{server.ws}/media",
+        additional_headers={"x-ms-call-connection-id": CALL_ID},
+        max_size=None,
+        compression=None,
     ) as ws:
 
         async def send(message: str, kind: str) -> None:
@@ -129,10 +140,17 @@ async def _drive_call(run: Run) -> None:
         await send(json.dumps(_AUDIO), "before_metadata")  # audio before AudioMetadata
         await send(metadata_message(audio.rate).decode(), "metadata")
         for i in range(audio.frames):
-            ts = (t0 + dt.timedelta(milliseconds=20 * i)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            ts = (
+                (t0 + dt.timedelta(milliseconds=20 * i))
+                .isoformat(timespec="milliseconds")
+                .replace("+00:00", "Z")
+            )
             for participant, pcm in audio.tracks:
                 chunk = pcm[i * fb : (i + 1) * fb].ljust(fb, b"\0")
-                await send(audio_message(chunk, participant, ts).decode(), "audio" if any(chunk) else "silent")
+                await send(
+                    audio_message(chunk, participant, ts).decode(),
+                    "audio" if any(chunk) else "silent",
+                )
             if i == 100:
                 for message, reason in MALFORMED_MID_CALL:
                     await send(message, reason)
@@ -144,7 +162,11 @@ async def _drive_call(run: Run) -> None:
                 await asyncio.sleep(0)  # let the collector read
         # Every frame so far has been handled before ACS hangs up.
         total = sum(sent.values())
-        await _wait_metric(server, lambda s: value(s, "callstream_frames_received_total") == total, "the frames to be handled")
+        await _wait_metric(
+            server,
+            lambda s: value(s, "callstream_frames_received_total") == total,
+            "the frames to be handled",
+        )
         status = await asyncio.to_thread(
             post_cloud_events,
             f"{server.http}/acs/callbacks?secret={CALLBACK_SECRET}",
@@ -152,7 +174,7 @@ async def _drive_call(run: Run) -> None:
         )  # fmt: skip
         assert status == 200
         # ACS hung up but its socket is still open: these frames must not reach the call.
-        chunk = dict(audio.tracks)[AGENT_ID][: fb]
+        chunk = dict(audio.tracks)[AGENT_ID][:fb]
         for _ in range(AFTER_END_FRAMES):
             await send(audio_message(chunk, AGENT_ID, t0.isoformat()).decode(), "call_ended")
         # A message over `serve`'s 1 MiB websocket limit: refused, and the socket closed.
@@ -184,8 +206,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             asyncio.run(
                 _wait_metric(
                     server,
-                    lambda s: value(s, "callstream_calls_ended_total") == 1
-                    and value(s, "callstream_frames_dropped_total", reason="message_too_large") == 1,
+                    lambda s: (
+                        value(s, "callstream_calls_ended_total") == 1
+                        and value(s, "callstream_frames_dropped_total", reason="message_too_large")
+                        == 1
+                    ),
                     "the call to end",
                 )
             )
@@ -202,7 +227,16 @@ def test_counters_match_what_was_sent(run: Run) -> None:
     sent = run.sent
     s = run.samples
     assert run.events[0]["type"] == "call.started" and run.events[-1]["type"] == "call.ended"
-    malformed = {reason: sent[reason] for reason in ("invalid", "bad_size", "payload_too_large", "unsupported_format", "before_metadata")}
+    malformed = {
+        reason: sent[reason]
+        for reason in (
+            "invalid",
+            "bad_size",
+            "payload_too_large",
+            "unsupported_format",
+            "before_metadata",
+        )
+    }
     assert value(s, "callstream_frames_received_total") == sum(sent.values())
     assert value(s, "callstream_frames_audio_total") == sent["audio"] + sent["silent"]
     assert value(s, "callstream_frames_silent_total") == sent["silent"] > 0
@@ -212,13 +246,18 @@ def test_counters_match_what_was_sent(run: Run) -> None:
     for reason in DROP_REASONS:
         assert value(s, "callstream_frames_dropped_total", reason=reason) == sent[reason], reason
     assert sent["call_ended"] == AFTER_END_FRAMES and sent["message_too_large"] == 1
-    assert value(s, "callstream_calls_started_total") == value(s, "callstream_calls_ended_total") == 1
+    assert (
+        value(s, "callstream_calls_started_total") == value(s, "callstream_calls_ended_total") == 1
+    )
     assert value(s, "callstream_media_connections_total") == 1
     assert value(s, "callstream_active_calls") == 0
     assert value(s, "callstream_events_stored_total") == len(run.events)
 
     # One 20 ms, 16 kHz frame is one VAD frame, silent or not.
-    vad, speech = value(s, "callstream_vad_frames_total"), value(s, "callstream_vad_speech_frames_total")
+    vad, speech = (
+        value(s, "callstream_vad_frames_total"),
+        value(s, "callstream_vad_speech_frames_total"),
+    )
     assert vad == sent["audio"] + sent["silent"]
     assert 0 < speech < vad
     assert value(s, "callstream_vad_speech_ratio") == pytest.approx(speech / vad)
@@ -245,7 +284,11 @@ def test_latency_histograms_have_observations(run: Run) -> None:
     # Each payment window's first pause request (the fake ACS accepts them all).
     windows = value(s, "callstream_payment_windows_total")
     assert windows >= 1 and [e["trigger"] for e in run.events if e["type"] == "payment.started"]
-    assert value(s, "callstream_payment_pause_latency_seconds_count") == windows == len(run.fake.of("pause"))
+    assert (
+        value(s, "callstream_payment_pause_latency_seconds_count")
+        == windows
+        == len(run.fake.of("pause"))
+    )
     assert 0 < value(s, "callstream_payment_pause_latency_seconds_sum") < 5 * windows
     # Buckets are cumulative and end at +Inf = count.
     buckets = s["callstream_payment_pause_latency_seconds_bucket"]
@@ -254,8 +297,9 @@ def test_latency_histograms_have_observations(run: Run) -> None:
     # many times in a call; each count is the +Inf bucket of its generation.
     assert value(s, "callstream_gc_pause_seconds_count", generation="0") > 0
     for gen in ("0", "1", "2"):
-        assert s["callstream_gc_pause_seconds_bucket"][(("generation", gen), ("le", "+Inf"))] == value(
-            s, "callstream_gc_pause_seconds_count", generation=gen)
+        assert s["callstream_gc_pause_seconds_bucket"][
+            (("generation", gen), ("le", "+Inf"))
+        ] == value(s, "callstream_gc_pause_seconds_count", generation=gen)
 
 
 def _forbidden() -> list[str]:
@@ -277,7 +321,11 @@ def test_no_label_holds_text_ids_or_secrets(run: Run) -> None:
         for sample in family.samples:
             for name, label in sample.labels.items():
                 seen.add((name, label))
-                assert not any(f.lower() in label.lower() for f in forbidden), (sample.name, name, label)
+                assert not any(f.lower() in label.lower() for f in forbidden), (
+                    sample.name,
+                    name,
+                    label,
+                )
                 if name == "le":
                     float(label)  # a bucket bound, "+Inf" included
                 else:
@@ -285,7 +333,13 @@ def test_no_label_holds_text_ids_or_secrets(run: Run) -> None:
                     assert label in allowed, (sample.name, name, label)
     assert ("reason", "call_ended") in seen and ("source", "local") in seen
     # The whole exposition, not only its labels, is free of the call's secrets and ids.
-    for secret in [CALL_ID, CUSTOMER_ID, AGENT_ID, *load_manifest("payment_call")["secrets"], "four one one one"]:
+    for secret in [
+        CALL_ID,
+        CUSTOMER_ID,
+        AGENT_ID,
+        *load_manifest("payment_call")["secrets"],
+        "four one one one",
+    ]:
         assert secret not in run.metrics_text
 
 
@@ -303,7 +357,9 @@ def test_logs_are_json_with_the_call_id_and_no_secrets(run: Run) -> None:
     assert call_lines, "the malformed frames are logged"
     assert all(r.get("callId") == CALL_ID for r in call_lines), call_lines
     malformed = [r for r in records if "malformed frame" in r["message"]]
-    assert len(malformed) == 5 and all(r["level"] == "WARNING" for r in malformed)  # rate-limited: first five
+    assert len(malformed) == 5 and all(
+        r["level"] == "WARNING" for r in malformed
+    )  # rate-limited: first five
     for secret in _forbidden()[6:]:  # secrets, their digit runs and the transcript
         if len(secret) >= 5 and not secret.isalpha():
             assert secret not in run.logs, secret
@@ -340,7 +396,10 @@ def test_json_formatter_scrubs_message_and_exception(scrubbed: bool) -> None:
     doc = _format(_record("payment for %s failed", "4111111111111111", exc=True), scrubbed=scrubbed)
     assert doc["message"] == "payment for ################ failed"
     assert doc["excType"] == "ValueError"
-    assert "ValueError: could not charge #### #### #### ####" in doc["exc"] and "Traceback" in doc["exc"]
+    assert (
+        "ValueError: could not charge #### #### #### ####" in doc["exc"]
+        and "Traceback" in doc["exc"]
+    )
     assert "4111" not in json.dumps(doc)
     assert doc["level"] == "ERROR" and doc["logger"] == "pipeline.test" and "callId" not in doc
 
@@ -394,7 +453,10 @@ def test_each_service_has_its_own_registry_and_lag_is_monotonic(tmp_path: Path) 
     from workers.stt.acs import AcsPassthroughEngine
 
     settings = load_settings(environ={}, overrides={"stt": "acs", "data_dir": str(tmp_path)})
-    a, b = Service(settings, engine=AcsPassthroughEngine()), Service(settings, engine=AcsPassthroughEngine())
+    a, b = (
+        Service(settings, engine=AcsPassthroughEngine()),
+        Service(settings, engine=AcsPassthroughEngine()),
+    )
     try:
         a.metrics.redaction_latency.observe(0.01)
         sub = a.bus.subscribe("lag-call", maxsize=2)
@@ -410,14 +472,21 @@ def test_each_service_has_its_own_registry_and_lag_is_monotonic(tmp_path: Path) 
 
         def samples(service: Service) -> dict:
             text = render_metrics(service)[0].decode()
-            return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels}
+            return {
+                s.name: s.value
+                for f in text_string_to_metric_families(text)
+                for s in f.samples
+                if not s.labels
+            }
 
         first = samples(a)
         assert first["callstream_redaction_latency_seconds_count"] == 1
         assert samples(b)["callstream_redaction_latency_seconds_count"] == 0
         assert first["callstream_subscriber_lag_notices_total"] == 1
         sub.close()
-        assert samples(a)["callstream_subscriber_lag_notices_total"] == 1, "a closed subscriber's notices stay counted"
+        assert samples(a)["callstream_subscriber_lag_notices_total"] == 1, (
+            "a closed subscriber's notices stay counted"
+        )
     finally:
         for service in (a, b):
             service.recording.close()

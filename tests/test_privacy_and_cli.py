@@ -18,9 +18,20 @@ SECRETS = ["4111 1111 1111 1111", "4111111111111111", "john.smith@contoso.com", 
 async def test_secrets_never_leave_the_boundary(acs_server) -> None:
     call_id = "privacy-call"
     [collector] = await start_subscribers(acs_server, collect_call_events(acs_server.ws, call_id))
-    async with connect(f"{acs_server.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}) as ws:
-        await ws.send(_transcription("my card is 4111 1111 1111", "Intermediate", "4:+15551234", 1000))
-        await ws.send(_transcription("my card is 4111 1111 1111 1111 and mail john.smith@contoso.com", "Final", "4:+15551234", 1000))
+    async with connect(
+        f"{acs_server.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}
+    ) as ws:
+        await ws.send(
+            _transcription("my card is 4111 1111 1111", "Intermediate", "4:+15551234", 1000)
+        )
+        await ws.send(
+            _transcription(
+                "my card is 4111 1111 1111 1111 and mail john.smith@contoso.com",
+                "Final",
+                "4:+15551234",
+                1000,
+            )
+        )
         await ws.send(_transcription("and my social is 078-05-1120", "Final", "4:+15551234", 4000))
         await ws.send(json.dumps({"kind": "DtmfData", "dtmfData": {"data": "7"}}))
     events = await collector
@@ -42,7 +53,9 @@ async def test_secrets_never_leave_the_boundary(acs_server) -> None:
         "logs": acs_server.logs(),
     }
     db = sqlite3.connect(acs_server.data_dir / "callstream.db")
-    outputs["store"] = "\n".join(bytes(b).decode() for (b,) in db.execute("SELECT body FROM events"))
+    outputs["store"] = "\n".join(
+        bytes(b).decode() for (b,) in db.execute("SELECT body FROM events")
+    )
     db.close()
     assert "[CREDIT_CARD]" in outputs["store"]
     for name, text in outputs.items():
@@ -51,9 +64,15 @@ async def test_secrets_never_leave_the_boundary(acs_server) -> None:
         assert "4111 1111 1111" not in text, f"a partial card number leaked into {name}"
 
 
-def run_cli(*args: str, timeout: float = 300, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, timeout: float = 300, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=timeout, input=stdin
+        [sys.executable, "-m", "pipeline.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=stdin,
     )
 
 
@@ -80,7 +99,18 @@ def test_redact_json_names_entities_and_spans() -> None:
 
 def test_replay_cli_and_export_cli(acs_server, tmp_path) -> None:
     # Mono file: sent mixed; with the acs engine the call carries VAD only and ends cleanly.
-    rep = run_cli("replay", str(FIXTURES / "support_call.wav"), "--url", f"{acs_server.ws}/media", "--call-id", "cli-replay", "--speed", "0", "--calls", "2")
+    rep = run_cli(
+        "replay",
+        str(FIXTURES / "support_call.wav"),
+        "--url",
+        f"{acs_server.ws}/media",
+        "--call-id",
+        "cli-replay",
+        "--speed",
+        "0",
+        "--calls",
+        "2",
+    )
     assert rep.returncode == 0, rep.stderr
     assert "cli-replay-1" in rep.stdout and "cli-replay-2" in rep.stdout
     wait_until(
@@ -88,7 +118,16 @@ def test_replay_cli_and_export_cli(acs_server, tmp_path) -> None:
         what="both replayed calls to have ended",
     )  # fmt: skip
     out = tmp_path / "x.jsonl"
-    exp = run_cli("export", "cli-replay-1", "--format", "jsonl", "--out", str(out), "--data-dir", str(acs_server.data_dir))
+    exp = run_cli(
+        "export",
+        "cli-replay-1",
+        "--format",
+        "jsonl",
+        "--out",
+        str(out),
+        "--data-dir",
+        str(acs_server.data_dir),
+    )
     assert exp.returncode == 0, exp.stderr
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert lines[0]["type"] == "call.started" and lines[-1]["type"] == "call.ended"

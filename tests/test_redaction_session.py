@@ -4,7 +4,6 @@ nothing anywhere (events, store, export, logs)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sqlite3
@@ -19,7 +18,7 @@ from pipeline.service import Service
 from pipeline.spoken_numbers import normalize
 from pipeline.store import SqliteEventStore
 
-from .conftest import FIXTURES, collect_call_events, load_manifest
+from .conftest import FIXTURES, collect_call_events, load_manifest, start_subscribers
 from .test_e2e_media import _transcription
 
 CUSTOMER = "4:+15551234"
@@ -27,17 +26,28 @@ AGENT = "8:acs:agent-7"
 
 
 def texts(events: list[dict], kind: str | None = None) -> list[str]:
-    return [e["text"] for e in events if e["type"].startswith("transcript.") and (kind is None or e["type"] == kind)]
+    return [
+        e["text"]
+        for e in events
+        if e["type"].startswith("transcript.") and (kind is None or e["type"] == kind)
+    ]
 
 
 def digit_leaks(text: str, secret_digits: str, min_len: int = 4) -> list[str]:
     """Runs of ``min_len``+ digits (spoken or written) in ``text`` that occur in the secret."""
-    return [r.digits for r in normalize(text).runs if len(r.digits) >= min_len and r.digits in secret_digits]
+    return [
+        r.digits
+        for r in normalize(text).runs
+        if len(r.digits) >= min_len and r.digits in secret_digits
+    ]
 
 
 def all_outputs(server, call_id: str, events: list[dict]) -> dict[str, str]:  # noqa: ANN001
     db = sqlite3.connect(server.data_dir / "callstream.db")
-    store = "\n".join(bytes(b).decode() for (b,) in db.execute("SELECT body FROM events WHERE call_id = ?", (call_id,)))
+    store = "\n".join(
+        bytes(b).decode()
+        for (b,) in db.execute("SELECT body FROM events WHERE call_id = ?", (call_id,))
+    )
     db.close()
     outputs = {
         "events": json.dumps(events),
@@ -48,14 +58,17 @@ def all_outputs(server, call_id: str, events: list[dict]) -> dict[str, str]:  # 
         "manifest": json.dumps(server.get_json(f"/calls/{call_id}/manifest")[1]),
     }
     for fmt in ("jsonl", "vtt", "txt", "csv"):
-        outputs[f"export ({fmt})"] = server.get_bytes(f"/calls/{call_id}/transcript?format={fmt}").decode()
+        outputs[f"export ({fmt})"] = server.get_bytes(
+            f"/calls/{call_id}/transcript?format={fmt}"
+        ).decode()
     return outputs
 
 
 async def run_transcripts(server, call_id: str, frames: list[str]) -> list[dict]:  # noqa: ANN001
-    collector = asyncio.create_task(collect_call_events(server.ws, call_id))
-    await asyncio.sleep(0.3)
-    async with connect(f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}) as ws:
+    [collector] = await start_subscribers(server, collect_call_events(server.ws, call_id))
+    async with connect(
+        f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}
+    ) as ws:
         for frame in frames:
             await ws.send(frame)
     return await collector
@@ -74,15 +87,22 @@ async def test_partials_and_finals_agree_and_unfinished_entities_are_held_back(a
             _transcription("it's four one one", "Intermediate", CUSTOMER, 1000),
             _transcription(f"it's {card_words}", "Intermediate", CUSTOMER, 1000),
             _transcription(revised, "Final", CUSTOMER, 1000),
-            _transcription("and my email is john dot smith at contoso", "Intermediate", CUSTOMER, 6000),
-            _transcription("and my email is john dot smith at contoso dot com", "Final", CUSTOMER, 6000),
+            _transcription(
+                "and my email is john dot smith at contoso", "Intermediate", CUSTOMER, 6000
+            ),
+            _transcription(
+                "and my email is john dot smith at contoso dot com", "Final", CUSTOMER, 6000
+            ),
         ],
     )
     assert texts(events, "transcript.partial") == ["it's", "it's [CREDIT_CARD]", "and my email is"]
     # The card digits also opened a payment window (a late trigger), so the final's
     # digits are redacted as [DIGITS]; test_sticky_values_keep_a_partials_redaction shows
     # the same final redacted without a window.
-    assert texts(events, "transcript.final") == ["it's for [DIGITS]", "and my email is [EMAIL_ADDRESS]"]
+    assert texts(events, "transcript.final") == [
+        "it's for [DIGITS]",
+        "and my email is [EMAIL_ADDRESS]",
+    ]
     assert [e["trigger"] for e in events if e["type"] == "payment.started"] == ["digits"]
     for e in events:
         if e["type"].startswith("transcript."):
@@ -100,13 +120,18 @@ def test_sticky_values_keep_a_partials_redaction() -> None:
     sticky.remember(partial, first)
     assert first.text == "it's [CREDIT_CARD]"
     assert redactor.redact(final).text == final  # alone, fifteen digits of the card would show
-    assert redactor.redact(final, RedactionPolicy(sticky=sticky.recognizer)).text == "it's for [CREDIT_CARD]"
+    assert (
+        redactor.redact(final, RedactionPolicy(sticky=sticky.recognizer)).text
+        == "it's for [CREDIT_CARD]"
+    )
 
 
 @contextlib.asynccontextmanager
 async def in_process_service(tmp_path, **overrides: object) -> AsyncIterator[Service]:  # noqa: ANN001
     """A started service in this process (ACS passthrough speech, real Presidio, SQLite)."""
-    cfg = load_settings(environ={}, overrides={"stt": "acs", "data_dir": str(tmp_path), **overrides})
+    cfg = load_settings(
+        environ={}, overrides={"stt": "acs", "data_dir": str(tmp_path), **overrides}
+    )
     service = Service(cfg, store=SqliteEventStore(tmp_path / "events.db"))
     await service.start()
     try:
@@ -136,7 +161,9 @@ async def test_the_question_asked_is_context_for_the_answer(tmp_path) -> None:
             "context-call",
             [
                 _transcription("and the expiry date and the security code?", "Final", AGENT, 1000),
-                _transcription("it is twelve twenty eight and one two three", "Final", CUSTOMER, 4000),
+                _transcription(
+                    "it is twelve twenty eight and one two three", "Final", CUSTOMER, 4000
+                ),
             ],
         )
     assert texts(events, "transcript.final")[1] == "it is [CARD_EXPIRY] and [CARD_SECURITY_CODE]"
@@ -151,11 +178,16 @@ async def test_known_entities_are_redacted_in_any_form_and_never_echoed(acs_serv
     call_id = "known-call"
     secrets = {"PERSON": "Marta Kowalski", "ACCOUNT_NUMBER": "88124409"}
     status, body = acs_server.post_json(
-        f"/calls/{call_id}/known-entities", {"entities": [{"type": t, "value": v} for t, v in secrets.items()]}
+        f"/calls/{call_id}/known-entities",
+        {"entities": [{"type": t, "value": v} for t, v in secrets.items()]},
     )
     assert status == 200 and body == {"callId": call_id, "accepted": 2, "knownValues": 2}
     # Bad requests get a clear 400 that never repeats what was sent.
-    for bad in (b"not json", {"entities": [{"type": "PERSON"}]}, {"entities": [{"type": "X", "value": 88124409}]}):
+    for bad in (
+        b"not json",
+        {"entities": [{"type": "PERSON"}]},
+        {"entities": [{"type": "X", "value": 88124409}]},
+    ):
         status, body = acs_server.post_json(f"/calls/{call_id}/known-entities", bad)
         assert status == 400 and body["error"] and "88124409" not in json.dumps(body)
 
@@ -163,8 +195,15 @@ async def test_known_entities_are_redacted_in_any_form_and_never_echoed(acs_serv
         acs_server,
         call_id,
         [
-            _transcription("yes it's marta and my account is eight eight one two four four oh nine", "Final", CUSTOMER, 1000),
-            _transcription("Thanks Ms. Kowalski, account 8812 4409 is verified.", "Final", AGENT, 5000),
+            _transcription(
+                "yes it's marta and my account is eight eight one two four four oh nine",
+                "Final",
+                CUSTOMER,
+                1000,
+            ),
+            _transcription(
+                "Thanks Ms. Kowalski, account 8812 4409 is verified.", "Final", AGENT, 5000
+            ),
         ],
     )
     assert texts(events, "transcript.final") == [
@@ -184,7 +223,9 @@ async def test_payment_window_hook_redacts_every_digit(tmp_path) -> None:
         await service.redaction.drain()
         session.set_payment_window(True)
         session.on_message(_transcription("it's for the blue one at 3 pm", "Final", CUSTOMER, 3000))
-        session.on_message(_transcription("4 1 1 1 um sorry, it's 12 then 7", "Final", CUSTOMER, 5000))
+        session.on_message(
+            _transcription("4 1 1 1 um sorry, it's 12 then 7", "Final", CUSTOMER, 5000)
+        )
         await service.redaction.drain()
         session.set_payment_window(False)
         session.detach("test")
@@ -204,12 +245,19 @@ async def test_spoken_payment_call_leaks_nothing(local_server) -> None:
     manifest = load_manifest("payment_call")
     call_id = "spoken-payment"
     status, _ = local_server.post_json(
-        f"/calls/{call_id}/known-entities", {"entities": [{"type": "PERSON", "value": "John Smith"}]}
+        f"/calls/{call_id}/known-entities",
+        {"entities": [{"type": "PERSON", "value": "John Smith"}]},
     )
     assert status == 200
-    collector = asyncio.create_task(collect_call_events(local_server.ws, call_id))
-    await asyncio.sleep(0.3)
-    await replay_call(f"{local_server.ws}/media", load_call_audio(FIXTURES / "payment_call.wav"), call_id, speed=2.0)
+    [collector] = await start_subscribers(
+        local_server, collect_call_events(local_server.ws, call_id)
+    )
+    await replay_call(
+        f"{local_server.ws}/media",
+        load_call_audio(FIXTURES / "payment_call.wav"),
+        call_id,
+        speed=2.0,
+    )
     events = await collector
     finals = texts(events, "transcript.final")
     print("finals:", finals)
@@ -233,11 +281,18 @@ async def test_dtmf_tones_are_counted_never_kept(acs_server) -> None:
     frames = [json.dumps({"kind": "DtmfData", "dtmfData": {"data": t}}) for t in tones]
     before = acs_server.get_bytes("/metrics").decode()
     events = await run_transcripts(
-        acs_server, call_id, [_transcription("go ahead and key it in", "Final", AGENT, 500), *frames]
+        acs_server,
+        call_id,
+        [_transcription("go ahead and key it in", "Final", AGENT, 500), *frames],
     )
     assert [e["trigger"] for e in events if e["type"] == "payment.started"] == ["dtmf"]
     assert {e["type"] for e in events} <= {
-        "call.started", "participant.joined", "transcript.final", "sentiment", "payment.started", "payment.ended",
+        "call.started",
+        "participant.joined",
+        "transcript.final",
+        "sentiment",
+        "payment.started",
+        "payment.ended",
         "call.ended",
     }
     # That tones came is on record (the window's trigger), which tones is not.

@@ -86,7 +86,9 @@ def acs_env(fake: FakeAcs, jwks: FakeJwks) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, fake_acs: FakeAcs, jwks: FakeJwks) -> Iterator[Server]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, fake_acs: FakeAcs, jwks: FakeJwks
+) -> Iterator[Server]:
     # ACS is configured and CALLSTREAM_MEDIA_AUTH is unset: acs-jwt by default.
     s = start_server(
         tmp_path_factory.mktemp("security"),
@@ -99,7 +101,13 @@ def server(tmp_path_factory: pytest.TempPathFactory, fake_acs: FakeAcs, jwks: Fa
     s.stop()
 
 
-def request(server: Server, method: str, path: str, headers: dict[str, str] | None = None, body: bytes | None = None):  # noqa: ANN201
+def request(
+    server: Server,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+):  # noqa: ANN201
     """(status, lower-cased headers, body) without following redirects."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     try:
@@ -143,7 +151,9 @@ def media_headers(call_id: str, token: str | None) -> dict[str, str]:
 
 async def short_call(server: Server, call_id: str, token: str) -> None:
     """ACS frames over /media: metadata, a second of audio, two transcription finals."""
-    async with connect(f"{server.ws}/media", additional_headers=media_headers(call_id, token)) as ws:
+    async with connect(
+        f"{server.ws}/media", additional_headers=media_headers(call_id, token)
+    ) as ws:
         await ws.send(metadata_message(16000).decode())
         for i in range(50):
             ts = f"2026-01-01T00:00:{i // 50:02d}.{(i % 50) * 20:03d}Z"
@@ -163,9 +173,13 @@ def refused_count(server: Server) -> float:
 # ---------------------------------------------------------------- /media: the ACS JWT
 
 
-async def test_media_with_a_valid_acs_token_is_accepted_and_the_call_starts(server: Server, jwks: FakeJwks) -> None:
+async def test_media_with_a_valid_acs_token_is_accepted_and_the_call_starts(
+    server: Server, jwks: FakeJwks
+) -> None:
     call_id = "jwt-good-call"
-    [collector] = await start_subscribers(server, collect_call_events(server.ws, call_id, token=API_TOKEN, timeout=60))
+    [collector] = await start_subscribers(
+        server, collect_call_events(server.ws, call_id, token=API_TOKEN, timeout=60)
+    )
     await short_call(server, call_id, jwks.token())
     events = await collector
     kinds = [e["type"] for e in events]
@@ -201,7 +215,9 @@ async def test_media_refuses_every_bad_token_with_1008(server: Server, jwks: Fak
     assert {w: code for w, (code, _) in seen.items()} == dict.fromkeys(bad, 1008), seen
     reasons = {w: r for w, (_, r) in seen.items()}
     assert reasons["expired"] == "token expired" and reasons["wrong audience"] == "wrong audience"
-    assert reasons["wrong issuer"] == "wrong issuer" and reasons["missing"] == "missing bearer token"
+    assert (
+        reasons["wrong issuer"] == "wrong issuer" and reasons["missing"] == "missing bearer token"
+    )
     assert reasons["unsigned (alg none)"] == reasons["HS256"] == "unsupported token algorithm"
     assert reasons["another key, same kid"] == "bad signature"
     # No refused connection became a call, and each was counted.
@@ -211,10 +227,14 @@ async def test_media_refuses_every_bad_token_with_1008(server: Server, jwks: Fak
     assert refused_count(server) - before == len(bad)
 
 
-async def test_media_auth_off_with_acs_configured_warns_at_start(tmp_path, fake_acs: FakeAcs, jwks: FakeJwks) -> None:
+async def test_media_auth_off_with_acs_configured_warns_at_start(
+    tmp_path, fake_acs: FakeAcs, jwks: FakeJwks
+) -> None:
     s = start_server(tmp_path, CALLSTREAM_MEDIA_AUTH="off", **acs_env(fake_acs, jwks))
     try:
-        async with connect(f"{s.ws}/media", additional_headers={"x-ms-call-connection-id": "no-auth"}) as ws:
+        async with connect(
+            f"{s.ws}/media", additional_headers={"x-ms-call-connection-id": "no-auth"}
+        ) as ws:
             assert await stays_open(ws)  # accepted without a token
     finally:
         s.stop()
@@ -227,20 +247,39 @@ def test_acs_jwt_without_an_audience_refuses_to_start(tmp_path, fake_acs: FakeAc
     env.pop("CALLSTREAM_ACS_AUDIENCE", None)
     env.pop("CALLSTREAM_MEDIA_AUTH", None)
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "serve", "--port", "1"], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "pipeline.cli", "serve", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 2 and "CALLSTREAM_ACS_AUDIENCE" in done.stderr, done.stderr
 
 
-def test_replay_sends_its_token_and_reports_a_refusal(server: Server, jwks: FakeJwks, tmp_path) -> None:
+def test_replay_sends_its_token_and_reports_a_refusal(
+    server: Server, jwks: FakeJwks, tmp_path
+) -> None:
     wav = tmp_path / "tone.wav"
     with wave.open(str(wav), "wb") as w:
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
         w.writeframes(b"\x10\x00" * 16000)
 
     def replay(*extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        args = [sys.executable, "-m", "pipeline.cli", "replay", str(wav), "--url", f"{server.ws}/media", "--speed", "1", *extra]
-        return subprocess.run(args, capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})})
+        args = [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "replay",
+            str(wav),
+            "--url",
+            f"{server.ws}/media",
+            "--speed",
+            "1",
+            *extra,
+        ]
+        return subprocess.run(
+            args, capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})}
+        )
 
     good = jwks.token()
     USED_CREDENTIALS.append(good)
@@ -272,9 +311,16 @@ def test_api_needs_a_token(server: Server) -> None:
     for method, path in PROTECTED:
         body = b"{}" if method == "POST" else None
         status, headers, _ = request(server, method, path, body=body)
-        assert status == 401 and headers["www-authenticate"].startswith("Bearer"), (method, path, status)
+        assert status == 401 and headers["www-authenticate"].startswith("Bearer"), (
+            method,
+            path,
+            status,
+        )
         status, headers, _ = request(server, method, path, bearer("wrong-" + API_TOKEN), body)
-        assert status == 401 and 'error="invalid_token"' in headers["www-authenticate"], (method, path)
+        assert status == 401 and 'error="invalid_token"' in headers["www-authenticate"], (
+            method,
+            path,
+        )
         for token in (API_TOKEN, OTHER_API_TOKEN):
             status, _, _ = request(server, method, path, bearer(token), body)
             assert status != 401, (method, path)
@@ -283,7 +329,13 @@ def test_api_needs_a_token(server: Server) -> None:
     status, _, body = request(server, "GET", "/calls/jwt-good-call/transcript", bearer(API_TOKEN))
     assert status == 200 and b"call.started" in body
     # Health, readiness, metrics and the console's static files stay open.
-    for path in ("/healthz", "/readyz", "/metrics", "/console/static/console.js", "/console/static/console.css"):
+    for path in (
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/console/static/console.js",
+        "/console/static/console.css",
+    ):
         assert request(server, "GET", path)[0] == 200, path
 
 
@@ -296,7 +348,9 @@ async def test_event_streams_need_a_token(server: Server, jwks: FakeJwks) -> Non
 
     # ?access_token= (what a browser can send) replays a stored call; `since` still applies.
     events = []
-    async with connect(f"{server.ws}/calls/jwt-good-call/events?since=2&access_token={API_TOKEN}") as ws:
+    async with connect(
+        f"{server.ws}/calls/jwt-good-call/events?since=2&access_token={API_TOKEN}"
+    ) as ws:
         async for raw in ws:
             events.append(json.loads(raw))
     assert events and events[0]["seq"] == 3 and events[-1]["type"] == "call.ended"
@@ -316,7 +370,9 @@ async def test_console_token_becomes_an_httponly_cookie(server: Server) -> None:
     assert request(server, "GET", "/console")[0] == 401
     assert request(server, "GET", "/console/jwt-good-call")[0] == 401
     assert request(server, "GET", "/console?token=wrong")[0] == 401
-    status, headers, _ = request(server, "GET", f"/console/jwt-good-call?token={urllib.parse.quote(API_TOKEN)}&x=1")
+    status, headers, _ = request(
+        server, "GET", f"/console/jwt-good-call?token={urllib.parse.quote(API_TOKEN)}&x=1"
+    )
     assert status == 303 and headers["location"] == "/console/jwt-good-call?x=1"
     cookie = headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/" in cookie
@@ -327,10 +383,26 @@ async def test_console_token_becomes_an_httponly_cookie(server: Server) -> None:
     assert request(server, "GET", "/calls", jar)[0] == 200
     # A cross-site request with the cookie is refused (CSRF, cross-site websocket hijacking).
     origin = f"http://127.0.0.1:{server.port}"
-    assert request(server, "POST", "/calls/jwt-good-call/hold", {**jar, "Origin": "http://evil.example"}, b"{}")[0] == 401
-    assert request(server, "POST", "/calls/no-such/hold", {**jar, "Origin": origin}, b"{}")[0] == 404
-    assert (await closed_with(f"{server.ws}/events", {**jar, "Origin": "http://evil.example"}))[0] == 1008
-    async with connect(f"{server.ws}/calls/jwt-good-call/events?since=0", additional_headers={**jar, "Origin": origin}) as ws:
+    assert (
+        request(
+            server,
+            "POST",
+            "/calls/jwt-good-call/hold",
+            {**jar, "Origin": "http://evil.example"},
+            b"{}",
+        )[0]
+        == 401
+    )
+    assert (
+        request(server, "POST", "/calls/no-such/hold", {**jar, "Origin": origin}, b"{}")[0] == 404
+    )
+    assert (await closed_with(f"{server.ws}/events", {**jar, "Origin": "http://evil.example"}))[
+        0
+    ] == 1008
+    async with connect(
+        f"{server.ws}/calls/jwt-good-call/events?since=0",
+        additional_headers={**jar, "Origin": origin},
+    ) as ws:
         first = json.loads(await ws.recv())
     assert first["type"] == "call.started"
 
@@ -342,12 +414,16 @@ def chromium_path() -> str:
     return CHROMIUM
 
 
-async def test_console_with_a_token_in_a_browser(server: Server, jwks: FakeJwks, chromium_path: str) -> None:
+async def test_console_with_a_token_in_a_browser(
+    server: Server, jwks: FakeJwks, chromium_path: str
+) -> None:
     from playwright.async_api import async_playwright, expect
 
     call_id = "browser-token-call"
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=chromium_path, args=["--no-sandbox"], headless=True)
+        browser = await pw.chromium.launch(
+            executable_path=chromium_path, args=["--no-sandbox"], headless=True
+        )
         try:
             page = await browser.new_page()
             problems: list[str] = []
@@ -355,16 +431,22 @@ async def test_console_with_a_token_in_a_browser(server: Server, jwks: FakeJwks,
             await page.goto(f"{server.http}/console?token={urllib.parse.quote(API_TOKEN)}")
             assert page.url == f"{server.http}/console"  # the token left the address bar
             await expect(page.locator("#calls-body tr").first).to_be_visible(timeout=20_000)
-            await expect(page.locator('#calls-body tr[data-call-id="jwt-good-call"]')).to_have_count(1)
+            await expect(
+                page.locator('#calls-body tr[data-call-id="jwt-good-call"]')
+            ).to_have_count(1)
             assert await page.evaluate("document.cookie") == ""  # HttpOnly: no script reads it
             await page.goto(f"{server.http}/console/{call_id}")
-            await expect(page.locator("#connection")).to_have_attribute("data-state", re.compile("live|waiting"), timeout=20_000)
+            await expect(page.locator("#connection")).to_have_attribute(
+                "data-state", re.compile("live|waiting"), timeout=20_000
+            )
             # No wait for the page's subscription: the console asks for ?since=<last seq>
             # (0 here) and reconnects when closed, so it gets the call whenever it attaches.
             await short_call(server, call_id, jwks.token())
             final = page.locator('#transcript li.bubble[data-role="customer"][data-state="final"]')
             await expect(final).to_have_text(re.compile("question about my bill"), timeout=20_000)
-            await expect(page.locator("#connection")).to_have_attribute("data-state", "ended", timeout=20_000)
+            await expect(page.locator("#connection")).to_have_attribute(
+                "data-state", "ended", timeout=20_000
+            )
             assert not problems, problems
         finally:
             await browser.close()
@@ -416,7 +498,9 @@ def test_demo_with_api_tokens_prints_a_console_url_that_works(tmp_path, fake_acs
     }  # fmt: skip
     with KeptDemo(wav, tmp_path / "demo", env, timeout=120) as demo:
         url = demo.read_until("console: http://").split("console: ", 1)[1].strip()
-        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/console/demo-short-[0-9a-f]{6}\?token=\S+", url), url
+        assert re.fullmatch(
+            r"http://127\.0\.0\.1:\d+/console/demo-short-[0-9a-f]{6}\?token=\S+", url
+        ), url
         call_id = url.split("/console/", 1)[1].split("?", 1)[0]  # each demo run is a new call
         demo.read_until("press Ctrl-C")
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
@@ -437,24 +521,37 @@ def test_demo_with_api_tokens_prints_a_console_url_that_works(tmp_path, fake_acs
 
 
 def test_acs_endpoints_need_the_callback_secret(server: Server, fake_acs: FakeAcs) -> None:
-    disconnected = [cloud_event("CallDisconnected", {"callConnectionId": "unknown-call", "serverCallId": "s"})]
+    disconnected = [
+        cloud_event("CallDisconnected", {"callConnectionId": "unknown-call", "serverCallId": "s"})
+    ]
     for path in ("/acs/callbacks", "/acs/events"):
         for query in ("", "?secret=", "?secret=wrong", f"?secret={CALLBACK_SECRET}x"):
             status, _ = post_event_grid(f"{server.http}{path}{query}", disconnected)
             assert status == 401, (path, query)
         # An API token is not the callback secret.
-        status, _, _ = request(server, "POST", path, bearer(API_TOKEN), json.dumps(disconnected).encode())
+        status, _, _ = request(
+            server, "POST", path, bearer(API_TOKEN), json.dumps(disconnected).encode()
+        )
         assert status == 401
-    assert post_cloud_events(f"{server.http}/acs/callbacks?secret={CALLBACK_SECRET}", disconnected) == 200
+    assert (
+        post_cloud_events(f"{server.http}/acs/callbacks?secret={CALLBACK_SECRET}", disconnected)
+        == 200
+    )
     # Event Grid validates the subscription through the URL the deployer gave it, secret included.
     assert post_event_grid(f"{server.http}/acs/events", event_grid_validation("code-1"))[0] == 401
-    status, body = post_event_grid(f"{server.http}/acs/events?secret={CALLBACK_SECRET}", event_grid_validation("code-2"))
+    status, body = post_event_grid(
+        f"{server.http}/acs/events?secret={CALLBACK_SECRET}", event_grid_validation("code-2")
+    )
     assert (status, body) == (200, {"validationResponse": "code-2"})
 
 
-async def test_the_callback_urls_handed_to_acs_carry_the_secret(server: Server, fake_acs: FakeAcs) -> None:
+async def test_the_callback_urls_handed_to_acs_carry_the_secret(
+    server: Server, fake_acs: FakeAcs
+) -> None:
     fake_acs.next_call_connection_id = "answered-call"
-    status, _ = post_event_grid(f"{server.http}/acs/events?secret={CALLBACK_SECRET}", fake_acs.incoming_call())
+    status, _ = post_event_grid(
+        f"{server.http}/acs/events?secret={CALLBACK_SECRET}", fake_acs.incoming_call()
+    )
     assert status == 200
     await wait_for(lambda: fake_acs.of("start_recording"), 20, "the recording to start")
     assert fake_acs.wait_callbacks(5)
