@@ -105,6 +105,22 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def engine_setting_problems(settings: Settings) -> list[str]:
+    """Settings that load but cannot start their engine: said at start, naming what is missing,
+    instead of failing when the first call arrives (or as an error deep in an SDK)."""
+    problems = []
+    if settings.stt == "azure" and not settings.speech_endpoint:
+        if not settings.speech_region:
+            problems.append(
+                "CALLSTREAM_STT=azure needs CALLSTREAM_SPEECH_REGION (or CALLSTREAM_SPEECH_ENDPOINT)"
+            )
+        elif not settings.speech_key:
+            problems.append(
+                "CALLSTREAM_STT=azure with CALLSTREAM_SPEECH_REGION needs CALLSTREAM_SPEECH_KEY"
+            )
+    return problems
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise CliError(f"--workers {args.workers}: give 1 or more", 2)
@@ -130,6 +146,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         return 2
     errors, warnings = startup_check(settings, _is_loopback(settings.host))
+    errors += engine_setting_problems(settings)
     for error in errors:
         print(f"callstream: {error}", file=sys.stderr)
     if errors:

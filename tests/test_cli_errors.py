@@ -142,6 +142,8 @@ CASES: list[tuple[str, list[str], dict[str, str], int, list[str]]] = [
     ("serve-port-text", ["serve"], {"CALLSTREAM_PORT": "abc"}, 2, ["CALLSTREAM_PORT='abc'", "whole number"]),
     ("serve-port-range", ["serve"], {"CALLSTREAM_PORT": "70000"}, 2, ["CALLSTREAM_PORT", "65535"]),
     ("serve-insecure", ["serve"], {"CALLSTREAM_INSECURE": "maybe"}, 2, ["CALLSTREAM_INSECURE"]),
+    ("serve-azure-no-region", ["serve"], {"CALLSTREAM_STT": "azure"}, 2, ["CALLSTREAM_SPEECH_REGION"]),
+    ("serve-azure-no-key", ["serve"], {"CALLSTREAM_STT": "azure", "CALLSTREAM_SPEECH_REGION": "westeurope"}, 2, ["CALLSTREAM_SPEECH_KEY"]),
     ("serve-float", ["serve"], {"CALLSTREAM_DRAIN_GRACE_S": "soon"}, 2, ["CALLSTREAM_DRAIN_GRACE_S", "number"]),
     ("serve-negative", ["serve"], {"CALLSTREAM_RETENTION_DAYS": "-1"}, 2, ["CALLSTREAM_RETENTION_DAYS"]),
     ("serve-vad", ["serve"], {"CALLSTREAM_VAD_AGGRESSIVENESS": "7"}, 2, ["CALLSTREAM_VAD_AGGRESSIVENESS", "at most 3"]),
