@@ -328,3 +328,24 @@ def assert_seq_strict(events: list[dict]) -> None:
     seqs = [e["seq"] for e in events]
     assert seqs == sorted(set(seqs)), "seq must strictly increase"
     assert seqs[0] == 1 and seqs == list(range(1, len(seqs) + 1)), "no gap in seq"
+
+
+def run_cli(
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+    stdin: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """The real `callstream` command line in a child process (standard input closed unless
+    ``stdin`` is given)."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=stdin,
+        **({} if stdin is not None else {"stdin": subprocess.DEVNULL}),
+    )

@@ -14,7 +14,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import wave
 from pathlib import Path
 
@@ -22,6 +21,8 @@ import pytest
 
 from models.settings import SettingsError, load_settings
 from pipeline import cli
+
+from .conftest import run_cli
 
 TIMEOUT = 90  # seconds; every case ends in about one (a serve that starts would hang)
 WS = "ws://127.0.0.1:{port}/media"
@@ -76,15 +77,7 @@ def scratch(tmp_path: Path) -> Path:
 
 
 def run(cwd: Path, argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *argv],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_cli(*argv, cwd=cwd, env=env, timeout=TIMEOUT)
 
 
 def assert_one_line(done: subprocess.CompletedProcess[str], code: int, *needles: str) -> str:

@@ -9,10 +9,10 @@ secrets.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,21 +20,14 @@ import pytest
 from pipeline.demo import sample_call_path
 from pipeline.demo_view import Styles, TimeOrderedView
 
-from .conftest import assert_seq_strict
+from .conftest import assert_seq_strict, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 400) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("CALLSTREAM_")}
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def run_demo_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLSTREAM_")}
+    return run_cli(*args, cwd=cwd, env=env, timeout=400)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +35,7 @@ def two_demo_runs(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Path, list[subprocess.CompletedProcess]]:
     folder = tmp_path_factory.mktemp("newcomer")
-    runs = [run_cli("demo", "--speed", "0", cwd=folder) for _ in range(2)]
+    runs = [run_demo_cli("demo", "--speed", "0", cwd=folder) for _ in range(2)]
     return folder, runs
 
 
@@ -83,7 +76,7 @@ def test_the_demos_export_has_a_manifest_and_verifies(two_demo_runs) -> None:
         export = _exports(run.stdout)
         assert Path(f"{export}.manifest.json").is_file()
         assert f"verify: OK (callstream verify {export})" in run.stdout
-        verify = run_cli("verify", str(export), cwd=folder)
+        verify = run_demo_cli("verify", str(export), cwd=folder)
         assert verify.returncode == 0 and verify.stdout.startswith("OK"), (
             verify.stdout + verify.stderr
         )

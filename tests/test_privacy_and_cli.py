@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 
 from websockets.asyncio.client import connect
 
-from .conftest import FIXTURES, collect_call_events, start_subscribers, wait_until
+from .conftest import FIXTURES, collect_call_events, run_cli, start_subscribers, wait_until
 from .test_e2e_media import _transcription
 
 SECRETS = ["4111 1111 1111 1111", "4111111111111111", "john.smith@contoso.com", "078-05-1120"]
@@ -62,18 +60,6 @@ async def test_secrets_never_leave_the_boundary(acs_server) -> None:
         for secret in SECRETS:
             assert secret not in text, f"{secret!r} leaked into {name}"
         assert "4111 1111 1111" not in text, f"a partial card number leaked into {name}"
-
-
-def run_cli(
-    *args: str, timeout: float = 300, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        input=stdin,
-    )
 
 
 def test_redact_json_names_entities_and_spans() -> None:
