@@ -48,12 +48,10 @@ class Settings(msgspec.Struct, kw_only=True):
     azure_openai_endpoint: str | None = None
     azure_openai_api_key: str | None = None
     llm_model: str = "gpt-4o-mini"
-    bus: str = (
-        "memory"  # memory | redis://... | rediss://... | unix://... (checked in load_settings)
-    )
-    store: str | None = (
-        None  # SQLite in data_dir by default, a SQLite file path, or postgresql://...
-    )
+    # memory | redis://... | rediss://... | unix://... (checked in load_settings)
+    bus: str = "memory"
+    # SQLite in data_dir by default, a SQLite file path, or postgresql://...
+    store: str | None = None
     media_auth: Literal["acs-jwt", "off"] | None = None  # unset: acs-jwt when ACS is configured
     acs_jwks_url: str = "https://acscallautomation.communication.azure.com/calling/keys"
     acs_audience: str | None = None
@@ -77,9 +75,7 @@ class Settings(msgspec.Struct, kw_only=True):
     # Participant roles by raw-id prefix (comma-separated).
     agent_prefixes: str = "8:acs:,8:orgid:,8:teamsvisitor:"
     customer_prefixes: str = "4:"
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = (
-        "INFO"  # any case in the input
-    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"  # any case
     # `serve` writes one JSON object per line (log collectors), `text` is for people; the
     # demo and the other commands always write text.
     log_format: Literal["json", "text"] = "json"
@@ -105,9 +101,8 @@ class Settings(msgspec.Struct, kw_only=True):
     payment_withhold_audio: bool = True  # keep the customer's audio from remote speech engines
     recording_attempt_timeout_s: float = 1.0  # per pause/resume request to ACS
     media_idle_timeout_s: float = 60.0  # close a media socket that sends nothing for this long
-    media_reconnect_grace_s: float = (
-        10.0  # a dropped media socket: wait this long for ACS to reconnect
-    )
+    # A dropped media socket: wait this long for ACS to reconnect.
+    media_reconnect_grace_s: float = 10.0
     # A websocket sending more than this many messages a second (one more per KiB) is read
     # more slowly, not closed: ACS sends 50 a second per participant. 0: no limit.
     media_message_rate: float = 2000.0

@@ -17,6 +17,8 @@ from typing import NoReturn
 
 from models.settings import FIELDS, Settings, SettingsError, load_settings, mask_url
 
+from .version import version
+
 log = logging.getLogger("callstream")
 
 
@@ -31,24 +33,6 @@ class CliError(Exception):
 
 def _one_line(text: str) -> str:
     return mask_url(re.sub(r"\s+", " ", str(text)).strip())
-
-
-def version() -> str:
-    """The installed distribution's version, else the one in pyproject.toml beside the package."""
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
-
-    try:
-        return dist_version("callstream")
-    except PackageNotFoundError:
-        pass
-    import tomllib
-
-    try:
-        with open(Path(__file__).resolve().parent.parent / "pyproject.toml", "rb") as fh:
-            return str(tomllib.load(fh)["project"]["version"])
-    except (OSError, ValueError, KeyError):
-        return "unknown"
 
 
 def _settings(**overrides: object) -> Settings:
@@ -125,16 +109,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise CliError(f"--workers {args.workers}: give 1 or more", 2)
     overrides = {f: getattr(args, f, None) for f in FIELDS if getattr(args, f, None) is not None}
-    try:
-        settings = load_settings(overrides=overrides, config_file=args.config)
-    except SettingsError as exc:
-        print(f"callstream: {exc}", file=sys.stderr)
-        return 2
-    try:
-        _check_data_dir(settings)
-    except CliError as exc:
-        print(f"callstream: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings(
+        overrides=overrides, config_file=args.config
+    )  # main() says what is wrong
+    _check_data_dir(settings)
     setup_logging(settings.log_level, settings.log_format)
     from .auth import api_auth_enabled, startup_check
 
@@ -416,22 +394,25 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Everything the demo is given is checked here, before it starts anything."""
-    from .replay import AudioFileError, check_wav
+    from .replay import load_call_audio, sample_call_path
 
     _non_negative("--speed", args.speed)
-    # The settings the demo loads (pipeline/demo.py): the same overrides, so the same checks.
+    # The demo's replay is not ACS and has no ACS token: media auth is off (loopback only).
+    # Its replayer is its own and on loopback: no message-rate limit (at --speed 0 it sends
+    # far faster than ACS would, and the throttle's warning would only be about itself).
+    # The port is chosen when the service starts.
     settings = _settings(
         host="127.0.0.1", port=0, data_dir=args.data_dir, media_auth="off", media_message_rate=0
     )
     _check_data_dir(settings)
-    if args.file is not None:
-        try:
-            check_wav(args.file)
-        except AudioFileError as exc:
-            raise CliError(str(exc), 2) from None
+    path = Path(args.file) if args.file is not None else None
+    try:
+        audio = load_call_audio(path or sample_call_path())
+    except ValueError as exc:  # AudioFileError: names the file and what is wrong
+        raise CliError(str(exc), 2) from None
     from .demo import run_demo
 
-    return asyncio.run(run_demo(args))
+    return asyncio.run(run_demo(args, settings, path, audio))
 
 
 class _Parser(argparse.ArgumentParser):

@@ -16,7 +16,6 @@ import json
 import secrets
 import socket
 import sys
-from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
 
@@ -24,14 +23,14 @@ import uvicorn
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from models.settings import Settings, load_settings
+from models.settings import Settings
 
 from .app import create_app
 from .demo_view import Styles, TimeOrderedView
 from .export import export_lines
 from .manifest import manifest_path, verify_export
 from .manifest import write_export as write_manifested_export
-from .replay import load_call_audio, replay_call
+from .replay import CallAudio, replay_call, sample_call_path
 from .service import Service
 from .ws_protocol import media_ws_protocol_for
 
@@ -40,10 +39,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def sample_call_path() -> Path:
-    return Path(str(resources.files("pipeline") / "assets" / "sample_call.wav"))
 
 
 def write_export(service: Service, call_id: str) -> tuple[Path, dict]:
@@ -89,25 +84,17 @@ def demo_token(settings: Settings) -> str | None:
     return token
 
 
-async def run_demo(args: argparse.Namespace) -> int:
+async def run_demo(
+    args: argparse.Namespace, settings: Settings, path: Path | None, audio: CallAudio
+) -> int:
+    """The demo on ``settings`` (checked by the CLI, port 0: a free one is taken here),
+    replaying ``audio`` (read from ``path``, or the bundled call when None)."""
     from .cli import setup_logging
 
     setup_logging("WARNING")
-    path = Path(args.file) if args.file else sample_call_path()
-    audio = load_call_audio(path)  # before anything starts: a bad file costs nothing
     port = free_port()
-    # The demo's replay is not ACS and has no ACS token: media auth is off (loopback only).
-    # Its replayer is its own and on loopback: no message-rate limit (at --speed 0 it sends
-    # far faster than ACS would, and the throttle's warning would only be about itself).
-    settings = load_settings(
-        overrides={
-            "host": "127.0.0.1",
-            "port": port,
-            "data_dir": args.data_dir,
-            "media_auth": "off",
-            "media_message_rate": 0,
-        }
-    )
+    settings.port = port
+    path = path or sample_call_path()
     token = demo_token(settings)
     service = Service(settings)
     server = uvicorn.Server(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 from functools import cache
-from importlib import metadata
 from typing import Any
 
 from starlette.requests import Request
@@ -23,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from .auth import COOKIE, api_auth_enabled
 from .export import FORMATS
+from .version import version
 
 __all__ = ["openapi_document", "openapi_json"]
 
@@ -563,7 +563,9 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "307": {
                         "description": "To /console.",
-                        "headers": {"Location": {"schema": {"type": "string", "const": "/console"}}},
+                        "headers": {
+                            "Location": {"schema": {"type": "string", "const": "/console"}}
+                        },
                     }
                 },
             }
@@ -635,13 +637,6 @@ def _paths() -> dict[str, Any]:
     }
 
 
-def _version() -> str:
-    try:
-        return metadata.version("callstream")
-    except metadata.PackageNotFoundError:  # running from a source tree
-        return "0+unknown"
-
-
 @cache
 def _document(auth: bool) -> dict[str, Any]:
     paths = _paths()
@@ -653,7 +648,7 @@ def _document(auth: bool) -> dict[str, Any]:
                     op["responses"].pop("401", None)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "callstream", "version": _version(), "description": DESCRIPTION},
+        "info": {"title": "callstream", "version": version(), "description": DESCRIPTION},
         "tags": [
             {
                 "name": "compliance",

@@ -14,6 +14,7 @@ import datetime as dt
 import wave
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import msgspec
@@ -87,11 +88,9 @@ def _check_format(path: str | Path, w: wave.Wave_read) -> None:
         raise AudioFileError(f"{path}: the WAV file holds no audio")
 
 
-def check_wav(path: str | Path) -> None:
-    """Raise AudioFileError unless ``path`` is a WAV file that `load_call_audio` can replay
-    (reads the header only)."""
-    with _open_wav(path) as w:
-        _check_format(path, w)
+def sample_call_path() -> Path:
+    """The two-party call bundled with the package (`callstream demo` replays it)."""
+    return Path(str(resources.files("pipeline") / "assets" / "sample_call.wav"))
 
 
 def load_call_audio(path: str | Path, rate: int | None = None) -> CallAudio:

@@ -75,7 +75,12 @@ class DrainingServer(uvicorn.Server):
         service = self.service
         service.draining = True
         live = len(service.calls)
-        log.info("%s: draining (%d calls in progress, grace period %g s)", signal.Signals(sig).name, live, self.grace_s)
+        log.info(
+            "%s: draining (%d calls in progress, grace period %g s)",
+            signal.Signals(sig).name,
+            live,
+            self.grace_s,
+        )
         deadline = time.monotonic() + self.grace_s
         while service.calls and time.monotonic() < deadline and not self.should_exit:  # noqa: ASYNC110 - a 0.2 s poll of a dict
             await asyncio.sleep(0.2)
@@ -100,10 +105,11 @@ def where_and_how(settings: Settings) -> list[str]:
     from models.settings import mask_url
 
     from .auth import api_auth_enabled, media_auth_mode
+    from .version import version
 
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     base = f"http://{host}:{settings.port}"
-    lines = [f"callstream {_version()} listening on {base}"]
+    lines = [f"callstream {version()} listening on {base}"]
     if settings.host in ("0.0.0.0", "::", ""):
         lines[0] += " (all interfaces)"
     public = (settings.public_url or "").rstrip("/")
@@ -121,18 +127,13 @@ def where_and_how(settings: Settings) -> list[str]:
         f"media auth {media_auth_mode(settings)}, "
         f"API {'token or JWT required' if api_auth_enabled(settings) else 'open (no token configured)'}, "
         f"sentiment {settings.sentiment}, translation {settings.translator}"
-        + (f" to {settings.translate_to}" if settings.translator != "off" and settings.translate_to else "")
+        + (
+            f" to {settings.translate_to}"
+            if settings.translator != "off" and settings.translate_to
+            else ""
+        )
     )
     return lines
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("callstream")
-    except PackageNotFoundError:
-        return "(not installed)"
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
@@ -185,7 +186,11 @@ def supervise_workers(argv: list[str], workers: int) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    log.info("callstream: %d worker processes on one port (pids %s)", workers, ", ".join(str(p.pid) for p in procs))
+    log.info(
+        "callstream: %d worker processes on one port (pids %s)",
+        workers,
+        ", ".join(str(p.pid) for p in procs),
+    )
     restarts: list[float] = []
     while True:
         time.sleep(0.2)
