@@ -105,6 +105,16 @@ def engine_setting_problems(settings: Settings) -> list[str]:
     return problems
 
 
+def _claim_problems(settings: Settings) -> list[str]:
+    from .store_claim import StoreInUse, claim_store
+
+    try:
+        claim_store(settings)
+    except StoreInUse as exc:
+        return [str(exc)]
+    return []
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise CliError(f"--workers {args.workers}: give 1 or more", 2)
@@ -125,6 +135,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     errors, warnings = startup_check(settings, _is_loopback(settings.host))
     errors += engine_setting_problems(settings)
+    errors += _claim_problems(settings)
     for error in errors:
         print(f"callstream: {error}", file=sys.stderr)
     if errors:
@@ -405,6 +416,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         host="127.0.0.1", port=0, data_dir=args.data_dir, media_auth="off", media_message_rate=0
     )
     _check_data_dir(settings)
+    if problems := _claim_problems(settings):
+        raise CliError(problems[0], 2)
     path = Path(args.file) if args.file is not None else None
     try:
         audio = load_call_audio(path or sample_call_path())
