@@ -13,7 +13,9 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import secrets
+import shutil
 import socket
 import sys
 from pathlib import Path
@@ -50,6 +52,18 @@ def write_export(service: Service, call_id: str) -> tuple[Path, dict]:
         service.store, call_id, "jsonl", out, export_lines(service.store, call_id, "jsonl")
     )
     return out.resolve(), manifest
+
+
+def command_name() -> str:
+    """How to type `callstream` here: the bare name when it is on PATH (an activated venv),
+    else the venv's script, as a newcomer who ran `.venv/bin/callstream demo` would."""
+    if shutil.which("callstream"):
+        return "callstream"
+    script = Path(sys.executable).parent / "callstream"
+    if not script.exists():
+        return "callstream"
+    relative = os.path.relpath(script)
+    return str(script) if relative.startswith("..") else f"./{relative}"
 
 
 def new_call_id(path: Path) -> str:
@@ -176,6 +190,7 @@ async def run_demo(
             await replay
         out, manifest = await asyncio.to_thread(write_export, service, call_id)
         problems = await asyncio.to_thread(verify_export, out)
+        cli = command_name()
         print(f"\nexport: {out}")
         print(
             f"        {manifest_path(out)} ({manifest['eventCount']} events, chain head {manifest['chainHead'][:16]}...)"
@@ -183,9 +198,9 @@ async def run_demo(
         if problems:
             print("verify: FAILED: " + "; ".join(problems))
             return 1
-        print(f"verify: OK (callstream verify {out})")
+        print(f"verify: OK ({cli} verify {out})")
         print(
-            f"re-export any time: callstream export {call_id} --format txt --data-dir {settings.data_dir}"
+            f"re-export any time: {cli} export {call_id} --format txt --data-dir {settings.data_dir}"
         )
         if getattr(args, "keep", False):
             print(
@@ -194,7 +209,7 @@ async def run_demo(
             )
             await serve_until_interrupted(server_task)
         else:
-            print("keep the service and its console running after the call: callstream demo --keep")
+            print(f"keep the service and its console running after the call: {cli} demo --keep")
     finally:
         server.should_exit = True
         with contextlib.suppress(Exception):
