@@ -58,13 +58,9 @@ import os
 import platform
 import re
 import shlex
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import jiwer
@@ -72,9 +68,12 @@ import numpy as np
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from pipeline.replay import load_call_audio
-
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # tests/ (the server launcher) when run as a script
+
+from pipeline.replay import load_call_audio  # noqa: E402
+from tests.conftest import Server, start_server  # noqa: E402
+
 FIXTURES = REPO / "tests" / "fixtures" / "phone"
 ORDER = ["clean16k", "band8k", "mulaw", "alaw", "mulaw_noise20", "mulaw_unmixed"]
 DIGIT_WORDS = frozenset("zero one two three four five six seven eight nine oh".split())
@@ -224,67 +223,6 @@ def batch_decode(meta: dict, samples: np.ndarray) -> list[str]:
 
 
 # --------------------------------------------------------------------------- callstream
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`callstream serve` with local speech, in a subprocess, on a free loopback port."""
-
-    def __init__(self, workers: int) -> None:
-        self.port = free_port()
-        self.tmp = tempfile.TemporaryDirectory(prefix="speech-accuracy-")
-        self.log_path = Path(self.tmp.name) / "server.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CALLSTREAM_")}
-        self.settings = {
-            "CALLSTREAM_STT": "local",
-            "CALLSTREAM_HOST": "127.0.0.1",
-            "CALLSTREAM_PORT": str(self.port),
-            "CALLSTREAM_DATA_DIR": str(Path(self.tmp.name) / "data"),
-            "CALLSTREAM_STT_WORKERS": str(workers),
-            "CALLSTREAM_LOG_LEVEL": "WARNING",
-        }
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - the child writes it
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "serve"],
-            cwd=REPO,
-            env={**env, **self.settings},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit("server exited:\n" + self.logs())
-            try:
-                url = f"http://127.0.0.1:{self.port}/readyz"
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise SystemExit("server not ready in time:\n" + self.logs())
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        self.tmp.cleanup()
 
 
 def _epoch(iso: str) -> float:
@@ -536,22 +474,20 @@ async def amain(args: argparse.Namespace) -> int:
         f"# {info['date']}  nproc={info['nproc']}  {info['cpu']}  loadavg {info['loadavg_before'][0]:.2f}",
         flush=True,
     )
-    server = Server(args.workers)
+    settings = {"CALLSTREAM_STT": "local", "CALLSTREAM_STT_WORKERS": str(args.workers)}
+    info["server_settings"] = settings
     results = []
-    try:
-        await asyncio.to_thread(server.wait_ready)
-        info["server_settings"] = {
-            k: v
-            for k, v in server.settings.items()
-            if k not in ("CALLSTREAM_PORT", "CALLSTREAM_DATA_DIR")
-        }
-        for name in names:
-            for rate in rates:
-                r = await evaluate(name, rate, args.speed, server, args.show_text)
-                results.append(r)
-                print(f"  done {r['label']}", file=sys.stderr, flush=True)
-    finally:
-        server.stop()
+    with tempfile.TemporaryDirectory(prefix="speech-accuracy-") as tmp:
+        # The test suite's own launcher: `callstream serve` on a free loopback port, ready.
+        server = await asyncio.to_thread(start_server, Path(tmp), **settings)
+        try:
+            for name in names:
+                for rate in rates:
+                    r = await evaluate(name, rate, args.speed, server, args.show_text)
+                    results.append(r)
+                    print(f"  done {r['label']}", file=sys.stderr, flush=True)
+        finally:
+            server.stop()
     info["loadavg_after"] = os.getloadavg()
     speed = (
         "real time"
