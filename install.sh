@@ -89,6 +89,6 @@ python3 -m venv --clear .venv  # a second run gives the same venv, not an upgrad
 .venv/bin/pip install -q --require-hashes --no-deps -r "$lock"
 .venv/bin/pip install -q --no-deps --no-build-isolation -e .
 # The venv's own pip check: the lock is complete and consistent for this platform.
-.venv/bin/pip check >/dev/null
+.venv/bin/pip check >/dev/null || { echo "install.sh: the installed packages do not fit together:" >&2; .venv/bin/pip check >&2; exit 1; }
 echo "callstream $(.venv/bin/callstream --version 2>/dev/null | awk '{print $2}') installed in $(pwd)/.venv"
 echo "activate it to have \`callstream\` on PATH: source .venv/bin/activate"
