@@ -133,6 +133,14 @@ def flatmap_path_parameters(
 
 ANSWERS: Counter[tuple[str, int]] = Counter()  # (operation, status) -> count
 
+# Headers that frame the HTTP message rather than carry the API's input: a generated
+# `content-length: G2V` makes the request malformed HTTP, which the HTTP layer (h11) answers
+# with 400 before any route sees it. That is the protocol's answer, not the API's; the
+# cases keep every other generated header.
+FRAMING_HEADERS = frozenset(
+    {"content-length", "transfer-encoding", "host", "connection", "upgrade"}
+)
+
 
 def after_call(context: Any, case: schemathesis.Case, response: schemathesis.Response) -> None:
     ANSWERS[(case.operation.label, response.status_code)] += 1
@@ -167,6 +175,8 @@ schema = _load_schema()
     max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None
 )
 def test_api_conforms_to_its_openapi_description(case: schemathesis.Case, server: Server) -> None:
+    if case.headers:
+        case.headers = {k: v for k, v in case.headers.items() if k.lower() not in FRAMING_HEADERS}
     case.call_and_validate(base_url=server.http, checks=CHECKS, timeout=10)
 
 
