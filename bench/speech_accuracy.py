@@ -61,6 +61,7 @@ import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 
 import jiwer
@@ -315,20 +316,29 @@ def percentile(xs: list[float], q: float) -> float | None:
 # --------------------------------------------------------------------------- main
 
 
-async def evaluate(name: str, rate: int, speed: float, server: Server, show_text: bool) -> dict:
+async def evaluate(
+    name: str,
+    rate: int,
+    speed: float,
+    server: Server,
+    show_text: bool,
+    batch_texts: Awaitable[list[str]] | None = None,
+) -> dict:
+    """One condition end to end, beside batch. `batch_texts`: batch decoding already under
+    way elsewhere (the tests run it in another process while the call is replayed)."""
     meta, samples, wav = load_condition(name)
     utts = meta["utterances"]
     stereo = samples.shape[1] == 2
     refs = [words(u["text"]) for u in utts]
 
-    t = time.perf_counter()
-    batch_texts = batch_decode(meta, samples)
-    batch_s = time.perf_counter() - t
-    batch = score(refs, [words(x) for x in batch_texts])
-
     call_id = f"acc-{name}-{rate // 1000}k-{int(time.time())}"
     duration_s = len(samples) / 16000
     run = await run_call(server.port, wav, call_id, speed, rate, duration_s)
+
+    t = time.perf_counter()
+    texts = await batch_texts if batch_texts is not None else batch_decode(meta, samples)
+    batch_s = time.perf_counter() - t
+    batch = score(refs, [words(x) for x in texts])
     finals = []
     for arrived, ev in run["events"]:
         if ev.get("type") == "transcript.final":
@@ -362,7 +372,7 @@ async def evaluate(name: str, rate: int, speed: float, server: Server, show_text
                 "startMs": u["startMs"],
                 "endMs": u["endMs"],
                 "reference": u["text"],
-                "batch": batch_texts[i],
+                "batch": texts[i],
                 "callstream": text,
                 "finals": [
                     {

@@ -694,8 +694,9 @@ class CallSession:
         engine = self.service.engine
         if engine.source != "acs" and not getattr(engine, "continuous", False):
             stream = engine.open_stream(
-                uid, start_ms, lambda r, p=ch.participant: self.on_result(p, r), self.service.settings.language
-            )
+                uid, start_ms, lambda r, p=ch.participant: self.on_result(p, r), self.service.settings.language,
+                channel=f"{self.call_id}/{ch.participant}", digits=self.payment_open and ch.role == "customer",
+            )  # fmt: skip
             self.pending.add(uid)
             self._settled.clear()
         self.stats.utterances += 1

@@ -105,7 +105,7 @@ class _RemoteEngine:
     async def aclose(self) -> None:
         pass
 
-    def open_stream(self, uid, start_ms, on_result, language):  # noqa: ANN001, ANN201
+    def open_stream(self, uid, start_ms, on_result, language, channel=None, digits=False):  # noqa: ANN001, ANN201
         engine = self
 
         class Stream:

@@ -148,5 +148,7 @@ class AcsPassthroughEngine:
         start_ms: int,
         on_result: ResultCallback,
         language: str = "en-US",
+        channel: str | None = None,
+        digits: bool = False,
     ) -> _NullStream:
         return _NULL_STREAM

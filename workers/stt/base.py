@@ -60,6 +60,14 @@ class SpeechEngine(Protocol):
         start_ms: int,
         on_result: ResultCallback,
         language: str = "en-US",
+        channel: str | None = None,
+        digits: bool = False,
     ) -> SpeechStream:
-        """Begin an utterance that starts at `start_ms` on the call clock."""
+        """Begin an utterance that starts at `start_ms` on the call clock.
+
+        Hints an engine may use or ignore: `channel` names whose audio this is (one
+        participant of one call), so an engine can carry what it learned about the line
+        (the local engine: its cepstral mean) from one utterance to the next; `digits`
+        says a payment window is open and this is the customer's own audio, so digits are
+        what to expect."""
         ...

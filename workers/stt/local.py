@@ -9,8 +9,8 @@ buffers audio and posts messages.
 Process protocol (plain tuples, cheap to pickle):
 - parent -> worker, one `multiprocessing.Queue` per worker (only the parent writes it, so
   a dying worker cannot leave a cross-process lock held):
-  ("s", sid, start_ms) start, ("a", sid, pcm) audio, ("e", sid, end_ms) end,
-  ("c", sid) cancel, None stop.
+  ("s", sid, start_ms, channel, digits) start, ("a", sid, pcm) audio, ("e", sid, end_ms)
+  end, ("c", sid) cancel, None stop.
 - worker -> parent, one one-way `Pipe` per worker: ("ready",), and
   (sid, is_final, text, end_ms, confidence, decode_s, audio_ms) results. A per-worker pipe
   rather than a shared queue: the pipe's EOF is how the parent learns that a worker died.
@@ -30,20 +30,19 @@ so each worker creates one at start (before reporting ready) and pools them afte
 A worker with one Decoder is ~128 MB RSS; with three (three utterances at once) ~325 MB.
 Pools only grow (bounded by the peak of concurrent utterances per worker).
 
-Measured on this 2-core VM: engine start (spawn + import + first Decoder) ~1.35 s with
-one worker, ~2.5 s with two; real-time factor of one stream in a worker (decode time /
-audio time, bestpath included) ~0.25-0.36, so one core decodes ~3 concurrent speakers
-in real time.
+Normalisation per channel: what an utterance is decoded with (warm-up, the channel's
+cepstral mean, partials, final, confidence, the payment digits search) is
+`workers/stt/local_decoding.py`; this module only carries it between processes. A channel
+(one participant of one call) is pinned to the worker that decoded its first utterance,
+and that worker keeps the channel's mean (`channel_norm.ChannelNorm`, 13 numbers; at most
+`MAX_CHANNELS`, least recently used dropped) and updates it from each final in order. So an
+utterance always starts from every earlier utterance of its channel, however far the
+worker lags behind (a replay at full speed gives the same finals as one in real time),
+which carrying the mean through the parent could not promise. A channel has one utterance
+at a time, so pinning costs little balance. A restarted worker starts its channels over.
 
-Partials: after at least `partial_interval_ms` of new audio has been decoded, the worker
-reads the hypothesis and emits a partial if it is non-empty and changed. end_ms of a
-partial = start_ms + audio decoded so far.
-
-Final and confidence: decoders run with `bestpath=True` so that, after `end_utt()`, each
-word segment carries a posterior probability in 0..1. The final's confidence is the mean
-posterior of the real words (fillers such as <s>, </s>, <sil>, [NOISE] excluded), 0.0 when
-there are none. (The whole-utterance posterior `hyp().prob` is a product over words and
-collapses towards 0 for any long sentence, so it is not useful as a confidence.)
+Speed and accuracy: bench/RESULTS.md ("Speech on telephone audio") has the curve and the
+numbers behind `local_decoding.DEFAULT_OPTIONS`.
 Language: the bundled model is US English; results say "en-US" whatever was asked.
 
 Worker crash: the reader thread sees EOF on the worker's pipe. Every stream pinned to it
@@ -63,13 +62,15 @@ import logging
 import multiprocessing as mp
 import os
 import threading
-import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from models.speech import SpeechResult
 from workers.stt.base import ResultCallback
+from workers.stt.channel_norm import ChannelNorm
+from workers.stt.local_decoding import DEFAULT_WARM_MS
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ SHIP_INTERVAL_S = 0.1
 BYTES_PER_MS = 32  # 16 kHz * 2 bytes
 JOIN_TIMEOUT_S = 3.0
 MAX_STARTUP_FAILURES = 3
+MAX_CHANNELS = 4096  # channel means kept (13 numbers each); the least recently used go
 
 _OPEN, _ENDED, _DONE = 0, 1, 2
 
@@ -86,56 +88,23 @@ _OPEN, _ENDED, _DONE = 0, 1, 2
 # --------------------------------------------------------------------------- worker side
 
 
-def _confidence(decoder: Any) -> float:
-    probs = [
-        s.prob
-        for s in decoder.seg()
-        if s.word and not (s.word[0] in "<[" or s.word.startswith("++"))
-    ]
-    if not probs:
-        return 0.0
-    return max(0.0, min(1.0, sum(probs) / len(probs)))
-
-
-class _Utterance:
-    __slots__ = (
-        "decoder",
-        "start_ms",
-        "audio_bytes",
-        "since_partial",
-        "last_text",
-        "failed",
-        "decode_s",
-    )
-
-    def __init__(self, decoder: Any, start_ms: int) -> None:
-        self.decoder = decoder
-        self.start_ms = start_ms
-        self.audio_bytes = 0
-        self.since_partial = 0
-        self.last_text = ""
-        self.failed = False
-        self.decode_s = 0.0
-
-
-def _worker_main(cmd_q: Any, res_conn: Connection, partial_interval_ms: int) -> None:
+def _worker_main(
+    cmd_q: Any,
+    res_conn: Connection,
+    partial_interval_ms: int,
+    options: dict[str, Any] | None,
+    warm_ms: int,
+) -> None:
     """Entry point of a worker process: decode utterances until told to stop."""
     import queue
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent owns shutdown
-    from pocketsphinx import Decoder
+    from workers.stt.local_decoding import Decoders, UtteranceDecoding
 
-    def new_decoder() -> Any:
-        return Decoder(loglevel="FATAL", bestpath=True)
-
-    pool: list[Any] = [new_decoder()]
-    # Every utterance starts from the model's initial cepstral mean: a pooled decoder would
-    # otherwise carry the previous (possibly other speaker's) normalisation, which makes
-    # results depend on scheduling and hurts the first words of a new speaker.
-    initial_cmn = pool[0].get_cmn()
-    active: dict[int, _Utterance] = {}
-    partial_bytes = max(1, partial_interval_ms) * BYTES_PER_MS
+    decoders = Decoders(options)
+    active: dict[int, UtteranceDecoding] = {}
+    channels: OrderedDict[str, ChannelNorm] = OrderedDict()  # least recently used first
     parent = os.getppid()
     send = res_conn.send
     send(("ready",))
@@ -152,64 +121,44 @@ def _worker_main(cmd_q: Any, res_conn: Connection, partial_interval_ms: int) -> 
         kind, sid = msg[0], msg[1]
         if kind == "a":
             utt = active.get(sid)
-            if utt is None or utt.failed:
-                continue
-            data = msg[2]
-            t0 = time.perf_counter()
-            # Decode in slices of the partial interval so that a large batch (a replay at
-            # full speed, a worker catching up) still yields partials along the way.
-            for pos in range(0, len(data), partial_bytes):
-                chunk = data[pos : pos + partial_bytes]
-                try:
-                    utt.decoder.process_raw(chunk)
-                except Exception:  # decoder state is suspect; finish with an empty final
-                    utt.failed = True
-                    break
-                utt.audio_bytes += len(chunk)
-                utt.since_partial += len(chunk)
-                if utt.since_partial >= partial_bytes:
-                    utt.since_partial = 0
-                    hyp = utt.decoder.hyp()
-                    text = hyp.hypstr if hyp is not None else ""
-                    if text and text != utt.last_text:
-                        utt.last_text = text
-                        end_ms = utt.start_ms + utt.audio_bytes // BYTES_PER_MS
-                        send((sid, False, text, end_ms, 0.0, 0.0, 0))
-            utt.decode_s += time.perf_counter() - t0
+            if utt is not None:
+                for text, end_ms in utt.feed(msg[2]):
+                    send((sid, False, text, end_ms, 0.0, 0.0, 0))
         elif kind == "s":
-            decoder = pool.pop() if pool else new_decoder()
-            utt = _Utterance(decoder, msg[2])
-            try:
-                decoder.set_cmn(initial_cmn)
-                decoder.start_utt()
-            except Exception:
-                utt.failed = True
+            channel = msg[3]
+            norm = channels.get(channel) if channel is not None else None
+            if norm is not None:
+                channels.move_to_end(channel)
+            utt = UtteranceDecoding(
+                decoders, msg[2], prior=norm.state() if norm is not None else None, digits=msg[4],
+                warm_ms=warm_ms, partial_interval_ms=partial_interval_ms,
+            )  # fmt: skip
+            utt.channel = channel
             active[sid] = utt
         elif kind == "e":
             utt = active.pop(sid, None)
-            if utt is None:
-                continue
-            text, conf = "", 0.0
-            t0 = time.perf_counter()
-            try:
-                utt.decoder.end_utt()
-                if not utt.failed:
-                    hyp = utt.decoder.hyp()
-                    text = hyp.hypstr if hyp is not None else ""
-                    conf = _confidence(utt.decoder) if text else 0.0
-                pool.append(utt.decoder)
-            except Exception:
-                text, conf = "", 0.0  # drop this decoder, a fresh one replaces it on demand
-            utt.decode_s += time.perf_counter() - t0
-            send((sid, True, text, msg[2], conf, utt.decode_s, utt.audio_bytes // BYTES_PER_MS))
+            if utt is not None:
+                text, conf, mean = utt.finish()
+                if mean is not None and utt.channel is not None:
+                    _learn(channels, utt.channel, mean)
+                send((sid, True, text, msg[2], conf, utt.decode_s, utt.audio_ms))
         elif kind == "c":
             utt = active.pop(sid, None)
             if utt is not None:
-                try:
-                    utt.decoder.end_utt()
-                    pool.append(utt.decoder)
-                except Exception:
-                    pass
+                utt.cancel()
+
+
+def _learn(
+    channels: OrderedDict[str, ChannelNorm], channel: str, mean: tuple[list[float], int]
+) -> None:
+    norm = channels.get(channel)
+    if norm is None:
+        norm = channels[channel] = ChannelNorm()
+        while len(channels) > MAX_CHANNELS:
+            channels.popitem(last=False)
+    else:
+        channels.move_to_end(channel)
+    norm.add(*mean)
 
 
 # --------------------------------------------------------------------------- parent side
@@ -316,11 +265,21 @@ class LocalSpeechEngine:
     source = SOURCE
     remote = False
 
-    def __init__(self, workers: int, partial_interval_ms: int = 300) -> None:
+    def __init__(
+        self,
+        workers: int,
+        partial_interval_ms: int = 300,
+        decoder_options: dict[str, Any] | None = None,
+        warm_ms: int = DEFAULT_WARM_MS,
+    ) -> None:
         if workers < 1:
             raise ValueError("workers must be >= 1")
         self.n_workers = workers
         self.partial_interval_ms = partial_interval_ms
+        self.decoder_options = decoder_options
+        self.warm_ms = warm_ms
+        # The worker that holds each channel's mean (pinned: see the module docstring).
+        self._channel_worker: OrderedDict[str, int] = OrderedDict()
         self.stats = DecodeStats()
         self.restarts = 0
         self._ctx = mp.get_context("spawn")
@@ -390,16 +349,34 @@ class LocalSpeechEngine:
         start_ms: int,
         on_result: ResultCallback,
         language: str = "en-US",
+        channel: str | None = None,
+        digits: bool = False,
     ) -> LocalSpeechStream:
+        """`channel` names whose audio this is (one participant of one call, or a call's
+        mixed stream): utterances of a channel start from its cepstral mean so far.
+        `digits`: a payment window is open and this is the customer's own audio."""
         if self._loop is None or self._closing or not self._workers:
             raise RuntimeError("engine is not running")
-        worker = min(self._workers, key=lambda w: len(w.streams))
+        worker = self._worker_for(channel)
         self._next_sid += 1
         stream = LocalSpeechStream(self, worker, self._next_sid, utterance_id, start_ms, on_result)
         self._streams[stream.sid] = stream
         worker.streams.add(stream)
-        worker.cmd_q.put(("s", stream.sid, start_ms))
+        worker.cmd_q.put(("s", stream.sid, start_ms, channel, digits))
         return stream
+
+    def _worker_for(self, channel: str | None) -> _Worker:
+        """The channel's worker if it has one, else the least busy (which then keeps it)."""
+        by_slot = {w.slot: w for w in self._workers}
+        if channel is not None and (slot := self._channel_worker.get(channel)) in by_slot:
+            self._channel_worker.move_to_end(channel)
+            return by_slot[slot]
+        worker = min(self._workers, key=lambda w: len(w.streams))
+        if channel is not None:
+            self._channel_worker[channel] = worker.slot
+            while len(self._channel_worker) > MAX_CHANNELS:
+                self._channel_worker.popitem(last=False)
+        return worker
 
     @property
     def active_streams(self) -> int:
@@ -416,7 +393,7 @@ class LocalSpeechEngine:
         res_r, res_w = self._ctx.Pipe(duplex=False)
         proc = self._ctx.Process(
             target=_worker_main,
-            args=(cmd_q, res_w, self.partial_interval_ms),
+            args=(cmd_q, res_w, self.partial_interval_ms, self.decoder_options, self.warm_ms),
             name=f"callstream-stt-{slot}",
             daemon=True,
         )

@@ -1,0 +1,239 @@
+"""One utterance through pocketsphinx: normalised per channel, partials while it goes on.
+
+WHY a module of its own: this is the part of the local engine that decides accuracy and
+cost, and it runs the same in a worker process (`workers/stt/local.py`) and in-process in
+`bench/` and the tests that measure it, so the curve in bench/RESULTS.md is the engine's.
+
+An utterance (`UtteranceDecoding`):
+1. buffers audio until it holds `warm_ms` of sound (idle-channel frames do not count), or
+   its end arrives;
+2. starts the decoder from the mean of the channel's earlier utterances blended with the
+   mean of that first sound (`channel_norm`), in the search the caller asked for: the
+   full language model, or in a payment window the digits model (`DIGITS_SEARCH`);
+3. decodes the buffer and then the audio as it comes, in slices of the partial interval,
+   so a batch (a replay at full speed, a worker catching up) still yields partials;
+4. at the end: the final hypothesis, its confidence, and the utterance's own mean and
+   frame count, which the parent adds to the channel's history.
+
+Payment digits: while a payment window is open a customer says card digits. The search
+then uses a small unigram model (`assets/payment_digits.arpa`, made by
+`workers/stt/payment_lm.py`) in which digits carry most of the probability and the few dozen
+other words people say while reading a card stay possible. On the phone fixtures this
+found every spoken digit where the full model lost some, at about a tenth of the CPU. It
+is only used on a customer's own channel (mixed audio has the agent in it too).
+
+Decoder options (`DEFAULT_OPTIONS`) were chosen on the speed/accuracy curve in
+bench/RESULTS.md ("Speech on telephone audio"); `bench/speech_accuracy.py --decoder`
+draws it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from workers.stt.channel_norm import MeanEstimator, blend, format_cmn, sounding_frames
+
+BYTES_PER_MS = 32  # 16 kHz * 2 bytes
+DIGITS_SEARCH = "payment_digits"
+DIGITS_LM = Path(__file__).resolve().parent / "assets" / "payment_digits.arpa"
+DEFAULT_WARM_MS = 800
+# Idle frames before the sound (the VAD's pre-roll) are in the buffer too; this many ms of
+# buffer start decoding whatever they hold, so a quiet utterance is not held back forever.
+MAX_WARM_BUFFER_MS = 1500
+# While the utterance goes on, its mean so far replaces the warm-up's this often.
+REFRESH_MS = 1000
+DEFAULT_OPTIONS: dict[str, Any] = {"maxhmmpf": 4000, "fwdflat": False}
+
+
+def new_decoder(options: dict[str, Any]) -> Any:
+    """A decoder with the bundled US-English model, `bestpath` for word posteriors (the
+    final's confidence), and the payment digits model as a second search."""
+    from pocketsphinx import Decoder
+
+    decoder = Decoder(loglevel="FATAL", bestpath=True, **options)
+    decoder.add_lm_file(DIGITS_SEARCH, str(DIGITS_LM))
+    decoder.activate_search("_default")
+    return decoder
+
+
+def confidence(decoder: Any) -> float:
+    """Mean posterior of the real words (fillers such as <s>, </s>, <sil>, [NOISE] excluded).
+
+    The whole-utterance posterior `hyp().prob` is a product over words and collapses
+    towards 0 for any long sentence, so it is not useful as a confidence."""
+    probs = [
+        s.prob
+        for s in decoder.seg()
+        if s.word and not (s.word[0] in "<[" or s.word.startswith("++"))
+    ]
+    if not probs:
+        return 0.0
+    return max(0.0, min(1.0, sum(probs) / len(probs)))
+
+
+class Decoders:
+    """A worker's decoders: a pool for utterances (grown on demand) and one mean estimator."""
+
+    def __init__(self, options: dict[str, Any] | None = None) -> None:
+        self.options = dict(DEFAULT_OPTIONS if options is None else options)
+        self.pool: list[Any] = [new_decoder(self.options)]
+        self.initial_cmn: str = self.pool[0].get_cmn()
+        self.estimator = MeanEstimator(lambda: _plain_decoder())
+
+    def take(self) -> Any:
+        return self.pool.pop() if self.pool else new_decoder(self.options)
+
+    def give_back(self, decoder: Any) -> None:
+        self.pool.append(decoder)
+
+
+def _plain_decoder() -> Any:
+    from pocketsphinx import Decoder
+
+    return Decoder(loglevel="FATAL")
+
+
+class UtteranceDecoding:
+    """One utterance's decode. Not thread-safe; the owner calls feed() then finish()."""
+
+    __slots__ = (
+        "decoders", "decoder", "start_ms", "prior", "digits", "warm_ms", "partial_bytes",
+        "audio", "decoded", "started", "since_partial", "last_text", "failed", "decode_s",
+        "channel", "refreshed",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        decoders: Decoders,
+        start_ms: int,
+        prior: tuple[list[float], int] | None = None,
+        digits: bool = False,
+        warm_ms: int = DEFAULT_WARM_MS,
+        partial_interval_ms: int = 300,
+    ) -> None:
+        self.decoders = decoders
+        self.decoder: Any = None
+        self.start_ms = start_ms
+        self.prior = prior
+        self.digits = digits
+        self.warm_ms = warm_ms
+        self.partial_bytes = max(1, partial_interval_ms) * BYTES_PER_MS
+        self.audio = bytearray()
+        self.decoded = 0  # bytes of `audio` given to the decoder
+        self.started = False
+        self.since_partial = 0
+        self.last_text = ""
+        self.failed = False
+        self.decode_s = 0.0
+        self.channel: str | None = None  # the owner's key for `prior`'s channel
+        self.refreshed = 0  # len(audio) when the mean was last set
+
+    @property
+    def audio_ms(self) -> int:
+        return len(self.audio) // BYTES_PER_MS
+
+    def feed(self, pcm: bytes) -> list[tuple[str, int]]:
+        """Add audio; returns the partials (text, end_ms) it produced, oldest first."""
+        if self.failed:
+            return []
+        t0 = time.perf_counter()
+        self.audio += pcm
+        out: list[tuple[str, int]] = []
+        if not self.started and self._warm_enough():
+            self._start()
+        if self.started:
+            self._decode(out)
+        self.decode_s += time.perf_counter() - t0
+        return out
+
+    def finish(self) -> tuple[str, float, tuple[list[float], int] | None]:
+        """End of audio: (final text, confidence, the utterance's (mean, frames) or None).
+
+        The decoder goes back to the pool unless it failed (a fresh one replaces it)."""
+        t0 = time.perf_counter()
+        text, conf = "", 0.0
+        try:
+            if not self.failed and not self.started:
+                self._start()
+            if self.started and not self.failed:
+                self._decode([])
+                self.decoder.end_utt()
+                if not self.failed:
+                    hyp = self.decoder.hyp()
+                    text = hyp.hypstr if hyp is not None else ""
+                    conf = confidence(self.decoder) if text else 0.0
+            if self.decoder is not None:
+                self.decoders.give_back(self.decoder)
+        except Exception:
+            text, conf = "", 0.0  # drop this decoder, a fresh one replaces it on demand
+        self.decoder = None
+        mean = None if self.failed else self.decoders.estimator.mean(bytes(self.audio))
+        self.decode_s += time.perf_counter() - t0
+        return text, conf, mean
+
+    def cancel(self) -> None:
+        if self.decoder is not None:
+            try:
+                if self.started:
+                    self.decoder.end_utt()
+                self.decoders.give_back(self.decoder)
+            except Exception:
+                pass
+            self.decoder = None
+
+    # -- internals
+
+    def _warm_enough(self) -> bool:
+        if len(self.audio) >= MAX_WARM_BUFFER_MS * BYTES_PER_MS:
+            return True
+        return len(sounding_frames(bytes(self.audio))) >= self.warm_ms * BYTES_PER_MS
+
+    def _start(self) -> None:
+        self.started = True
+        d = self.decoders
+        try:
+            own = d.estimator.mean(bytes(self.audio)) if self.warm_ms else None
+            mean = blend(self.prior, own)
+            self.decoder = d.take()
+            self.decoder.activate_search(DIGITS_SEARCH if self.digits else "_default")
+            self.decoder.set_cmn(format_cmn(mean) if mean is not None else d.initial_cmn)
+            self.decoder.start_utt()
+            self.refreshed = len(self.audio)
+        except Exception:  # decoder state is suspect; finish with an empty final
+            self.failed = True
+
+    def _refresh(self) -> None:
+        """The utterance's mean so far, blended with the channel's, for the frames to come."""
+        self.refreshed = len(self.audio)
+        own = self.decoders.estimator.mean(bytes(self.audio))
+        mean = blend(self.prior, own)
+        if mean is not None:
+            self.decoder.set_cmn(format_cmn(mean))
+
+    def _decode(self, out: list[tuple[str, int]]) -> None:
+        step = self.partial_bytes
+        audio = self.audio
+        while self.decoded < len(audio) and not self.failed:
+            chunk = bytes(audio[self.decoded : self.decoded + step])
+            try:
+                self.decoder.process_raw(chunk)
+            except Exception:
+                self.failed = True
+                return
+            self.decoded += len(chunk)
+            self.since_partial += len(chunk)
+            if REFRESH_MS and self.decoded - self.refreshed >= REFRESH_MS * BYTES_PER_MS:
+                try:
+                    self._refresh()
+                except Exception:
+                    self.failed = True
+                    return
+            if self.since_partial >= step:
+                self.since_partial = 0
+                hyp = self.decoder.hyp()
+                text = hyp.hypstr if hyp is not None else ""
+                if text and text != self.last_text:
+                    self.last_text = text
+                    out.append((text, self.start_ms + self.decoded // BYTES_PER_MS))
