@@ -16,8 +16,13 @@ partial interval (300 ms), and measures:
 A call has two participants who each speak about half the time, so about one speaking
 stream per call on average: concurrent calls ~= concurrent real-time speaking streams.
 
-    /tmp/venv/bin/python bench/local_speech.py                  # streams 2,4,6; 2 rounds
-    /tmp/venv/bin/python bench/local_speech.py --streams 4 --rounds 5
+    .venv/bin/python bench/local_speech.py                  # streams 2,4,6; 2 rounds
+    .venv/bin/python bench/local_speech.py --streams 4 --rounds 5
+    .venv/bin/python bench/local_speech.py --fixture tests/fixtures/phone/mulaw   # telephone audio
+    .venv/bin/python bench/local_speech.py --options none   # pocketsphinx defaults (before issue 15)
+
+Each concurrent lane is one channel (`channel=lane<k>`), so its utterances start from the
+lane's cepstral mean as a call's participant's do.
 """
 
 from __future__ import annotations
@@ -29,32 +34,35 @@ import os
 import statistics
 import sys
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 FIXTURE = REPO / "tests" / "fixtures" / "support_call"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+OPTIONS: dict | None = None  # pocketsphinx options (--options); None = the engine's defaults
 
 
 def load_utterances(base: Path) -> list[tuple[str, bytes]]:
-    """(role, PCM16 16 kHz mono) for each utterance of the fixture."""
+    """(role, PCM16 16 kHz mono) for each utterance of the fixture. A fixture stored at
+    another rate (the telephone ones in tests/fixtures/phone/ are at 8 kHz) is brought to
+    16 kHz by the replay's own resampler, as callstream receives it."""
+    from pipeline.replay import load_call_audio
+
     meta = json.loads(base.with_suffix(".json").read_text())
-    with wave.open(str(base.with_suffix(".wav")), "rb") as w:
-        rate, nch = w.getframerate(), w.getnchannels()
-        samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, nch)
-    if rate != 16000:
-        raise SystemExit("fixture must be 16 kHz")
-    side = {role: (0 if ch == "left" else 1) for ch, role in meta["channels"].items()}
+    audio = load_call_audio(base.with_suffix(".wav"), 16000)
+    samples = np.stack([np.frombuffer(pcm, dtype="<i2") for _, pcm in audio.tracks], axis=1)
+    nch = samples.shape[1]
+    side = {role: (0 if ch == "left" else 1) for ch, role in meta.get("channels", {}).items()}
     out = []
     for u in meta["utterances"]:
         col = side[u["role"]] if nch == 2 else 0
         a, b = u["startMs"] * 16, u["endMs"] * 16
-        out.append((u["role"], samples[a:b, col].tobytes()))
+        out.append((u["role"], np.ascontiguousarray(samples[a:b, col]).tobytes()))
     return out
 
 
@@ -67,7 +75,9 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-async def decode(engine, uid: str, pcm: bytes, chunk: int = 640) -> tuple[float, str]:  # noqa: ANN001
+async def decode(
+    engine, uid: str, pcm: bytes, chunk: int = 640, channel: str | None = None
+) -> tuple[float, str]:  # noqa: ANN001
     """Push one utterance in 20 ms pieces as fast as possible; wall seconds to its final."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[str] = loop.create_future()
@@ -77,7 +87,7 @@ async def decode(engine, uid: str, pcm: bytes, chunk: int = 640) -> tuple[float,
             done.set_result(r.text)
 
     t0 = time.perf_counter()
-    stream = engine.open_stream(uid, 0, on_result)
+    stream = engine.open_stream(uid, 0, on_result, channel=channel)
     for pos in range(0, len(pcm), chunk):
         stream.push(pcm[pos : pos + chunk])
     stream.end(len(pcm) // 32)
@@ -88,7 +98,7 @@ async def decode(engine, uid: str, pcm: bytes, chunk: int = 640) -> tuple[float,
 async def single(utts: list[tuple[str, bytes]], rounds: int) -> dict:
     from workers.stt.local import LocalSpeechEngine
 
-    engine = LocalSpeechEngine(workers=1)
+    engine = LocalSpeechEngine(workers=1, decoder_options=OPTIONS)
     t = time.perf_counter()
     await engine.start()
     start_s = time.perf_counter() - t
@@ -126,7 +136,7 @@ async def concurrent(
 ) -> dict:
     from workers.stt.local import LocalSpeechEngine
 
-    engine = LocalSpeechEngine(workers=workers)
+    engine = LocalSpeechEngine(workers=workers, decoder_options=OPTIONS)
     await engine.start()
     try:
         # Warm every worker's decoder pool up to the concurrency it will see.
@@ -143,7 +153,7 @@ async def concurrent(
             for r in range(rounds):
                 for j in range(len(utts)):
                     pcm = utts[(j + k) % len(utts)][1]
-                    await decode(engine, f"c{k}-{r}-{j}", pcm)
+                    await decode(engine, f"c{k}-{r}-{j}", pcm, channel=f"lane{k}")
                     a += len(pcm) / 32000
             return a
 
@@ -221,8 +231,19 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2, help="passes over the fixture's utterances")
     ap.add_argument("--fixture", default=str(FIXTURE), help="path without extension (.wav + .json)")
     ap.add_argument("--show-text", action="store_true", help="print the first round's transcripts")
+    ap.add_argument(
+        "--options",
+        help="pocketsphinx options, comma-separated key=value (default: the engine's own); "
+        "'none' = pocketsphinx's defaults, as the engine ran before issue 15",
+    )
     ap.add_argument("--json", help="also write the raw results here")
-    return asyncio.run(amain(ap.parse_args()))
+    args = ap.parse_args()
+    global OPTIONS
+    if args.options:
+        from speech_curve import parse_options
+
+        OPTIONS = {} if args.options == "none" else parse_options(args.options)
+    return asyncio.run(amain(args))
 
 
 if __name__ == "__main__":

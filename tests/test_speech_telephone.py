@@ -254,7 +254,7 @@ def batch_pool():  # noqa: ANN201
 
 
 @pytest.mark.parametrize(
-    ("name", "rate"), [*((c, 16000) for c in CONDITIONS), ("mulaw_unmixed", 24000)]
+    ("name", "rate"), [(c, 16000) for c in CONDITIONS]
 )
 async def test_end_to_end_wer_within_batch_and_digits_at_least_batch(
     name: str, rate: int, phone_server: Server, batch_pool: dict
