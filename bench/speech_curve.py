@@ -13,8 +13,9 @@ mean, partials every 300 ms) with the given pocketsphinx options. Finals are ass
 clips and scored as ``bench/speech_accuracy.py`` does (which replays the same calls end to
 end through ``serve``); the numbers match it for the same options (same code, same audio).
 
-Reported per option set: WER and digit recall per condition and in all, and the CPU
-real-time factor (process CPU seconds / audio seconds; the decoding's own cost, not
+Reported per option set: WER and digit recall per condition and in all, how much of an
+utterance's audio (VAD pre-roll included) had arrived when its first partial came, and
+the CPU real-time factor (process CPU seconds / audio seconds; the decoding's own cost, not
 sensitive to other processes on the machine the way wall time is). Batch (each clip whole,
 pocketsphinx's default options) is printed once for reference with ``--batch``.
 
@@ -91,19 +92,28 @@ def segments(meta: dict, samples: np.ndarray) -> list[dict]:
 
 
 def decode_call(
-    decoders: Decoders, segs: list[dict], digits_for: set[int] = frozenset()
+    decoders: Decoders,
+    segs: list[dict],
+    digits_for: set[int] = frozenset(),
+    first_partial_ms: list[int] | None = None,
 ) -> list[str]:
-    """Each utterance as the engine's worker decodes it, channels carried in call order."""
+    """Each utterance as the engine's worker decodes it, channels carried in call order.
+    `first_partial_ms` collects, per utterance, how much of its audio had arrived when
+    its first partial came (the audio clock, not the wall clock)."""
     channels: dict[str, ChannelNorm] = {}
     texts = []
     for i, u in enumerate(segs):
         norm = channels.setdefault(u["role"], ChannelNorm())
         utt = UtteranceDecoding(decoders, u["startMs"], prior=norm.state(), digits=i in digits_for)
         pcm = u["pcm"]
+        first = None
         for p in range(0, len(pcm), SHIP_BYTES):
-            utt.feed(pcm[p : p + SHIP_BYTES])
-        text, _conf, mean = utt.finish()
-        if mean is not None:
+            if utt.feed(pcm[p : p + SHIP_BYTES]) and first is None:
+                first = min(p + SHIP_BYTES, len(pcm)) // 32
+        if first_partial_ms is not None and first is not None:
+            first_partial_ms.append(first)
+        text, _conf = utt.finish()
+        if (mean := utt.channel_mean()) is not None:
             norm.add(*mean)
         texts.append(text)
     return texts
@@ -146,16 +156,20 @@ def curve(option_sets: list[str], names: list[str], with_batch: bool) -> None:
                 f"{name} {sc['errors']}/{sc['words']} {sc['digits_recalled']}/{sc['digit_words']}"
             )
         print("batch (each clip whole, default options): " + "; ".join(cells), flush=True)
-    print("| options | WER | digits | CPU RTF | per condition: errors/words, digits |")
-    print("| --- | ---: | ---: | ---: | --- |")
+    print(
+        "| options | WER | digits | CPU RTF | first partial p50/p95 (ms of audio) "
+        "| per condition: errors/words, digits |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | --- |")
     for text in option_sets:
         decoders = Decoders(parse_options(text) if text else None)
         errors = n_words = digits = found = 0
         cpu = audio = 0.0
         cells = []
+        firsts: list[int] = []
         for name, meta, _samples, segs, stereo in calls:
             t0 = time.process_time()
-            texts = decode_call(decoders, segs)
+            texts = decode_call(decoders, segs, first_partial_ms=firsts)
             cpu += time.process_time() - t0
             audio += sum(len(u["pcm"]) for u in segs) / 32000
             sc = scored(meta, segs, texts, stereo)
@@ -169,6 +183,7 @@ def curve(option_sets: list[str], names: list[str], with_batch: bool) -> None:
         label = text or "(default)"
         print(
             f"| {label} | {100 * errors / n_words:.1f} % | {found}/{digits} | {cpu / audio:.3f} | "
+            f"{np.percentile(firsts, 50):.0f} / {np.percentile(firsts, 95):.0f} | "
             + "; ".join(cells)
             + " |",
             flush=True,

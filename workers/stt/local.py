@@ -138,10 +138,10 @@ def _worker_main(
         elif kind == "e":
             utt = active.pop(sid, None)
             if utt is not None:
-                text, conf, mean = utt.finish()
-                if mean is not None and utt.channel is not None:
-                    _learn(channels, utt.channel, mean)
+                text, conf = utt.finish()
                 send((sid, True, text, msg[2], conf, utt.decode_s, utt.audio_ms))
+                if utt.channel is not None and (mean := utt.channel_mean()) is not None:
+                    _learn(channels, utt.channel, mean)
         elif kind == "c":
             utt = active.pop(sid, None)
             if utt is not None:

@@ -12,8 +12,9 @@ An utterance (`UtteranceDecoding`):
    full language model, or in a payment window the digits model (`DIGITS_SEARCH`);
 3. decodes the buffer and then the audio as it comes, in slices of the partial interval,
    so a batch (a replay at full speed, a worker catching up) still yields partials;
-4. at the end: the final hypothesis, its confidence, and the utterance's own mean and
-   frame count, which the parent adds to the channel's history.
+4. at the end: the final hypothesis and its confidence; then (after the final is sent)
+   the utterance's own mean and frame count, which the worker adds to the channel's
+   history.
 
 Payment digits: while a payment window is open a customer says card digits. The search
 then uses a small unigram model (`assets/payment_digits.arpa`, made by
@@ -148,10 +149,9 @@ class UtteranceDecoding:
         self.decode_s += time.perf_counter() - t0
         return out
 
-    def finish(self) -> tuple[str, float, tuple[list[float], int] | None]:
-        """End of audio: (final text, confidence, the utterance's (mean, frames) or None).
-
-        The decoder goes back to the pool unless it failed (a fresh one replaces it)."""
+    def finish(self) -> tuple[str, float]:
+        """End of audio: (final text, confidence). The decoder goes back to the pool
+        unless it failed (a fresh one replaces it on demand)."""
         t0 = time.perf_counter()
         text, conf = "", 0.0
         try:
@@ -167,11 +167,17 @@ class UtteranceDecoding:
             if self.decoder is not None:
                 self.decoders.give_back(self.decoder)
         except Exception:
-            text, conf = "", 0.0  # drop this decoder, a fresh one replaces it on demand
+            text, conf = "", 0.0
         self.decoder = None
-        mean = None if self.failed else self.decoders.estimator.mean(bytes(self.audio))
         self.decode_s += time.perf_counter() - t0
-        return text, conf, mean
+        return text, conf
+
+    def channel_mean(self) -> tuple[list[float], int] | None:
+        """The whole utterance's (mean, frames) for its channel's history; called after
+        the final is on its way, so it adds nothing to the final's latency."""
+        if self.failed:
+            return None
+        return self.decoders.estimator.mean(bytes(self.audio))
 
     def cancel(self) -> None:
         if self.decoder is not None:
