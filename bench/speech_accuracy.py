@@ -433,6 +433,10 @@ async def evaluate(
     return result
 
 
+async def _ready(value: list[str]) -> list[str]:
+    return value
+
+
 def pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f} %"
 
@@ -487,13 +491,22 @@ async def amain(args: argparse.Namespace) -> int:
     settings = {"CALLSTREAM_STT": "local", "CALLSTREAM_STT_WORKERS": str(args.workers)}
     info["server_settings"] = settings
     results = []
+    # Batch once per condition, before any call: the same for every delivery rate, and
+    # never competing with a call being measured.
+    batches: dict[str, list[str]] = {}
+    for name in names:
+        meta, samples, _ = load_condition(name)
+        batches[name] = batch_decode(meta, samples)
+        print(f"  batch {name}", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="speech-accuracy-") as tmp:
         # The test suite's own launcher: `callstream serve` on a free loopback port, ready.
         server = await asyncio.to_thread(start_server, Path(tmp), **settings)
         try:
             for name in names:
                 for rate in rates:
-                    r = await evaluate(name, rate, args.speed, server, args.show_text)
+                    r = await evaluate(
+                        name, rate, args.speed, server, args.show_text, _ready(batches[name])
+                    )
                     results.append(r)
                     print(f"  done {r['label']}", file=sys.stderr, flush=True)
         finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import logging
 import re
 import time
@@ -101,6 +102,7 @@ class Channel:
 
     __slots__ = (
         "session", "participant", "role", "resampler", "segmenter", "buf", "utterance", "in_frame_bytes", "continuous",
+        "engine_key",
     )  # fmt: skip
 
     def __init__(self, session: CallSession, participant: str, role: str, start_ms: int) -> None:
@@ -108,6 +110,9 @@ class Channel:
         self.session = session
         self.participant = participant
         self.role = role
+        # Names this channel to the speech engine (which carries what it learned about the
+        # line from one utterance to the next) without handing it the caller's number.
+        self.engine_key = hashlib.blake2b(f"{session.call_id}/{participant}".encode(), digest_size=12).hexdigest()
         rate = session.sample_rate or 16000
         self.in_frame_bytes = frame_bytes(rate)
         self.resampler = Resampler(rate) if rate != 16000 else None
@@ -695,7 +700,7 @@ class CallSession:
         if engine.source != "acs" and not getattr(engine, "continuous", False):
             stream = engine.open_stream(
                 uid, start_ms, lambda r, p=ch.participant: self.on_result(p, r), self.service.settings.language,
-                channel=f"{self.call_id}/{ch.participant}", digits=self.payment_open and ch.role == "customer",
+                channel=ch.engine_key, digits=self.payment_open and ch.role == "customer",
             )  # fmt: skip
             self.pending.add(uid)
             self._settled.clear()

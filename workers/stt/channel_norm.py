@@ -33,6 +33,7 @@ Nothing here sees text; the estimate is 13 numbers about the channel's spectrum.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -102,24 +103,55 @@ def blend(
     return (total / frames).tolist() if frames else None
 
 
+def reset_noise_estimate(decoder: Any) -> None:
+    """Forget the front end's noise estimate (pocketsphinx's `remove_noise`), which it
+    otherwise carries from one utterance into the next.
+
+    `Decoder.start_stream()` is the only public way and pocketsphinx 5 marks it deprecated
+    ("unnecessary": true for one stream, not for decoders shared by many channels). The
+    version is pinned by the lock; tests/test_speech_telephone.py fails if measuring one
+    channel changes the mean of another, which is what this prevents."""
+    start_stream = getattr(decoder, "start_stream", None)
+    if start_stream is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            start_stream()
+
+
 class MeanEstimator:
-    """Batch cepstral mean of some audio, computed by a pocketsphinx decoder (worker side)."""
+    """Batch cepstral mean of some audio, computed by a pocketsphinx decoder (worker side).
+
+    Stateless between calls: the model's front end removes noise with an estimate it
+    carries from one utterance to the next (`remove_noise`), so each measurement starts
+    the stream afresh (`start_stream()`); otherwise a channel's mean would depend on
+    whichever call the worker measured before. A failed measurement rebuilds the decoder
+    (a decoder left inside an utterance refuses every later one) and returns None."""
 
     def __init__(self, decoder_factory: Any) -> None:
-        self._decoder = decoder_factory()
-        self._decoder.add_jsgf_string("mean", ONE_WORD_GRAMMAR)
-        self._decoder.activate_search("mean")
-        self._initial = self._decoder.get_cmn()
+        self._factory = decoder_factory
+        self._decoder = self._new()
+
+    def _new(self) -> Any:
+        d = self._factory()
+        d.add_jsgf_string("mean", ONE_WORD_GRAMMAR)
+        d.activate_search("mean")
+        self._initial = d.get_cmn()
+        return d
 
     def mean(self, pcm: bytes) -> tuple[list[float], int] | None:
-        """(mean, voiced frames) of `pcm` without its digital silence; None if too little."""
-        sound = sounding_frames(pcm)
+        """(mean, sounding frames) of `pcm` without its idle frames; None if too little."""
+        sound = sounding_frames(pcm[: len(pcm) - len(pcm) % 2])
         frames = len(sound) // (2 * SAMPLES_PER_FRAME)
         if frames < MIN_FRAMES:
             return None
         d = self._decoder
-        d.set_cmn(self._initial)
-        d.start_utt()
-        d.process_raw(sound, full_utt=True)  # whole: batch CMN, so get_cmn() is its mean
-        d.end_utt()
-        return parse_cmn(d.get_cmn()), frames
+        try:
+            reset_noise_estimate(d)
+            d.set_cmn(self._initial)
+            d.start_utt()
+            d.process_raw(sound, full_utt=True)  # whole: batch CMN, so get_cmn() is its mean
+            d.end_utt()
+            return parse_cmn(d.get_cmn()), frames
+        except Exception:
+            self._decoder = self._new()
+            return None

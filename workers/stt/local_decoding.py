@@ -11,7 +11,9 @@ An utterance (`UtteranceDecoding`):
    mean of that first sound (`channel_norm`), in the search the caller asked for: the
    full language model, or in a payment window the digits model (`DIGITS_SEARCH`);
 3. decodes the buffer and then the audio as it comes, in slices of the partial interval,
-   so a batch (a replay at full speed, a worker catching up) still yields partials;
+   so a batch (a replay at full speed, a worker catching up) still yields partials; after
+   1 s of audio, then 2, 4, 8 s, the mean over what was decoded so far (blended with the
+   channel's) replaces the warm-up's for the frames to come;
 4. at the end: the final hypothesis and its confidence; then (after the final is sent)
    the utterance's own mean and frame count, which the worker adds to the channel's
    history.
@@ -30,20 +32,28 @@ draws it.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
 
-from workers.stt.channel_norm import MeanEstimator, blend, format_cmn, sounding_frames
+from workers.stt.channel_norm import (
+    MeanEstimator,
+    blend,
+    format_cmn,
+    sounding_frames,
+)
 
 BYTES_PER_MS = 32  # 16 kHz * 2 bytes
 DIGITS_SEARCH = "payment_digits"
 DIGITS_LM = Path(__file__).resolve().parent / "assets" / "payment_digits.arpa"
 DEFAULT_WARM_MS = 800
+WARM_UNTIL_FRAMES = 300  # 3 s of a channel's sound: from then on its history is the start
 # Idle frames before the sound (the VAD's pre-roll) are in the buffer too; this many ms of
 # buffer start decoding whatever they hold, so a quiet utterance is not held back forever.
 MAX_WARM_BUFFER_MS = 1500
-# While the utterance goes on, its mean so far replaces the warm-up's this often.
+# While the utterance goes on, its mean so far replaces the warm-up's: after this much
+# audio, then each time the decoded audio has doubled.
 REFRESH_MS = 1000
 DEFAULT_OPTIONS: dict[str, Any] = {"maxhmmpf": 4000, "fwdflat": False}
 
@@ -91,9 +101,11 @@ class Decoders:
 
 
 def _plain_decoder() -> Any:
+    """For the mean estimator: no language model (its search is a one-word grammar), which
+    saves ~60 MB per worker and gives the same mean."""
     from pocketsphinx import Decoder
 
-    return Decoder(loglevel="FATAL")
+    return Decoder(loglevel="FATAL", lm=None)
 
 
 class UtteranceDecoding:
@@ -102,7 +114,7 @@ class UtteranceDecoding:
     __slots__ = (
         "decoders", "decoder", "start_ms", "prior", "digits", "warm_ms", "partial_bytes",
         "audio", "decoded", "started", "since_partial", "last_text", "failed", "decode_s",
-        "channel", "refreshed",
+        "channel", "refreshed", "next_refresh",
     )  # fmt: skip
 
     def __init__(
@@ -119,7 +131,9 @@ class UtteranceDecoding:
         self.start_ms = start_ms
         self.prior = prior
         self.digits = digits
-        self.warm_ms = warm_ms
+        # A channel with enough history starts at once from it (partials come without
+        # delay); only a new channel waits for its own first sound.
+        self.warm_ms = warm_ms if prior is None or prior[1] < WARM_UNTIL_FRAMES else 0
         self.partial_bytes = max(1, partial_interval_ms) * BYTES_PER_MS
         self.audio = bytearray()
         self.decoded = 0  # bytes of `audio` given to the decoder
@@ -129,7 +143,8 @@ class UtteranceDecoding:
         self.failed = False
         self.decode_s = 0.0
         self.channel: str | None = None  # the owner's key for `prior`'s channel
-        self.refreshed = 0  # len(audio) when the mean was last set
+        self.refreshed = 0  # decoded bytes when the mean was last set
+        self.next_refresh = 0
 
     @property
     def audio_ms(self) -> int:
@@ -142,16 +157,18 @@ class UtteranceDecoding:
         t0 = time.perf_counter()
         self.audio += pcm
         out: list[tuple[str, int]] = []
-        if not self.started and self._warm_enough():
-            self._start()
-        if self.started:
-            self._decode(out)
+        try:
+            if not self.started and self._warm_enough():
+                self._start()
+            if self.started and not self.failed:
+                self._decode(out)
+        except Exception:  # decoder state is suspect; finish with an empty final
+            self._fail()
         self.decode_s += time.perf_counter() - t0
         return out
 
     def finish(self) -> tuple[str, float]:
-        """End of audio: (final text, confidence). The decoder goes back to the pool
-        unless it failed (a fresh one replaces it on demand)."""
+        """End of audio: (final text, confidence); ("", 0.0) if decoding failed."""
         t0 = time.perf_counter()
         text, conf = "", 0.0
         try:
@@ -159,16 +176,16 @@ class UtteranceDecoding:
                 self._start()
             if self.started and not self.failed:
                 self._decode([])
+            if not self.failed:
                 self.decoder.end_utt()
-                if not self.failed:
-                    hyp = self.decoder.hyp()
-                    text = hyp.hypstr if hyp is not None else ""
-                    conf = confidence(self.decoder) if text else 0.0
-            if self.decoder is not None:
+                hyp = self.decoder.hyp()
+                text = hyp.hypstr if hyp is not None else ""
+                conf = confidence(self.decoder) if text else 0.0
                 self.decoders.give_back(self.decoder)
+                self.decoder = None
         except Exception:
             text, conf = "", 0.0
-        self.decoder = None
+            self._fail()
         self.decode_s += time.perf_counter() - t0
         return text, conf
 
@@ -180,40 +197,66 @@ class UtteranceDecoding:
         return self.decoders.estimator.mean(bytes(self.audio))
 
     def cancel(self) -> None:
-        if self.decoder is not None:
+        if self.decoder is not None and not self.failed:
             try:
                 if self.started:
                     self.decoder.end_utt()
                 self.decoders.give_back(self.decoder)
             except Exception:
                 pass
-            self.decoder = None
+        self.decoder = None
 
     # -- internals
+
+    def _fail(self) -> None:
+        """A decoder that raised may be stuck inside an utterance, which makes it refuse
+        every later one: it is dropped, never pooled (a fresh one replaces it on demand)."""
+        self.failed = True
+        if self.decoder is not None:
+            with contextlib.suppress(Exception):
+                self.decoder.end_utt()
+            self.decoder = None
+
+    def _sound(self, upto: int | None = None) -> bytes:
+        audio = self.audio if upto is None else self.audio[:upto]
+        return sounding_frames(bytes(audio[: len(audio) - len(audio) % 2]))
 
     def _warm_enough(self) -> bool:
         if len(self.audio) >= MAX_WARM_BUFFER_MS * BYTES_PER_MS:
             return True
-        return len(sounding_frames(bytes(self.audio))) >= self.warm_ms * BYTES_PER_MS
+        return len(self._sound()) >= self.warm_ms * BYTES_PER_MS
 
     def _start(self) -> None:
+        """Set the mean and start decoding. The warm-up's mean is taken over exactly the
+        first `warm_ms` of sound, however much audio has been buffered by now (a replay at
+        full speed ships seconds at once), so results do not depend on the delivery."""
         self.started = True
         d = self.decoders
+        own = (
+            d.estimator.mean(self._sound()[: self.warm_ms * BYTES_PER_MS]) if self.warm_ms else None
+        )
+        mean = blend(self.prior, own)
+        self.decoder = d.take()
         try:
-            own = d.estimator.mean(bytes(self.audio)) if self.warm_ms else None
-            mean = blend(self.prior, own)
-            self.decoder = d.take()
+            # The front end's noise estimate is NOT reset here: carried on from the pooled
+            # decoder's last utterance it found 9 of 12 digits in 20 dB noise, reset per
+            # utterance 7 (bench/speech_curve.py); a line's noise floor is steady.
             self.decoder.activate_search(DIGITS_SEARCH if self.digits else "_default")
             self.decoder.set_cmn(format_cmn(mean) if mean is not None else d.initial_cmn)
             self.decoder.start_utt()
-            self.refreshed = len(self.audio)
-        except Exception:  # decoder state is suspect; finish with an empty final
-            self.failed = True
+        except Exception:
+            self._fail()
+            return
+        self.refreshed = 0
+        self.next_refresh = REFRESH_MS * BYTES_PER_MS
 
     def _refresh(self) -> None:
-        """The utterance's mean so far, blended with the channel's, for the frames to come."""
-        self.refreshed = len(self.audio)
-        own = self.decoders.estimator.mean(bytes(self.audio))
+        """The utterance's mean over what has been decoded so far, blended with the
+        channel's, for the frames to come. At 1, 2, 4, 8 ... s of audio: the estimator's
+        work stays linear in the utterance's length (about twice it in all)."""
+        self.refreshed = self.decoded
+        self.next_refresh = 2 * self.decoded
+        own = self.decoders.estimator.mean(bytes(self.audio[: self.decoded]))
         mean = blend(self.prior, own)
         if mean is not None:
             self.decoder.set_cmn(format_cmn(mean))
@@ -223,19 +266,11 @@ class UtteranceDecoding:
         audio = self.audio
         while self.decoded < len(audio) and not self.failed:
             chunk = bytes(audio[self.decoded : self.decoded + step])
-            try:
-                self.decoder.process_raw(chunk)
-            except Exception:
-                self.failed = True
-                return
+            self.decoder.process_raw(chunk)
             self.decoded += len(chunk)
             self.since_partial += len(chunk)
-            if REFRESH_MS and self.decoded - self.refreshed >= REFRESH_MS * BYTES_PER_MS:
-                try:
-                    self._refresh()
-                except Exception:
-                    self.failed = True
-                    return
+            if REFRESH_MS and self.decoded >= self.next_refresh:
+                self._refresh()
             if self.since_partial >= step:
                 self.since_partial = 0
                 hyp = self.decoder.hyp()
