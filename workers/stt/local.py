@@ -27,7 +27,9 @@ and creates one more only when more utterances are active at once than it has de
 Memory: one Decoder with the bundled en-US model costs ~93-95 MB RSS (measured; it loads
 its own copy of the 26 MB LM, the dictionary and the acoustic model) and ~0.5 s to create,
 so each worker creates one at start (before reporting ready) and pools them afterwards.
-A worker with one Decoder is ~128 MB RSS; with three (three utterances at once) ~325 MB.
+A worker with one Decoder is ~128 MB RSS; with three (three utterances at once) ~325 MB
+(figures from before issue 15; the mean estimator each worker now also holds loads no
+language model: ~28 MB, measured by a review of the change).
 Pools only grow (bounded by the peak of concurrent utterances per worker).
 
 Normalisation per channel: what an utterance is decoded with (warm-up, the channel's
