@@ -57,7 +57,12 @@ def load_utterances(base: Path) -> list[tuple[str, bytes]]:
     audio = load_call_audio(base.with_suffix(".wav"), 16000)
     samples = np.stack([np.frombuffer(pcm, dtype="<i2") for _, pcm in audio.tracks], axis=1)
     nch = samples.shape[1]
-    side = {role: (0 if ch == "left" else 1) for ch, role in meta.get("channels", {}).items()}
+    channels = meta.get("channels")  # {"left": role, "right": role}, or "mixed"
+    side = (
+        {role: (0 if ch == "left" else 1) for ch, role in channels.items()}
+        if isinstance(channels, dict)
+        else {}
+    )
     out = []
     for u in meta["utterances"]:
         col = side[u["role"]] if nch == 2 else 0
