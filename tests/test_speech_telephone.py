@@ -144,7 +144,7 @@ def test_a_decoder_that_failed_mid_utterance_is_not_pooled() -> None:
     decoders.give_back(Breaks(real))
     broken = UtteranceDecoding(decoders, 0, warm_ms=0)
     assert broken.feed(pcm) == [] and broken.finish() == ("", 0.0)
-    assert broken.channel_mean() is None and not any(isinstance(d, Breaks) for d in decoders.pool)
+    assert broken.channel_mean() is None and not any(isinstance(d, Breaks) for d in decoders.pools[False])
     texts = []
     for _ in range(2):
         utt = UtteranceDecoding(decoders, 0)
@@ -156,6 +156,7 @@ def test_a_decoder_that_failed_mid_utterance_is_not_pooled() -> None:
 
 def test_the_payment_digits_model_is_what_its_generator_writes() -> None:
     assert payment_lm.ASSET.read_text() == payment_lm.arpa()
+    assert payment_lm.DICT_ASSET.read_text() == payment_lm.dictionary()
     words = {line.split()[1] for line in payment_lm.arpa().splitlines() if line.startswith("-")}
     assert set(payment_lm.DIGITS) <= words
 

@@ -9,7 +9,7 @@ An utterance (`UtteranceDecoding`):
    its end arrives;
 2. starts the decoder from the mean of the channel's earlier utterances blended with the
    mean of that first sound (`channel_norm`), in the search the caller asked for: the
-   full language model, or in a payment window the digits model (`DIGITS_SEARCH`);
+   full language model, or in a payment window the digits model (`DIGITS_LM`);
 3. decodes the buffer and then the audio as it comes, in slices of the partial interval,
    so a batch (a replay at full speed, a worker catching up) still yields partials; after
    1 s of audio, then 2, 4, 8 s, the mean over what was decoded so far (blended with the
@@ -45,8 +45,8 @@ from workers.stt.channel_norm import (
 )
 
 BYTES_PER_MS = 32  # 16 kHz * 2 bytes
-DIGITS_SEARCH = "payment_digits"
 DIGITS_LM = Path(__file__).resolve().parent / "assets" / "payment_digits.arpa"
+DIGITS_DICT = DIGITS_LM.with_suffix(".dict")
 DEFAULT_WARM_MS = 800
 WARM_UNTIL_FRAMES = 300  # 3 s of a channel's sound: from then on its history is the start
 # Idle frames before the sound (the VAD's pre-roll) are in the buffer too; this many ms of
@@ -58,15 +58,17 @@ REFRESH_MS = 1000
 DEFAULT_OPTIONS: dict[str, Any] = {"maxhmmpf": 4000, "fwdflat": False}
 
 
-def new_decoder(options: dict[str, Any]) -> Any:
-    """A decoder with the bundled US-English model, `bestpath` for word posteriors (the
-    final's confidence), and the payment digits model as a second search."""
+def new_decoder(options: dict[str, Any], digits: bool = False) -> Any:
+    """A decoder with the bundled US-English model and `bestpath` for word posteriors (the
+    final's confidence). `digits`: the payment digits model with its own small dictionary
+    instead of the full language model (see workers/stt/payment_lm.py)."""
     from pocketsphinx import Decoder
 
-    decoder = Decoder(loglevel="FATAL", bestpath=True, **options)
-    decoder.add_lm_file(DIGITS_SEARCH, str(DIGITS_LM))
-    decoder.activate_search("_default")
-    return decoder
+    if digits:
+        return Decoder(
+            loglevel="FATAL", bestpath=True, lm=str(DIGITS_LM), dict=str(DIGITS_DICT), **options
+        )
+    return Decoder(loglevel="FATAL", bestpath=True, **options)
 
 
 def confidence(decoder: Any) -> float:
@@ -85,19 +87,24 @@ def confidence(decoder: Any) -> float:
 
 
 class Decoders:
-    """A worker's decoders: a pool for utterances (grown on demand) and one mean estimator."""
+    """A worker's decoders: a pool for utterances and one for payment-window utterances
+    (each grown on demand, one of each made at start), and one mean estimator."""
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         self.options = dict(DEFAULT_OPTIONS if options is None else options)
-        self.pool: list[Any] = [new_decoder(self.options)]
-        self.initial_cmn: str = self.pool[0].get_cmn()
+        self.pools: dict[bool, list[Any]] = {
+            False: [new_decoder(self.options)],
+            True: [new_decoder(self.options, digits=True)],
+        }
+        self.initial_cmn: str = self.pools[False][0].get_cmn()
         self.estimator = MeanEstimator(lambda: _plain_decoder())
 
-    def take(self) -> Any:
-        return self.pool.pop() if self.pool else new_decoder(self.options)
+    def take(self, digits: bool = False) -> Any:
+        pool = self.pools[digits]
+        return pool.pop() if pool else new_decoder(self.options, digits)
 
-    def give_back(self, decoder: Any) -> None:
-        self.pool.append(decoder)
+    def give_back(self, decoder: Any, digits: bool = False) -> None:
+        self.pools[digits].append(decoder)
 
 
 def _plain_decoder() -> Any:
@@ -181,7 +188,7 @@ class UtteranceDecoding:
                 hyp = self.decoder.hyp()
                 text = hyp.hypstr if hyp is not None else ""
                 conf = confidence(self.decoder) if text else 0.0
-                self.decoders.give_back(self.decoder)
+                self.decoders.give_back(self.decoder, self.digits)
                 self.decoder = None
         except Exception:
             text, conf = "", 0.0
@@ -201,7 +208,7 @@ class UtteranceDecoding:
             try:
                 if self.started:
                     self.decoder.end_utt()
-                self.decoders.give_back(self.decoder)
+                self.decoders.give_back(self.decoder, self.digits)
             except Exception:
                 pass
         self.decoder = None
@@ -236,12 +243,11 @@ class UtteranceDecoding:
             d.estimator.mean(self._sound()[: self.warm_ms * BYTES_PER_MS]) if self.warm_ms else None
         )
         mean = blend(self.prior, own)
-        self.decoder = d.take()
+        self.decoder = d.take(self.digits)
         try:
             # The front end's noise estimate is NOT reset here: carried on from the pooled
             # decoder's last utterance it found 9 of 12 digits in 20 dB noise, reset per
             # utterance 7 (bench/speech_curve.py); a line's noise floor is steady.
-            self.decoder.activate_search(DIGITS_SEARCH if self.digits else "_default")
             self.decoder.set_cmn(format_cmn(mean) if mean is not None else d.initial_cmn)
             self.decoder.start_utt()
         except Exception:
