@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import os
@@ -16,6 +17,7 @@ import urllib.request
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
@@ -349,3 +351,49 @@ def run_cli(
         input=stdin,
         **({} if stdin is not None else {"stdin": subprocess.DEVNULL}),
     )
+
+
+def payment_call_sender(session: Any) -> Callable[[int, int], None]:
+    """Feed tests/fixtures/payment_call.wav to an attached CallSession as ACS does (its
+    AudioMetadata, then one customer and one agent frame per 20 ms); returns
+    send(ms_from, ms_to), which delivers that stretch of the call."""
+    import base64
+
+    from pipeline.replay import AGENT_ID, CUSTOMER_ID, load_call_audio
+
+    tracks = dict(load_call_audio(FIXTURES / "payment_call.wav").tracks)
+    session.on_message(json.dumps({"kind": "AudioMetadata", "audioMetadata": {
+        "subscriptionId": "s", "encoding": "PCM", "sampleRate": 16000, "channels": 1, "length": 640}}))  # fmt: skip
+
+    def send(ms_from: int, ms_to: int) -> None:
+        for ms in range(ms_from, ms_to, 20):
+            for pid in (CUSTOMER_ID, AGENT_ID):
+                pcm = tracks[pid][ms * 32 : ms * 32 + 640]
+                if len(pcm) == 640:
+                    session.on_message(json.dumps({"kind": "AudioData", "audioData": {
+                        "data": base64.b64encode(pcm).decode(), "participantRawID": pid,
+                        "silent": False}}))  # fmt: skip
+
+    return send
+
+
+@contextlib.asynccontextmanager
+async def payment_call_session(tmp_path: Path, engine: Any, call_id: str):  # noqa: ANN201
+    """A started Service with `engine` and one attached session fed payment_call.wav:
+    yields (session, send); the session is detached and closed, the service stopped."""
+    from models.settings import load_settings
+    from pipeline.service import Service
+    from pipeline.store import SqliteEventStore
+
+    cfg = load_settings(environ={}, overrides={"data_dir": str(tmp_path)})
+    service = Service(cfg, engine=engine, store=SqliteEventStore(tmp_path / "events.db"))
+    service.final_timeout_s = 0.5
+    await service.start()
+    try:
+        session = service.session(call_id)
+        session.attach()
+        yield session, payment_call_sender(session)
+        session.detach("test")
+        await session.close_task
+    finally:
+        await service.stop()

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import json
-
 from models.settings import load_settings
 from pipeline.payment_guard import GuardPolicy, PaymentGuard
-from pipeline.replay import AGENT_ID, CUSTOMER_ID, load_call_audio
-from pipeline.service import Service
-from pipeline.store import SqliteEventStore
 
-from .conftest import FIXTURES
+from .conftest import payment_call_session
 
 SETTINGS = load_settings(environ={})
 
@@ -123,29 +117,8 @@ class _RemoteEngine:
 
 
 async def test_customer_audio_is_withheld_from_a_remote_engine_during_a_payment(tmp_path) -> None:
-    cfg = load_settings(environ={}, overrides={"data_dir": str(tmp_path)})
     engine = _RemoteEngine()
-    service = Service(cfg, engine=engine, store=SqliteEventStore(tmp_path / "events.db"))
-    service.final_timeout_s = 0.5
-    await service.start()
-    try:
-        audio = load_call_audio(FIXTURES / "payment_call.wav")
-        session = service.session("withhold-call")
-        session.attach()
-        session.on_message(json.dumps({"kind": "AudioMetadata", "audioMetadata": {
-            "subscriptionId": "s", "encoding": "PCM", "sampleRate": 16000, "channels": 1, "length": 640}}))  # fmt: skip
-        tracks = dict(audio.tracks)
-        frame = 640
-
-        def send(ms_from: int, ms_to: int) -> None:
-            for ms in range(ms_from, ms_to, 20):
-                for pid in (CUSTOMER_ID, AGENT_ID):
-                    pcm = tracks[pid][ms * 32 : ms * 32 + frame]
-                    if len(pcm) == frame:
-                        session.on_message(json.dumps({"kind": "AudioData", "audioData": {
-                            "data": base64.b64encode(pcm).decode(), "participantRawID": pid,
-                            "silent": False}}))  # fmt: skip
-
+    async with payment_call_session(tmp_path, engine, "withhold-call") as (session, send):
         send(0, 6000)  # the agent asks for the card; the customer is silent
         before = {u for u, n in engine.pushed.items()}
         session.manual("pause")  # the window opens (manually here: no remote results)
@@ -154,9 +127,5 @@ async def test_customer_audio_is_withheld_from_a_remote_engine_during_a_payment(
         session.manual("resume")
         send(12000, 19000)  # the customer gives the expiry, now back with the engine
         after = {u: n for u, n in engine.pushed.items() if u not in before and u not in during}
-        session.detach("test")
-        await session.close_task
-    finally:
-        await service.stop()
     assert during and all(n == 0 for n in during.values()), "no customer audio while the window is open"
     assert after and any(n > 0 for n in after.values()), "audio flows again after the window"

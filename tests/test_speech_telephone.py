@@ -15,8 +15,6 @@ keeps up, because a channel's utterances are decoded in order on one worker.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import math
 import multiprocessing as mp
 import sys
@@ -26,10 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.settings import load_settings
-from pipeline.replay import AGENT_ID, CUSTOMER_ID, load_call_audio
-from pipeline.service import Service
-from pipeline.store import SqliteEventStore
+from pipeline.replay import AGENT_ID, CUSTOMER_ID
 from workers.stt import payment_lm
 from workers.stt.channel_norm import (
     MAX_FRAMES,
@@ -41,7 +36,7 @@ from workers.stt.channel_norm import (
 )
 from workers.stt.local_decoding import Decoders, UtteranceDecoding
 
-from .conftest import FIXTURES, Server, start_server
+from .conftest import Server, payment_call_session, start_server
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
@@ -144,7 +139,9 @@ def test_a_decoder_that_failed_mid_utterance_is_not_pooled() -> None:
     decoders.give_back(Breaks(real))
     broken = UtteranceDecoding(decoders, 0, warm_ms=0)
     assert broken.feed(pcm) == [] and broken.finish() == ("", 0.0)
-    assert broken.channel_mean() is None and not any(isinstance(d, Breaks) for d in decoders.pools[False])
+    assert broken.channel_mean() is None and not any(
+        isinstance(d, Breaks) for d in decoders.pools[False]
+    )
     texts = []
     for _ in range(2):
         utt = UtteranceDecoding(decoders, 0)
@@ -244,27 +241,12 @@ class _LocalLikeEngine:
 
 
 async def test_the_session_asks_for_digits_only_for_the_customer_in_a_window(tmp_path) -> None:
-    cfg = load_settings(environ={}, overrides={"data_dir": str(tmp_path)})
     engine = _LocalLikeEngine()
-    service = Service(cfg, engine=engine, store=SqliteEventStore(tmp_path / "events.db"))
-    service.final_timeout_s = 0.5
-    await service.start()
-    try:
-        tracks = dict(load_call_audio(FIXTURES / "payment_call.wav").tracks)
-        session = service.session("hint-call")
-        session.attach()
-        session.on_message(json.dumps({"kind": "AudioMetadata", "audioMetadata": {
-            "subscriptionId": "s", "encoding": "PCM", "sampleRate": 16000, "channels": 1, "length": 640}}))  # fmt: skip
+    async with payment_call_session(tmp_path, engine, "hint-call") as (session, feed):
 
         def send(ms_from: int, ms_to: int) -> list[tuple[str, str | None, bool]]:
             before = len(engine.opened)
-            for ms in range(ms_from, ms_to, 20):
-                for pid in (CUSTOMER_ID, AGENT_ID):
-                    pcm = tracks[pid][ms * 32 : ms * 32 + 640]
-                    if len(pcm) == 640:
-                        session.on_message(json.dumps({"kind": "AudioData", "audioData": {
-                            "data": base64.b64encode(pcm).decode(), "participantRawID": pid,
-                            "silent": False}}))  # fmt: skip
+            feed(ms_from, ms_to)
             return engine.opened[before:]
 
         outside = send(0, 6000)
@@ -272,10 +254,6 @@ async def test_the_session_asks_for_digits_only_for_the_customer_in_a_window(tmp
         inside = send(6000, 12000)
         session.manual("resume")
         after = send(12000, 19000)
-        session.detach("test")
-        await session.close_task
-    finally:
-        await service.stop()
     assert outside and inside and after
     keys = {c for _, c, _ in engine.opened}
     assert len(keys) == 2 and all(c and "hint-call" not in c for c in keys)
