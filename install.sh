@@ -55,6 +55,11 @@ if [ -n "$mode" ]; then
   # kustomize for tests/test_k8s_manifests.py: Debian's kubectl (`kubectl kustomize`);
   # a kustomize or kubectl already on PATH is used instead.
   command -v kustomize >/dev/null || command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
+  # Real human recordings and sox: tests/fixtures/make_phone_fixtures.py makes the
+  # telephone fixtures from them (tests/test_speech_telephone.py checks it reproduces the
+  # committed files; every other test uses the committed files).
+  [ -d /usr/share/pocketsphinx/test/data ] || need_apt+=(pocketsphinx-testdata)
+  command -v sox >/dev/null || need_apt+=(sox)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null; then

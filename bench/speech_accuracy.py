@@ -76,7 +76,7 @@ from pipeline.replay import load_call_audio  # noqa: E402
 from tests.conftest import Server, start_server  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures" / "phone"
-ORDER = ["clean16k", "band8k", "mulaw", "alaw", "mulaw_noise20", "mulaw_unmixed"]
+ORDER = ["clean16k", "band8k", "mulaw", "alaw", "mulaw_noise20", "mulaw_unmixed", "festival_mulaw_unmixed"]
 DIGIT_WORDS = frozenset("zero one two three four five six seven eight nine oh".split())
 _DIGIT_NAMES = "zero one two three four five six seven eight nine".split()
 _TAG = re.compile(r"(\[[A-Z][A-Z_]*\])")

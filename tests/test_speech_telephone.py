@@ -36,14 +36,22 @@ from workers.stt.channel_norm import (
 )
 from workers.stt.local_decoding import Decoders, UtteranceDecoding
 
-from .conftest import Server, payment_call_session, start_server
+from .conftest import FIXTURES, Server, payment_call_session, start_server
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 import speech_accuracy  # noqa: E402
 import speech_curve  # noqa: E402
 
-CONDITIONS = ["clean16k", "band8k", "mulaw", "alaw", "mulaw_noise20", "mulaw_unmixed"]
+CONDITIONS = [
+    "clean16k",
+    "band8k",
+    "mulaw",
+    "alaw",
+    "mulaw_noise20",
+    "mulaw_unmixed",
+    "festival_mulaw_unmixed",
+]
 # End-to-end WER may exceed batch WER by at most this many words per condition (of ~100):
 # VAD segments are not the clips' exact bounds, and a live decode starts from an estimate
 # of the mean where batch uses the clip's own. Measured margins: bench/RESULTS.md.
@@ -53,6 +61,28 @@ MARGIN_WORDS = 3
 def _batch(name: str) -> list[str]:
     meta, samples, _ = speech_accuracy.load_condition(name)
     return speech_accuracy.batch_decode(meta, samples)
+
+
+# ------------------------------------------------------------------ the fixtures
+
+
+def test_the_phone_fixtures_are_what_their_script_makes(tmp_path) -> None:
+    """The committed calls are reproducible from their sources (install.sh --test installs
+    pocketsphinx-testdata and sox), byte for byte."""
+    import shutil
+    import subprocess
+
+    if not Path("/usr/share/pocketsphinx/test/data").is_dir() or shutil.which("sox") is None:
+        pytest.skip("needs pocketsphinx-testdata and sox (bash install.sh --test)")
+    script = FIXTURES / "make_phone_fixtures.py"
+    subprocess.run([sys.executable, str(script), "--out", str(tmp_path)], check=True)
+    committed = sorted(
+        p.name for p in (FIXTURES / "phone").iterdir() if p.suffix in (".wav", ".json")
+    )
+    made = sorted(p.name for p in tmp_path.iterdir())
+    assert made == committed
+    for name in made:
+        assert (tmp_path / name).read_bytes() == (FIXTURES / "phone" / name).read_bytes(), name
 
 
 # ------------------------------------------------------------------ the pieces, alone
