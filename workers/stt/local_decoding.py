@@ -6,10 +6,10 @@ cost, and it runs the same in a worker process (`workers/stt/local.py`) and in-p
 
 An utterance (`UtteranceDecoding`):
 1. buffers audio until it holds `warm_ms` of sound (idle-channel frames do not count), or
-   its end arrives;
-2. starts the decoder from the mean of the channel's earlier utterances blended with the
-   mean of that first sound (`channel_norm`), in the search the caller asked for: the
-   full language model, or in a payment window the digits model (`DIGITS_LM`);
+   its end arrives; a channel with `WARM_UNTIL_FRAMES` of history skips this;
+2. starts a decoder from the mean of the channel's earlier utterances blended with the
+   mean of that first sound (`channel_norm`): one with the full language model, or in a
+   payment window one with the digits model (`DIGITS_LM`; each kind has its own pool);
 3. decodes the buffer and then the audio as it comes, in slices of the partial interval,
    so a batch (a replay at full speed, a worker catching up) still yields partials; after
    1 s of audio, then 2, 4, 8 s, the mean over what was decoded so far (blended with the
@@ -19,14 +19,14 @@ An utterance (`UtteranceDecoding`):
    history.
 
 Payment digits: while a payment window is open a customer says card digits. The search
-then uses a small unigram model (`assets/payment_digits.arpa`, made by
-`workers/stt/payment_lm.py`) in which digits carry most of the probability and the few dozen
+then uses a small unigram model (`assets/payment_digits.arpa` and its own dictionary,
+made by `workers/stt/payment_lm.py`) in which digits carry most of the probability and the few dozen
 other words people say while reading a card stay possible. On the phone fixtures this
 found every spoken digit where the full model lost some, at about a tenth of the CPU. It
 is only used on a customer's own channel (mixed audio has the agent in it too).
 
 Decoder options (`DEFAULT_OPTIONS`) were chosen on the speed/accuracy curve in
-bench/RESULTS.md ("Speech on telephone audio"); `bench/speech_accuracy.py --decoder`
+bench/RESULTS.md ("Speech on telephone audio"); `bench/speech_curve.py --options ...`
 draws it.
 """
 
