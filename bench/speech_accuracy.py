@@ -13,10 +13,12 @@ LibriVox read speech), one clip per utterance, passed through a telephone channe
 For each condition (and delivery rate):
 
 1. **batch**: every clip (the manifest's startMs..endMs, from the role's channel in the
-   stereo call) is decoded whole by pocketsphinx's default US-English model configured as
-   ``workers/stt/local.py`` configures it (``Decoder(loglevel="FATAL", bestpath=True)``,
-   cepstral mean reset to the model's initial value before the clip), with
-   ``process_raw(full_utt=True)``: one call, the whole clip, batch CMN.
+   stereo call) is decoded whole by pocketsphinx's default US-English model in its
+   default configuration (``Decoder(loglevel="FATAL", bestpath=True)``, cepstral mean reset
+   to the model's initial value before the clip), with ``process_raw(full_utt=True)``: one
+   call, the whole clip, batch CMN. It hears what callstream hears at that delivery rate:
+   at 24 kHz the audio goes up to 24 kHz (the replay) and back to 16 kHz (the session's
+   resampler) first.
 2. **callstream**: ``python -m pipeline.cli serve`` with ``CALLSTREAM_STT=local`` on a free
    loopback port and a temporary data dir (one server for the whole run; decoders carry
    nothing from one utterance to the next), a subscriber on
@@ -76,7 +78,15 @@ from pipeline.replay import load_call_audio  # noqa: E402
 from tests.conftest import Server, start_server  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures" / "phone"
-ORDER = ["clean16k", "band8k", "mulaw", "alaw", "mulaw_noise20", "mulaw_unmixed", "festival_mulaw_unmixed"]
+ORDER = [
+    "clean16k",
+    "band8k",
+    "mulaw",
+    "alaw",
+    "mulaw_noise20",
+    "mulaw_unmixed",
+    "festival_mulaw_unmixed",
+]
 DIGIT_WORDS = frozenset("zero one two three four five six seven eight nine oh".split())
 _DIGIT_NAMES = "zero one two three four five six seven eight nine".split()
 _TAG = re.compile(r"(\[[A-Z][A-Z_]*\])")
@@ -179,7 +189,10 @@ def score(refs: list[list[str]], hyps: list[list[str]]) -> dict:
 # --------------------------------------------------------------------------- fixtures
 
 
-def load_condition(name: str) -> tuple[dict, np.ndarray, Path]:
+def load_condition(name: str, rate: int = 16000) -> tuple[dict, np.ndarray, Path]:
+    """The condition's call at 16 kHz as callstream hears it when it is delivered at
+    `rate`: the replay's resampler brings the stored audio to `rate`, and at 24 kHz the
+    session's own resampler (workers.resample) brings that down to 16 kHz."""
     wav_path = FIXTURES / f"{name}.wav"
     meta_path = FIXTURES / f"{name}.json"
     if not wav_path.exists() or not meta_path.exists():
@@ -187,11 +200,20 @@ def load_condition(name: str) -> tuple[dict, np.ndarray, Path]:
             f"{wav_path} missing: run tests/fixtures/make_phone_fixtures.py (needs pocketsphinx-testdata, sox)"
         )
     meta = json.loads(meta_path.read_text())
-    # At 16 kHz as callstream receives it: narrowband conditions are stored at the line's
-    # 8 kHz and brought up by the replay's own resampler, so batch decoding hears the same.
-    audio = load_call_audio(wav_path, 16000)
-    samples = np.stack([np.frombuffer(pcm, dtype="<i2") for _, pcm in audio.tracks], axis=1)
+    audio = load_call_audio(wav_path, rate)
+    tracks = [pcm for _, pcm in audio.tracks]
+    if rate != 16000:
+        tracks = [_session_resample(pcm, rate) for pcm in tracks]
+    n = min(len(t) for t in tracks) // 2
+    samples = np.stack([np.frombuffer(t, dtype="<i2")[:n] for t in tracks], axis=1)
     return meta, samples, wav_path
+
+
+def _session_resample(pcm: bytes, rate: int) -> bytes:
+    from workers.resample import Resampler
+
+    r = Resampler(rate)
+    return r.process(pcm) + r.flush()
 
 
 def clip_pcm(meta: dict, samples: np.ndarray, utt: dict) -> bytes:
@@ -336,7 +358,10 @@ async def evaluate(
     run = await run_call(server.port, wav, call_id, speed, rate, duration_s)
 
     t = time.perf_counter()
-    texts = await batch_texts if batch_texts is not None else batch_decode(meta, samples)
+    if batch_texts is not None:
+        texts = await batch_texts
+    else:
+        texts = batch_decode(*load_condition(name, rate)[:2])
     batch_s = time.perf_counter() - t
     batch = score(refs, [words(x) for x in texts])
     finals = []
@@ -493,11 +518,12 @@ async def amain(args: argparse.Namespace) -> int:
     results = []
     # Batch once per condition, before any call: the same for every delivery rate, and
     # never competing with a call being measured.
-    batches: dict[str, list[str]] = {}
+    batches: dict[tuple[str, int], list[str]] = {}
     for name in names:
-        meta, samples, _ = load_condition(name)
-        batches[name] = batch_decode(meta, samples)
-        print(f"  batch {name}", file=sys.stderr, flush=True)
+        for rate in rates:
+            meta, samples, _ = load_condition(name, rate)
+            batches[name, rate] = batch_decode(meta, samples)
+            print(f"  batch {name} @{rate}", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="speech-accuracy-") as tmp:
         # The test suite's own launcher: `callstream serve` on a free loopback port, ready.
         server = await asyncio.to_thread(start_server, Path(tmp), **settings)
@@ -505,7 +531,7 @@ async def amain(args: argparse.Namespace) -> int:
             for name in names:
                 for rate in rates:
                     r = await evaluate(
-                        name, rate, args.speed, server, args.show_text, _ready(batches[name])
+                        name, rate, args.speed, server, args.show_text, _ready(batches[name, rate])
                     )
                     results.append(r)
                     print(f"  done {r['label']}", file=sys.stderr, flush=True)
