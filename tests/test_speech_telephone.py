@@ -43,15 +43,7 @@ sys.path.insert(0, str(REPO / "bench"))
 import speech_accuracy  # noqa: E402
 import speech_curve  # noqa: E402
 
-CONDITIONS = [
-    "clean16k",
-    "band8k",
-    "mulaw",
-    "alaw",
-    "mulaw_noise20",
-    "mulaw_unmixed",
-    "festival_mulaw_unmixed",
-]
+CONDITIONS = speech_accuracy.ORDER  # every condition in tests/fixtures/phone/
 # End-to-end WER may exceed batch WER by at most this many words per condition (of ~100):
 # VAD segments are not the clips' exact bounds, and a live decode starts from an estimate
 # of the mean where batch uses the clip's own. Measured margins: bench/RESULTS.md.
