@@ -48,7 +48,7 @@ ONE_WORD_GRAMMAR = "#JSGF V1.0;\ngrammar mean;\npublic <s> = yes;\n"
 
 def sounding_frames(pcm: bytes) -> bytes:
     """`pcm` (16 kHz PCM16 LE) without its digitally silent 10 ms frames."""
-    x = np.frombuffer(pcm, dtype="<i2")
+    x = np.frombuffer(pcm, dtype="<i2", count=len(pcm) // 2)  # a stray odd byte is no sample
     n = len(x) // SAMPLES_PER_FRAME
     if n == 0:
         return b""
@@ -140,7 +140,7 @@ class MeanEstimator:
 
     def mean(self, pcm: bytes) -> tuple[list[float], int] | None:
         """(mean, sounding frames) of `pcm` without its idle frames; None if too little."""
-        sound = sounding_frames(pcm[: len(pcm) - len(pcm) % 2])
+        sound = sounding_frames(pcm)
         frames = len(sound) // (2 * SAMPLES_PER_FRAME)
         if frames < MIN_FRAMES:
             return None

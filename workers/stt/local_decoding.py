@@ -121,7 +121,7 @@ class UtteranceDecoding:
     __slots__ = (
         "decoders", "decoder", "start_ms", "prior", "digits", "warm_ms", "partial_bytes",
         "audio", "decoded", "started", "since_partial", "last_text", "failed", "decode_s",
-        "channel", "refreshed", "next_refresh",
+        "channel", "next_refresh",
     )  # fmt: skip
 
     def __init__(
@@ -150,8 +150,7 @@ class UtteranceDecoding:
         self.failed = False
         self.decode_s = 0.0
         self.channel: str | None = None  # the owner's key for `prior`'s channel
-        self.refreshed = 0  # decoded bytes when the mean was last set
-        self.next_refresh = 0
+        self.next_refresh = 0  # decoded bytes at which the mean is next refreshed
 
     @property
     def audio_ms(self) -> int:
@@ -226,7 +225,7 @@ class UtteranceDecoding:
 
     def _sound(self, upto: int | None = None) -> bytes:
         audio = self.audio if upto is None else self.audio[:upto]
-        return sounding_frames(bytes(audio[: len(audio) - len(audio) % 2]))
+        return sounding_frames(bytes(audio))
 
     def _warm_enough(self) -> bool:
         if len(self.audio) >= MAX_WARM_BUFFER_MS * BYTES_PER_MS:
@@ -253,14 +252,12 @@ class UtteranceDecoding:
         except Exception:
             self._fail()
             return
-        self.refreshed = 0
         self.next_refresh = REFRESH_MS * BYTES_PER_MS
 
     def _refresh(self) -> None:
         """The utterance's mean over what has been decoded so far, blended with the
         channel's, for the frames to come. At 1, 2, 4, 8 ... s of audio: the estimator's
         work stays linear in the utterance's length (about twice it in all)."""
-        self.refreshed = self.decoded
         self.next_refresh = 2 * self.decoded
         own = self.decoders.estimator.mean(bytes(self.audio[: self.decoded]))
         mean = blend(self.prior, own)
