@@ -32,9 +32,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scale_out import RedisProc  # noqa: E402
+from scale_out import RedisProc
 
-from pipeline.redis_bus import RedisBus  # noqa: E402
+from pipeline.redis_bus import RedisBus
 
 
 def _cpu_s() -> float:
@@ -49,7 +49,7 @@ def _event(call_id: str, seq: int) -> bytes:
     return json.dumps(body).encode()
 
 
-async def _take(sub, n: int, timeout: float) -> list:  # noqa: ANN001
+async def _take(sub, n: int, timeout: float) -> list:
     async with asyncio.timeout(timeout):
         return [await sub.get() for _ in range(n)]
 
@@ -84,7 +84,7 @@ async def run(args: argparse.Namespace, rds: RedisProc) -> dict:
         gate = asyncio.Event()
         xread = b._reader.xread
 
-        async def held(*a_, **kw):  # noqa: ANN002, ANN003
+        async def held(*a_, **kw):
             await gate.wait()
             return await xread(*a_, **kw)
 
@@ -107,7 +107,9 @@ async def run(args: argparse.Namespace, rds: RedisProc) -> dict:
         by_call: dict[str, list[int]] = {}
         for d in got:
             by_call.setdefault(d.call_id, []).append(d.seq)
-        in_order = all(v == [per_call + 1, per_call + 2] for v in by_call.values()) and len(by_call) == len(calls)
+        in_order = all(v == [per_call + 1, per_call + 2] for v in by_call.values()) and len(
+            by_call
+        ) == len(calls)
         await asyncio.sleep(0.5)
         out["lost"] = {"resent": getattr(a, "resent", "-"), "repeats_skipped": getattr(b, "repeats_skipped", "-"),
                        "gaps": getattr(b, "gaps", "-"),
@@ -122,7 +124,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=50_000)
     ap.add_argument("--calls", type=int, default=100)
-    ap.add_argument("--window", type=float, default=10.0, help="the publisher's resend window, seconds")
+    ap.add_argument(
+        "--window", type=float, default=10.0, help="the publisher's resend window, seconds"
+    )
     args = ap.parse_args()
     os.sched_setaffinity(0, {0})
     with tempfile.TemporaryDirectory(prefix="bus-drain-") as tmp:
@@ -133,7 +137,9 @@ def main() -> int:
         finally:
             rds.stop()
     d, lost = result["drain"], result["lost"]
-    print(f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}  events={d['events']} calls={args.calls}")
+    print(
+        f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}  events={d['events']} calls={args.calls}"
+    )
     print(f"drain: acked by Redis in {d['acked_s']:.2f} s, all read by B in {d['delivered_s']:.2f} s "
           f"({d['events_per_s']:.0f} events/s); this process {d['cpu_us_per_event']:.1f} µs/event, "
           f"Redis {d['redis_cpu_us_per_event']:.1f} µs/event")  # fmt: skip

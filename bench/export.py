@@ -29,12 +29,16 @@ sys.path.insert(0, str(REPO))
 from pipeline.store import SqliteEventStore, StoredEvent  # noqa: E402
 
 
-def _adder(batch: list[StoredEvent], cid: str, t: str):  # noqa: ANN202
+def _adder(batch: list[StoredEvent], cid: str, t: str):
     def add(kind: str, **fields: object) -> None:
         seq = len(batch) + 1
         body = json.dumps({"type": kind, "callId": cid, "seq": seq, "time": t, **fields}).encode()
         mode = fields.get("mode") if kind == "call.started" else None
-        batch.append(StoredEvent(cid, seq, kind, t, body, mode, 16000 if mode else None, fields.get("reason")))
+        batch.append(
+            StoredEvent(
+                cid, seq, kind, t, body, mode, 16000 if mode else None, fields.get("reason")
+            )
+        )
 
     return add
 
@@ -57,7 +61,14 @@ def build_store(path: Path, calls: int, events_per_call: int) -> int:
             add("transcript.final", participant=pid, role=role, utteranceId=f"u{u}", startMs=u * 3000,
                 endMs=u * 3000 + 2500, text=f"utterance {u} about the order and my card [CREDIT_CARD] thanks",
                 language="en-US", confidence=0.9, source="local", redactions=[])  # fmt: skip
-            add("sentiment", participant=pid, utteranceId=f"u{u}", label="neutral", score=0.0, rollingScore=0.0)
+            add(
+                "sentiment",
+                participant=pid,
+                utteranceId=f"u{u}",
+                label="neutral",
+                score=0.0,
+                rollingScore=0.0,
+            )
         add("call.ended", reason="media-disconnected")
         store.append(batch)
         total += len(batch)
@@ -98,9 +109,13 @@ def main() -> None:
         until = f"2026-01-01T{tenth // 3600 % 24:02d}:{tenth // 60 % 60:02d}:{tenth % 60:02d}.000Z"
         wall, peak = run_export(tmp, tmp / f"out-small-{fmt}", fmt, until)
         ev = total * tenth // args.calls
-        print(f"| {fmt} | {tenth} | {ev} | {wall:.1f} | {tenth / wall:.0f} | {ev / wall:.0f} | {peak:.0f} |")
+        print(
+            f"| {fmt} | {tenth} | {ev} | {wall:.1f} | {tenth / wall:.0f} | {ev / wall:.0f} | {peak:.0f} |"
+        )
         wall, peak = run_export(tmp, tmp / f"out-{fmt}", fmt, None)
-        print(f"| {fmt} | {args.calls} | {total} | {wall:.1f} | {args.calls / wall:.0f} | {total / wall:.0f} | {peak:.0f} |")
+        print(
+            f"| {fmt} | {args.calls} | {total} | {wall:.1f} | {args.calls / wall:.0f} | {total / wall:.0f} | {peak:.0f} |"
+        )
 
 
 if __name__ == "__main__":

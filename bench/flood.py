@@ -81,8 +81,15 @@ from pipeline.replay import CUSTOMER_ID, audio_message
 def _audio(data: bytes | str) -> bytes:
     b64 = data if isinstance(data, str) else base64.b64encode(data).decode()
     return json.dumps(
-        {"kind": "AudioData", "audioData": {"timestamp": "2026-01-01T00:00:00.000Z", "participantRawID": CUSTOMER_ID,
-                                            "data": b64, "silent": False}}  # fmt: skip
+        {
+            "kind": "AudioData",
+            "audioData": {
+                "timestamp": "2026-01-01T00:00:00.000Z",
+                "participantRawID": CUSTOMER_ID,
+                "data": b64,
+                "silent": False,
+            },
+        }  # fmt: skip
     ).encode()
 
 
@@ -100,11 +107,19 @@ def flood_messages(mix: str = "mixed") -> list[tuple[str, int, bytes]]:
     pcm = (bytes(range(256)) * 60)[:12000]
     return [
         ("not_json", 0x1, b"this is not json"),
-        ("not_json", 0x1, b'{"kind":"AudioData","audioData":{"data":"' + b"QUFB" * 200),  # cut short
+        (
+            "not_json",
+            0x1,
+            b'{"kind":"AudioData","audioData":{"data":"' + b"QUFB" * 200,
+        ),  # cut short
         ("not_json", 0x2, bytes((i * 37) & 0xFF for i in range(900))),  # binary garbage
         ("wrong_kind", 0x1, b'{"kind":42,"audioData":{}}'),
         ("wrong_kind", 0x1, b"[1,2,3]"),
-        ("wrong_kind", 0x1, json.dumps({"kind": "AudioData", "transcriptionData": {"text": "hello"}}).encode()),
+        (
+            "wrong_kind",
+            0x1,
+            json.dumps({"kind": "AudioData", "transcriptionData": {"text": "hello"}}).encode(),
+        ),
         ("wrong_kind", 0x1, b'{"kind":"AudioMetadata","audioMetadata":"16000"}'),
         ("bad_base64", 0x1, _audio("!!!!" * 160)),
         ("bad_base64", 0x1, _audio("QUF" + "A" * 850)),  # bad padding
@@ -112,8 +127,16 @@ def flood_messages(mix: str = "mixed") -> list[tuple[str, int, bytes]]:
         ("wrong_size", 0x1, _audio(pcm[:641])),  # odd
         ("wrong_size", 0x1, _audio(b"")),  # empty
         ("wrong_size", 0x1, _audio(pcm[:12000])),  # over 10 frames of 24 kHz
-        ("wrong_size", 0x1, json.dumps({"kind": "AudioMetadata", "audioMetadata": {"encoding": "PCM", "sampleRate": 8000,
-                                                                                    "channels": 2}}).encode()),  # fmt: skip
+        (
+            "wrong_size",
+            0x1,
+            json.dumps(
+                {
+                    "kind": "AudioMetadata",
+                    "audioMetadata": {"encoding": "PCM", "sampleRate": 8000, "channels": 2},
+                }
+            ).encode(),
+        ),  # fmt: skip
     ]
 
 
@@ -193,7 +216,12 @@ class RawWs(WsClient):
 
     def on_frame(self, opcode: int, payload: bytes) -> None:
         self.opcodes[opcode] = self.opcodes.get(opcode, 0) + 1
-        if opcode == 0x9 and self.pong and self.transport is not None and not self.transport.is_closing():
+        if (
+            opcode == 0x9
+            and self.pong
+            and self.transport is not None
+            and not self.transport.is_closing()
+        ):
             self.transport.write(ws_frame(0xA, payload))
         elif opcode == 0x8:
             self.close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
@@ -247,7 +275,9 @@ async def flooder_main(port: int, seconds: float, mix: str) -> dict:
     block = b"".join(frame(op, raw) for _ in range(per_block) for _c, op, raw in msgs)
     frames_per_block = per_block * len(msgs)
     loop = asyncio.get_running_loop()
-    c = RawWs("127.0.0.1", port, "/media", {"x-ms-call-connection-id": f"flood-{uuid.uuid4().hex[:6]}"})
+    c = RawWs(
+        "127.0.0.1", port, "/media", {"x-ms-call-connection-id": f"flood-{uuid.uuid4().hex[:6]}"}
+    )
     await loop.create_connection(lambda: c, "127.0.0.1", port)
     await c.open
     tr = c.transport
@@ -352,7 +382,9 @@ def fmt_phase(r: dict) -> str:
     )
 
 
-async def with_load(args: argparse.Namespace, workdir: Path, tag: str, final_every: float, body, env=None) -> dict:  # noqa: ANN001
+async def with_load(
+    args: argparse.Namespace, workdir: Path, tag: str, final_every: float, body, env=None
+) -> dict:
     """Start a server and N calls (and the firehose subscriber), run ``body(load, meter)``,
     stop, check every normal message was handled."""
     meta, pairs = build_frames(Path(args.fixture))
@@ -406,14 +438,18 @@ async def case_flood(args: argparse.Namespace, workdir: Path) -> dict:
     async def body(load: CallLoad, meter: Meter) -> dict:
         rows = []
         flood_info: list[dict] = []
-        pooled: dict[str, list[float]] = {f"{k}_{w}": [] for k in ("flood", "noflood") for w in ("frame", "event")}
+        pooled: dict[str, list[float]] = {
+            f"{k}_{w}": [] for k in ("flood", "noflood") for w in ("frame", "event")
+        }
         print(PHASE_HEADER, flush=True)
         for name in ["no flood", "flood"] * args.cycles + ["no flood"]:
             a = await asyncio.to_thread(meter.snap, load)
             if name == "flood":
                 cmd = ["taskset", "-c", str(args.client_core), "nice", "-n", "10", sys.executable, __file__,
                        "--flooder", "--port", str(meter.port), "--phase", str(args.phase), "--flood-mix", args.flood_mix]  # fmt: skip
-                proc = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.PIPE, cwd=Path(__file__).parent.parent)
+                proc = await asyncio.create_subprocess_exec(
+                    *cmd, stdout=subprocess.PIPE, cwd=Path(__file__).parent.parent
+                )
                 stdout, _ = await proc.communicate()
                 flood_info.append(json.loads(stdout.decode().strip().splitlines()[-1]))
             else:
@@ -435,10 +471,14 @@ async def case_flood(args: argparse.Namespace, workdir: Path) -> dict:
     pooled = out.pop("pooled")
     malformed_total = sum(r["malformed"] for r in rows)
     out["malformed_total"] = malformed_total
-    out["every_normal_handled"] = bool(out["normal_messages_handled"] == out["normal_messages_sent"] and out["skipped"] == 0)
+    out["every_normal_handled"] = bool(
+        out["normal_messages_handled"] == out["normal_messages_sent"] and out["skipped"] == 0
+    )
     summ = {}
     for key, vals in pooled.items():  # pooled over the phases of each kind
-        summ[key] = {q: ms(vals, v) for q, v in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))} | {"n": len(vals)}
+        summ[key] = {
+            q: ms(vals, v) for q, v in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))
+        } | {"n": len(vals)}
     out["pooled"] = summ
     out["ratios"] = {
         f"{what}_{q}": round(summ[f"flood_{what}"][q] / summ[f"noflood_{what}"][q], 2)
@@ -449,7 +489,9 @@ async def case_flood(args: argparse.Namespace, workdir: Path) -> dict:
     fl_malformed = sum(r["malformed"] for r in fls)
     fl_wall = sum(r["wall_s"] for r in fls)
     out["flood_cpu_share"] = round(cpu_f - cpu_nf, 3)
-    out["us_per_malformed"] = round((cpu_f - cpu_nf) * fl_wall * 1e6 / fl_malformed, 1) if fl_malformed else None
+    out["us_per_malformed"] = (
+        round((cpu_f - cpu_nf) * fl_wall * 1e6 / fl_malformed, 1) if fl_malformed else None
+    )
     for fi in out["flooder"]:
         print(
             f"# flooder: wrote {fi.get('frames_written')} malformed messages ({fi.get('bytes_written', 0) / 1e6:.1f} MB) in "
@@ -493,7 +535,9 @@ async def case_oversized(args: argparse.Namespace, workdir: Path) -> dict:
     big = 3 * 512 * 1024  # 1.5 MiB
     payload = b"x" * big
     single = frame(0x1, payload)
-    frag = frame(0x1, payload[: 512 * 1024], fin=False) + frame(0x0, payload[512 * 1024 : 1024 * 1024], fin=False)
+    frag = frame(0x1, payload[: 512 * 1024], fin=False) + frame(
+        0x0, payload[512 * 1024 : 1024 * 1024], fin=False
+    )
     frag += frame(0x0, payload[1024 * 1024 :])
     binary = frame(0x2, payload)
 
@@ -513,7 +557,12 @@ async def case_oversized(args: argparse.Namespace, workdir: Path) -> dict:
         t_end = loop.time() + args.oversize_window
         for n in range(args.oversize_count):
             label, data = kinds[n % len(kinds)]
-            c = RawWs("127.0.0.1", meter.port, "/media", {"x-ms-call-connection-id": f"big-{uuid.uuid4().hex[:6]}-{n}"})
+            c = RawWs(
+                "127.0.0.1",
+                meter.port,
+                "/media",
+                {"x-ms-call-connection-id": f"big-{uuid.uuid4().hex[:6]}-{n}"},
+            )
             await loop.create_connection(lambda c=c: c, "127.0.0.1", meter.port)
             await c.open
             c.transport.write(load.meta)  # type: ignore[union-attr]  # a valid AudioMetadata first (a ready frame)
@@ -543,12 +592,16 @@ async def case_oversized(args: argparse.Namespace, workdir: Path) -> dict:
                 "too_large": too_large}  # fmt: skip
 
     out = await with_load(args, workdir, "oversized", args.final_every, body)
-    out["every_normal_handled"] = bool(out["normal_messages_handled"] == out["normal_messages_sent"] and out["skipped"] == 0)
+    out["every_normal_handled"] = bool(
+        out["normal_messages_handled"] == out["normal_messages_sent"] and out["skipped"] == 0
+    )
     codes: dict[str, list] = {}
     for r in out["connections"]:
         codes.setdefault(r["kind"], []).append((r["close_code"], r["close_ms"]))
     for kind, v in codes.items():
-        print(f"# {kind}: close codes {sorted({c for c, _ in v})}, closed after {[t for _, t in v]} ms")
+        print(
+            f"# {kind}: close codes {sorted({c for c, _ in v})}, closed after {[t for _, t in v]} ms"
+        )
     r0, r1 = out["rows"]
     print(
         f"# server counted {out['too_large']} messages too large; other calls' frame p99 {r1['frame_p99_ms']} ms vs "
@@ -563,7 +616,9 @@ async def case_oversized(args: argparse.Namespace, workdir: Path) -> dict:
 
 async def case_idle(args: argparse.Namespace, workdir: Path) -> dict:
     env = {"CALLSTREAM_MEDIA_IDLE_TIMEOUT_S": str(args.media_idle)} if args.media_idle else None
-    server = await asyncio.to_thread(start_server, workdir / "idle", args.port, args.server_core, env)
+    server = await asyncio.to_thread(
+        start_server, workdir / "idle", args.port, args.server_core, env
+    )
     pid, port = server.pid, server.port
     loop = asyncio.get_running_loop()
     groups: dict[str, list] = {}
@@ -571,11 +626,15 @@ async def case_idle(args: argparse.Namespace, workdir: Path) -> dict:
     out: dict = {}
     try:
         await asyncio.sleep(1.0)
-        base = {"rss": rss_mb(pid), "fds": open_fds(pid), "m": await asyncio.to_thread(scrape, port)}
+        base = {
+            "rss": rss_mb(pid),
+            "fds": open_fds(pid),
+            "m": await asyncio.to_thread(scrape, port),
+        }
         steps.append({"after": "start", "rss_mb": round(base["rss"], 1), "fds": base["fds"]})
         print(f"# idle server: RSS {base['rss']:.1f} MB, {base['fds']} fds", flush=True)
 
-        async def open_group(name: str, n: int, make) -> None:  # noqa: ANN001
+        async def open_group(name: str, n: int, make) -> None:
             before_rss, before_fds = rss_mb(pid), open_fds(pid)
             conns = []
             for i in range(n):
@@ -599,10 +658,24 @@ async def case_idle(args: argparse.Namespace, workdir: Path) -> dict:
             )
 
         t_open = time.perf_counter()
-        await open_group("ws-idle", args.idle_ws, lambda i: RawWs("127.0.0.1", port, "/media", {"x-ms-call-connection-id": f"idle-{i}"}))
-        await open_group("ws-no-pong", args.idle_other, lambda i: RawWs("127.0.0.1", port, "/media", {"x-ms-call-connection-id": f"nopong-{i}"}, pong=False))
+        await open_group(
+            "ws-idle",
+            args.idle_ws,
+            lambda i: RawWs("127.0.0.1", port, "/media", {"x-ms-call-connection-id": f"idle-{i}"}),
+        )
+        await open_group(
+            "ws-no-pong",
+            args.idle_other,
+            lambda i: RawWs(
+                "127.0.0.1", port, "/media", {"x-ms-call-connection-id": f"nopong-{i}"}, pong=False
+            ),
+        )
         await open_group("tcp-silent", args.idle_other, lambda i: RawTcp(b""))
-        await open_group("http-partial", args.idle_other, lambda i: RawTcp(b"GET /media HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"))
+        await open_group(
+            "http-partial",
+            args.idle_other,
+            lambda i: RawTcp(b"GET /media HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"),
+        )
         samples = []
         deadline = t_open + args.idle_observe
         while True:
@@ -614,19 +687,31 @@ async def case_idle(args: argparse.Namespace, workdir: Path) -> dict:
             if now >= deadline:
                 break
             await asyncio.sleep(min(5.0, deadline - now))
-        print(f"{'t s':>5} {'RSS MB':>7} {'fds':>5} {'calls':>5} " + " ".join(f"{g:>12}" for g in groups))
+        print(
+            f"{'t s':>5} {'RSS MB':>7} {'fds':>5} {'calls':>5} "
+            + " ".join(f"{g:>12}" for g in groups)
+        )
         for s in samples:
-            print(f"{s['t']:>5} {s['rss_mb']:>7.1f} {s['fds']:>5} {s['active_calls']!s:>5} " + " ".join(f"{s[g]:>12}" for g in groups))
+            print(
+                f"{s['t']:>5} {s['rss_mb']:>7.1f} {s['fds']:>5} {s['active_calls']!s:>5} "
+                + " ".join(f"{s[g]:>12}" for g in groups)
+            )
         summary = {}
         for g, cs in groups.items():
             closed = [c for c in cs if not c.is_open]
-            after_s = [round((getattr(c, "close_at", None) or c.lost_at) - c.opened_at, 1) for c in closed]
+            after_s = [
+                round((getattr(c, "close_at", None) or c.lost_at) - c.opened_at, 1) for c in closed
+            ]
             codes = sorted({getattr(c, "close_code", None) for c in closed}, key=str)
             summary[g] = {"n": len(cs), "closed": len(closed), "close_codes": codes,
                           "closed_after_s": [min(after_s), statistics.median(after_s), max(after_s)] if after_s else None}  # fmt: skip
             print(
                 f"# {g}: {len(closed)} of {len(cs)} closed by the server within {args.idle_observe:g} s"
-                + (f" (codes {codes}, after {summary[g]['closed_after_s'][0]}-{summary[g]['closed_after_s'][2]} s)" if closed else "")
+                + (
+                    f" (codes {codes}, after {summary[g]['closed_after_s'][0]}-{summary[g]['closed_after_s'][2]} s)"
+                    if closed
+                    else ""
+                )
             )
         # close everything; the server should be back to its idle state
         for cs in groups.values():
@@ -653,7 +738,13 @@ async def case_idle(args: argparse.Namespace, workdir: Path) -> dict:
             f"# all closed by the client: RSS {end['rss_mb']} MB, {end['fds']} fds {end['fd_kinds']}, server-side "
             f"sockets on the port by state {end['server_sockets']}, active calls {end['active_calls']}"
         )
-        out = {"steps": steps, "samples": samples, "groups": summary, "end": end, "base_fds": base["fds"]}
+        out = {
+            "steps": steps,
+            "samples": samples,
+            "groups": summary,
+            "end": end,
+            "base_fds": base["fds"],
+        }
     finally:
         out["server_exit"] = await asyncio.to_thread(server.stop)
         out["server_log_problems"] = server.log_problems()[:40]
@@ -668,7 +759,11 @@ def fd_kinds(pid: int) -> dict[str, int]:
     for fd in os.listdir(f"/proc/{pid}/fd"):
         with contextlib.suppress(OSError):
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            kind = target.split(":")[0] if ":" in target else ("file" if target.startswith("/") else target)
+            kind = (
+                target.split(":")[0]
+                if ":" in target
+                else ("file" if target.startswith("/") else target)
+            )
             kinds[kind] = kinds.get(kind, 0) + 1
     return kinds
 
@@ -755,7 +850,10 @@ async def case_slowsub(args: argparse.Namespace, workdir: Path) -> dict:
             states: dict[str, list[int]] = {}
             for st, tx, _rx in row["never_sockets"]:
                 states.setdefault(st, []).append(tx)
-            qs = ", ".join(f"{len(v)} {st} {min(v) / 1e6:.2f}-{max(v) / 1e6:.2f} MB" for st, v in states.items())
+            qs = ", ".join(
+                f"{len(v)} {st} {min(v) / 1e6:.2f}-{max(v) / 1e6:.2f} MB"
+                for st, v in states.items()
+            )
             print(f"{row['t']:>5} {row['rss_mb']:>7.1f} {row['fds']:>4} {row['subscribers']!s:>4} {row['depth_max']!s:>9} "
                   f"{row['lag_notices']!s:>11}  {qs}", flush=True)  # fmt: skip
             if now - t0 >= args.slow_observe:
@@ -792,7 +890,11 @@ async def case_slowsub(args: argparse.Namespace, workdir: Path) -> dict:
                 "rss_control_start_mb": round(c0["rss"], 1), "rss_before_mb": round(a["rss"], 1),
                 "stall_port": stall_port}  # fmt: skip
 
-    env = {"CALLSTREAM_SUBSCRIBER_QUEUE": str(args.subscriber_queue)} if args.subscriber_queue else None
+    env = (
+        {"CALLSTREAM_SUBSCRIBER_QUEUE": str(args.subscriber_queue)}
+        if args.subscriber_queue
+        else None
+    )
     out = await with_load(args, workdir, "slowsub", args.slow_final_every, body, env)
     f = out["phase"]
     s0, s1 = out["samples"][0], out["samples"][-1]
@@ -800,7 +902,9 @@ async def case_slowsub(args: argparse.Namespace, workdir: Path) -> dict:
     ctl_slope = (out["rss_before_mb"] - out["rss_control_start_mb"]) / ctl["wall_s"] * 60
     sub_slope = (s1["rss_mb"] - out["rss_before_mb"]) / f["wall_s"] * 60
     out["rss_slope_mb_per_min"] = {"control": round(ctl_slope, 2), "slow_subs": round(sub_slope, 2)}
-    out["every_normal_handled"] = bool(out["normal_messages_handled"] == out["normal_messages_sent"] and out["skipped"] == 0)
+    out["every_normal_handled"] = bool(
+        out["normal_messages_handled"] == out["normal_messages_sent"] and out["skipped"] == 0
+    )
     print(
         f"# RSS {out['rss_before_mb']} MB when the slow subscribers connected, {s1['rss_mb']} MB {s1['t']} s later "
         f"({s1['rss_mb'] - out['rss_before_mb']:+.1f} MB, {sub_slope:+.1f} MB/min; the control window without them: "
@@ -843,14 +947,26 @@ async def amain(args: argparse.Namespace) -> dict:
         f"{args.server_core}, clients on core {args.client_core}; {args.calls} normal unmixed calls",
         flush=True,
     )
-    out: dict = {"started": started, "nproc": os.cpu_count(), "cpu": cpu_model(), "args": vars(args)}
-    cases = {"flood": case_flood, "oversized": case_oversized, "idle": case_idle, "slowsub": case_slowsub}
+    out: dict = {
+        "started": started,
+        "nproc": os.cpu_count(),
+        "cpu": cpu_model(),
+        "args": vars(args),
+    }
+    cases = {
+        "flood": case_flood,
+        "oversized": case_oversized,
+        "idle": case_idle,
+        "slowsub": case_slowsub,
+    }
     try:
         for name in args.cases.split(","):
             print(f"\n## {name}", flush=True)
             out[name] = await cases[name](args, workdir)
             problems = out[name].get("server_log_problems", [])
-            print(f"# server exit {out[name].get('server_exit')}; {len(problems)} log lines above INFO")
+            print(
+                f"# server exit {out[name].get('server_exit')}; {len(problems)} log lines above INFO"
+            )
             for line in problems[:6]:
                 print(f"#   {line[:300]}")
     finally:
@@ -864,30 +980,67 @@ async def amain(args: argparse.Namespace) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description="callstream bad-input benchmark (see module docstring)")
+    ap = argparse.ArgumentParser(
+        description="callstream bad-input benchmark (see module docstring)"
+    )
     ap.add_argument("--cases", default="flood,oversized,idle,slowsub")
     ap.add_argument("--calls", type=int, default=50, help="normal unmixed calls")
-    ap.add_argument("--final-every", type=float, default=5.0, help="a TranscriptionData Final per call every N s")
+    ap.add_argument(
+        "--final-every",
+        type=float,
+        default=5.0,
+        help="a TranscriptionData Final per call every N s",
+    )
     ap.add_argument("--phase", type=float, default=30.0, help="flood: seconds per phase")
-    ap.add_argument("--cycles", type=int, default=1, help="flood: no flood, (flood, no flood) x cycles")
+    ap.add_argument(
+        "--cycles", type=int, default=1, help="flood: no flood, (flood, no flood) x cycles"
+    )
     ap.add_argument("--flood-mix", choices=("mixed", "small"), default="mixed",
                     help="flood: every kind of bad message, or only the shortest ones")  # fmt: skip
     ap.add_argument("--warmup", type=float, default=5.0)
     ap.add_argument("--oversize-window", type=float, default=15.0)
     ap.add_argument("--oversize-count", type=int, default=8)
-    ap.add_argument("--idle-ws", type=int, default=500, help="idle /media websockets that answer pings")
-    ap.add_argument("--idle-other", type=int, default=100, help="connections in each other idle group")
+    ap.add_argument(
+        "--idle-ws", type=int, default=500, help="idle /media websockets that answer pings"
+    )
+    ap.add_argument(
+        "--idle-other", type=int, default=100, help="connections in each other idle group"
+    )
     ap.add_argument("--idle-observe", type=float, default=150.0,
                     help="idle: seconds to watch (the server's keepalive closes a peer that does not answer pings "
                          "after 20 + 20 s; CALLSTREAM_MEDIA_IDLE_TIMEOUT_S is 60 s, checked once per period)")  # fmt: skip
-    ap.add_argument("--media-idle", type=float, default=0, help="idle: CALLSTREAM_MEDIA_IDLE_TIMEOUT_S (0: the default)")
+    ap.add_argument(
+        "--media-idle",
+        type=float,
+        default=0,
+        help="idle: CALLSTREAM_MEDIA_IDLE_TIMEOUT_S (0: the default)",
+    )
     ap.add_argument("--slow-subs", type=int, default=5)
-    ap.add_argument("--slow-final-every", type=float, default=0.2, help="slowsub: a final per call every N s")
-    ap.add_argument("--slow-control", type=float, default=30.0, help="slowsub: seconds of the same load without them")
+    ap.add_argument(
+        "--slow-final-every", type=float, default=0.2, help="slowsub: a final per call every N s"
+    )
+    ap.add_argument(
+        "--slow-control",
+        type=float,
+        default=30.0,
+        help="slowsub: seconds of the same load without them",
+    )
     ap.add_argument("--slow-observe", type=float, default=150.0)
-    ap.add_argument("--slow-stall", type=float, default=25.0, help="slowsub: one more subscriber reads after N s")
-    ap.add_argument("--slow-read", type=float, default=5.0, help="seconds the slow subscribers then read")
-    ap.add_argument("--subscriber-queue", type=int, default=0, help="CALLSTREAM_SUBSCRIBER_QUEUE (0: the default)")
+    ap.add_argument(
+        "--slow-stall",
+        type=float,
+        default=25.0,
+        help="slowsub: one more subscriber reads after N s",
+    )
+    ap.add_argument(
+        "--slow-read", type=float, default=5.0, help="seconds the slow subscribers then read"
+    )
+    ap.add_argument(
+        "--subscriber-queue",
+        type=int,
+        default=0,
+        help="CALLSTREAM_SUBSCRIBER_QUEUE (0: the default)",
+    )
     ap.add_argument("--port", type=int, default=18850)
     ap.add_argument("--server-core", type=int, default=0)
     ap.add_argument("--client-core", type=int, default=1)
@@ -898,7 +1051,9 @@ def main() -> int:
     args = ap.parse_args()
     if args.flooder:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        print(json.dumps(asyncio.run(flooder_main(args.port, args.phase, args.flood_mix))), flush=True)
+        print(
+            json.dumps(asyncio.run(flooder_main(args.port, args.phase, args.flood_mix))), flush=True
+        )
         return 0
     bad = [c for c in args.cases.split(",") if c not in ("flood", "oversized", "idle", "slowsub")]
     if bad:

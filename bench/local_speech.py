@@ -82,12 +82,12 @@ def proc_cpu_s(pid: int) -> float:
 
 async def decode(
     engine, uid: str, pcm: bytes, chunk: int = 640, channel: str | None = None
-) -> tuple[float, str]:  # noqa: ANN001
+) -> tuple[float, str]:
     """Push one utterance in 20 ms pieces as fast as possible; wall seconds to its final."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[str] = loop.create_future()
 
-    def on_result(r) -> None:  # noqa: ANN001
+    def on_result(r) -> None:
         if r.is_final and not done.done():
             done.set_result(r.text)
 

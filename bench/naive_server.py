@@ -45,7 +45,7 @@ async def handler(ws: ServerConnection) -> None:
                 vad.is_speech(pcm, 16000)
 
 
-def process_request(connection: ServerConnection, request: Request):  # noqa: ANN201
+def process_request(connection: ServerConnection, request: Request):
     if request.path == "/count":
         return connection.respond(HTTPStatus.OK, f"{received}\n")
     if request.path == "/readyz":

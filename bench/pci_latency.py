@@ -58,7 +58,9 @@ def transcription(text: str, status: str, participant: str, offset_ms: int) -> s
 
 
 def post(url: str, body: dict) -> int:
-    req = urllib.request.Request(url, json.dumps(body).encode(), {"content-type": "application/json"}, method="POST")
+    req = urllib.request.Request(
+        url, json.dumps(body).encode(), {"content-type": "application/json"}, method="POST"
+    )
     with urllib.request.urlopen(req, timeout=10) as r:
         return r.status
 
@@ -79,18 +81,32 @@ async def one_call(i: int, base: str, fake: FakeAcs, sent_at: dict[str, float]) 
     props = await asyncio.to_thread(client.start_recording, server_call_id=f"server-call-{i}")
     rid = props.recording_id
     await asyncio.to_thread(post, f"{base}/calls/{call_id}/recording", {"recordingId": rid})
-    async with connect(f"ws://127.0.0.1:{PORT}/media", additional_headers={"x-ms-call-connection-id": call_id}) as ws:
-        await ws.send(transcription("hello thanks for calling how can i help", "Final", "8:acs:agent", 0))
+    async with connect(
+        f"ws://127.0.0.1:{PORT}/media", additional_headers={"x-ms-call-connection-id": call_id}
+    ) as ws:
+        await ws.send(
+            transcription("hello thanks for calling how can i help", "Final", "8:acs:agent", 0)
+        )
         await ws.send(transcription("hi i want to pay my bill", "Final", "4:+15550100", 2000))
         await asyncio.sleep(0.05)
         sent_at[rid] = time.monotonic()
-        await ws.send(transcription("sure can i take the card number", "Intermediate", "8:acs:agent", 4000))
-        await ws.send(transcription("sure can i take the card number please", "Final", "8:acs:agent", 4000))
+        await ws.send(
+            transcription("sure can i take the card number", "Intermediate", "8:acs:agent", 4000)
+        )
+        await ws.send(
+            transcription("sure can i take the card number please", "Final", "8:acs:agent", 4000)
+        )
         deadline = time.monotonic() + 10
+
         # The fake records requests on its own threads: poll it.
-        while not any(r.recording_id == rid for r in fake.of("pause")) and time.monotonic() < deadline:  # noqa: ASYNC110
+        def paused() -> bool:
+            return any(r.recording_id == rid for r in fake.of("pause"))
+
+        while not paused() and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
-        await ws.send(transcription("thanks your payment has gone through", "Final", "8:acs:agent", 9000))
+        await ws.send(
+            transcription("thanks your payment has gone through", "Final", "8:acs:agent", 9000)
+        )
         await asyncio.sleep(0.05)
 
 
@@ -140,7 +156,11 @@ async def run(args: argparse.Namespace) -> dict:
             deadline = time.monotonic() + 15
             while True:
                 doc = await asyncio.to_thread(get_json, f"{base}/calls/bench-pci-{i}/audit")
-                first = [x for x in doc["requests"] if x.get("action") == "pause" and x.get("attempt") == 1]
+                first = [
+                    x
+                    for x in doc["requests"]
+                    if x.get("action") == "pause" and x.get("attempt") == 1
+                ]
                 if first or time.monotonic() > deadline:
                     break
                 await asyncio.sleep(0.2)
@@ -174,7 +194,9 @@ def main() -> None:
                       ("on the wire: frame sent -> fake ACS receives the pause", "wire_ms")):  # fmt: skip
         v = res[key]
         if v:
-            print(f"| {name} | {len(v)} | {statistics.median(v):.1f} | {pct(v, 90):.1f} | {pct(v, 99):.1f} | {max(v):.1f} |")
+            print(
+                f"| {name} | {len(v)} | {statistics.median(v):.1f} | {pct(v, 90):.1f} | {pct(v, 99):.1f} | {max(v):.1f} |"
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(res))
 

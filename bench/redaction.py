@@ -471,8 +471,6 @@ def leaked(u: Utterance, out: str) -> list[str]:
 # ------------------------------------------------------------------ machinery
 
 
-
-
 def own_cpu_s() -> float:
     t = os.times()
     return t.user + t.system

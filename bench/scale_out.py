@@ -135,7 +135,7 @@ class RedisProc:
 
     def start(self) -> None:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        log = open(self.workdir / "redis.log", "ab")  # noqa: SIM115 - the child owns it
+        log = open(self.workdir / "redis.log", "ab")
         self.proc = subprocess.Popen(
             ["taskset", "-c", str(self.core), binary, "--port", str(self.port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no", "--dir", str(self.workdir)],
@@ -144,7 +144,9 @@ class RedisProc:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("redis-server exited: " + (self.workdir / "redis.log").read_text()[-2000:])
+                raise RuntimeError(
+                    "redis-server exited: " + (self.workdir / "redis.log").read_text()[-2000:]
+                )
             with contextlib.suppress(redis.RedisError):
                 if self.client().ping():
                     return
@@ -173,20 +175,30 @@ class RedisProc:
 class Server:
     """`callstream serve` (optionally `--workers N`) pinned with taskset, logging to a file."""
 
-    def __init__(self, name: str, cores: str, port: int, workers: int, env: dict[str, str], workdir: Path) -> None:
+    def __init__(
+        self, name: str, cores: str, port: int, workers: int, env: dict[str, str], workdir: Path
+    ) -> None:
         self.name, self.cores, self.port, self.workers = name, cores, port, workers
         self.data_dir = workdir / f"data-{name}-{port}"
         self.log_path = workdir / f"server-{name}-{port}.log"
-        self.env = os.environ | {"CALLSTREAM_DATA_DIR": str(self.data_dir), "CALLSTREAM_PORT": str(port)} | env
+        self.env = (
+            os.environ
+            | {"CALLSTREAM_DATA_DIR": str(self.data_dir), "CALLSTREAM_PORT": str(port)}
+            | env
+        )
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         cmd = [sys.executable, "-m", "pipeline.cli", "serve"]
         if self.workers > 1:
             cmd += ["--workers", str(self.workers)]
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            ["taskset", "-c", self.cores, *cmd], env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
+            ["taskset", "-c", self.cores, *cmd],
+            env=self.env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -243,7 +255,7 @@ _CREATED = re.compile(r"^callstream_\w+_created(?:\{[^}]*\})? (\S+)$", re.M)
 def _scrape_once(port: int) -> tuple[str, dict[str, float]]:
     # urllib opens a new connection per request: a new source port, so the kernel's
     # SO_REUSEPORT hash may pick another worker each time.
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:  # noqa: S310 - loopback
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
         text = r.read().decode()
     created = _CREATED.findall(text)
     if not created:
@@ -309,7 +321,12 @@ async def run_ingest(
         ping_every=args.ping_interval, snapshot=snapshot, count=frames, since=before, poll=0.3,
     )  # fmt: skip
     s0, s1 = run.start, run.end
-    backlog, closed_early, expected, handled = run.backlog, run.closed_early, run.expected, run.handled
+    backlog, closed_early, expected, handled = (
+        run.backlog,
+        run.closed_early,
+        run.expected,
+        run.handled,
+    )
     workers_after = workers
 
     wall = s1["t"] - s0["t"]
@@ -320,14 +337,19 @@ async def run_ingest(
     srv_cores = cores_of(server.cores)
     busy = sum(s1["cores"][c][0] - s0["cores"][c][0] for c in srv_cores)
     steal = sum(s1["cores"][c][1] - s0["cores"][c][1] for c in srv_cores)
-    mine = srv + (red if args.redis_core in srv_cores else 0) + (gen if args.client_core in srv_cores else 0)
+    mine = (
+        srv
+        + (red if args.redis_core in srv_cores else 0)
+        + (gen if args.client_core in srv_cores else 0)
+    )
     us = srv * 1e6 / sent if sent else float("nan")
     us_redis = red * 1e6 / sent if sent else float("nan")
     rtts = [r * 1000 for r in stats.rtts]
     late = [x * 1000 for x in stats.lateness]
     # Each worker's share of this run's media connections (workers keyed the same way).
     conns = [
-        w.get("callstream_media_connections", 0) - workers_before.get(key, {}).get("callstream_media_connections", 0)
+        w.get("callstream_media_connections", 0)
+        - workers_before.get(key, {}).get("callstream_media_connections", 0)
         for key, w in sorted(workers_after.items())
     ]
     split = "/".join(str(int(c)) for c in conns) if server.workers > 1 else "-"
@@ -349,7 +371,9 @@ async def run_ingest(
         "handled_ratio": round(handled / expected, 5) if handled is not None else None,
         "split": split, "worker_pids_changed": s0["pids"] != s1["pids"],
     }  # fmt: skip
-    r["realtime"] = bool(stats.skipped == 0 and sent >= 0.99 * calls * 100 * wall and r["gen_late_p99_ms"] < 20)
+    r["realtime"] = bool(
+        stats.skipped == 0 and sent >= 0.99 * calls * 100 * wall and r["gen_late_p99_ms"] < 20
+    )
     return r
 
 
@@ -373,7 +397,9 @@ def fmt_row(r: dict) -> str:
     )
 
 
-async def part_ingest(args: argparse.Namespace, rds: RedisProc, workdir: Path, problems: dict) -> list[dict]:
+async def part_ingest(
+    args: argparse.Namespace, rds: RedisProc, workdir: Path, problems: dict
+) -> list[dict]:
     meta, pairs = build_frames(Path(args.fixture))
     loads = [int(x) for x in args.loads.split(",")]
     results = []
@@ -385,7 +411,11 @@ async def part_ingest(args: argparse.Namespace, rds: RedisProc, workdir: Path, p
     print(HEADER, flush=True)
     for name in args.configs.split(","):
         bus, workers, where = CONFIGS[name]
-        cores = str(args.server_core) if where == "server" else ",".join(str(c) for c in range(os.cpu_count() or 1))
+        cores = (
+            str(args.server_core)
+            if where == "server"
+            else ",".join(str(c) for c in range(os.cpu_count() or 1))
+        )
         env = {"CALLSTREAM_STT": "acs"}
         if bus == "redis":
             await asyncio.to_thread(rds.client().flushall)
@@ -394,7 +424,9 @@ async def part_ingest(args: argparse.Namespace, rds: RedisProc, workdir: Path, p
         try:
             await asyncio.to_thread(server.start)
             for calls in loads:
-                r = await run_ingest(server, rds if bus == "redis" else None, calls, meta, pairs, args)
+                r = await run_ingest(
+                    server, rds if bus == "redis" else None, calls, meta, pairs, args
+                )
                 results.append(r)
                 print(fmt_row(r), flush=True)
         finally:
@@ -448,7 +480,10 @@ async def subscriber(port: int, prefix: str, got: dict[tuple[str, int], float], 
 
 
 async def delivery_run(
-    media_port: int, sub_ports: dict[str, int], cpu_of: dict[str, Callable[[], float]], args: argparse.Namespace
+    media_port: int,
+    sub_ports: dict[str, int],
+    cpu_of: dict[str, Callable[[], float]],
+    args: argparse.Namespace,
 ) -> dict:
     """Finals to ``media_port``, subscribers on ``sub_ports``; CPU of ``cpu_of`` from the
     first final sent to the last one received (drain included)."""
@@ -457,18 +492,32 @@ async def delivery_run(
     markers: dict[tuple[str, int], str] = {}
     got = {name: {} for name in sub_ports}
     infos = {name: {"markers": markers} for name in sub_ports}
-    subs = [asyncio.create_task(subscriber(p, prefix, got[n], infos[n])) for n, p in sub_ports.items()]
+    subs = [
+        asyncio.create_task(subscriber(p, prefix, got[n], infos[n])) for n, p in sub_ports.items()
+    ]
     deadline = time.monotonic() + 10
     while not all(i.get("open") for i in infos.values()):
         if time.monotonic() > deadline or any(t.done() for t in subs):
-            raise RuntimeError(f"subscribers did not connect: {[t.exception() for t in subs if t.done()]}")
+            raise RuntimeError(
+                f"subscribers did not connect: {[t.exception() for t in subs if t.done()]}"
+            )
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.5)  # subscriptions registered with the bus
     call_ids = [f"{prefix}{i}" for i in range(args.delivery_calls)]
     media = []
     for cid in call_ids:
-        ws = await connect(f"ws://127.0.0.1:{media_port}/media", additional_headers={"x-ms-call-connection-id": cid})
-        await ws.send(json.dumps({"kind": "TranscriptionMetadata", "transcriptionMetadata": {"locale": "en-us", "callConnectionId": cid}}))
+        ws = await connect(
+            f"ws://127.0.0.1:{media_port}/media",
+            additional_headers={"x-ms-call-connection-id": cid},
+        )
+        await ws.send(
+            json.dumps(
+                {
+                    "kind": "TranscriptionMetadata",
+                    "transcriptionMetadata": {"locale": "en-us", "callConnectionId": cid},
+                }
+            )
+        )
         media.append(ws)
     period = 1.0 / args.finals_per_s
     ticks = round(args.delivery_duration / period)
@@ -536,8 +585,12 @@ def print_delivery(label: str, res: dict) -> None:
             flush=True,
         )
     cpu = ", ".join(f"{k} {v:.2f}" for k, v in res["cpu_ms_per_final"].items())
-    per = ", ".join(f"{k} {res[k]['events_per_final']:.2f}" for k in ("A", "B", "local") if k in res)
-    print(f"# CPU ms per final sent (whole run, includes redaction and the store): {cpu}; events received per final: {per}")
+    per = ", ".join(
+        f"{k} {res[k]['events_per_final']:.2f}" for k in ("A", "B", "local") if k in res
+    )
+    print(
+        f"# CPU ms per final sent (whole run, includes redaction and the store): {cpu}; events received per final: {per}"
+    )
     if "B_minus_A" in res:
         x = res["B_minus_A"]
         print(
@@ -548,7 +601,9 @@ def print_delivery(label: str, res: dict) -> None:
         )
 
 
-async def part_delivery(args: argparse.Namespace, rds: RedisProc, workdir: Path, problems: dict) -> dict:
+async def part_delivery(
+    args: argparse.Namespace, rds: RedisProc, workdir: Path, problems: dict
+) -> dict:
     print(
         f"\n## Part 2: delivery, {args.delivery_calls} calls x {args.finals_per_s:g} finals/s for "
         f"{args.delivery_duration:g} s to A's /media; servers on core {args.server_core}, client and redis on "
@@ -565,7 +620,9 @@ async def part_delivery(args: argparse.Namespace, rds: RedisProc, workdir: Path,
     # C: a third replica with no subscriber at all (what each further replica costs).
     c = Server("C", str(args.server_core), args.port + 4, 1, env, workdir)
     try:
-        await asyncio.gather(asyncio.to_thread(a.start), asyncio.to_thread(b.start), asyncio.to_thread(c.start))
+        await asyncio.gather(
+            asyncio.to_thread(a.start), asyncio.to_thread(b.start), asyncio.to_thread(c.start)
+        )
         cpu = {"A": lambda: tree_cpu(a.pid)[0], "B": lambda: tree_cpu(b.pid)[0], "C": lambda: tree_cpu(c.pid)[0],
                "redis": rds.cpu}  # fmt: skip
         out["redis"] = await delivery_run(a.port, {"A": a.port, "B": b.port}, cpu, args)
@@ -574,10 +631,14 @@ async def part_delivery(args: argparse.Namespace, rds: RedisProc, workdir: Path,
         for s in (a, b, c):
             problems[f"delivery-{s.name}"] = (await asyncio.to_thread(s.stop), s.log_problems())
     if not args.no_memory_reference:
-        m = Server("mem", str(args.server_core), args.port + 3, 1, {"CALLSTREAM_STT": "acs"}, workdir)
+        m = Server(
+            "mem", str(args.server_core), args.port + 3, 1, {"CALLSTREAM_STT": "acs"}, workdir
+        )
         try:
             await asyncio.to_thread(m.start)
-            out["memory"] = await delivery_run(m.port, {"local": m.port}, {"server": lambda: tree_cpu(m.pid)[0]}, args)
+            out["memory"] = await delivery_run(
+                m.port, {"local": m.port}, {"server": lambda: tree_cpu(m.pid)[0]}, args
+            )
             print_delivery("memory bus: one process (reference)", out["memory"])
         finally:
             problems["delivery-memory"] = (await asyncio.to_thread(m.stop), m.log_problems())
@@ -615,7 +676,9 @@ async def amain(args: argparse.Namespace) -> int:
             results["delivery"] = await part_delivery(args, rds, workdir, problems)
     finally:
         rds.stop()
-        print(f"\n# finished in {time.monotonic() - t0:.0f} s; server exit codes and log lines above INFO:")
+        print(
+            f"\n# finished in {time.monotonic() - t0:.0f} s; server exit codes and log lines above INFO:"
+        )
         for name, (code, lines) in problems.items():
             print(f"#   {name}: exit {code}, {len(lines)} lines")
             for line in lines[: args.show_log_lines]:
@@ -633,41 +696,73 @@ async def amain(args: argparse.Namespace) -> int:
         for name, rows in by.items():
             parts = []
             for r in rows:
-                vs = f", {r['us_per_frame'] / ref[r['calls']]:.2f}x memory" if r["calls"] in ref else ""
-                parts.append(f"{r['calls']} calls: {r['calls_per_core']:.0f} ({r['calls_per_core_with_redis']:.0f}){vs}")
+                vs = (
+                    f", {r['us_per_frame'] / ref[r['calls']]:.2f}x memory"
+                    if r["calls"] in ref
+                    else ""
+                )
+                parts.append(
+                    f"{r['calls']} calls: {r['calls_per_core']:.0f} ({r['calls_per_core_with_redis']:.0f}){vs}"
+                )
             print(f"#   {name:<16} " + "; ".join(parts))
     if args.json:
-        await asyncio.to_thread(Path(args.json).write_text, json.dumps(results, indent=1, default=str))
+        await asyncio.to_thread(
+            Path(args.json).write_text, json.dumps(results, indent=1, default=str)
+        )
     return 0
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description="callstream scale-out benchmark (see module docstring)")
-    ap.add_argument("--loads", default="50,100", help="concurrent unmixed calls for part 1, comma-separated")
-    ap.add_argument("--duration", type=float, default=8.0, help="part 1: measured window per load, seconds")
+    ap = argparse.ArgumentParser(
+        description="callstream scale-out benchmark (see module docstring)"
+    )
+    ap.add_argument(
+        "--loads", default="50,100", help="concurrent unmixed calls for part 1, comma-separated"
+    )
+    ap.add_argument(
+        "--duration", type=float, default=8.0, help="part 1: measured window per load, seconds"
+    )
     ap.add_argument("--warmup", type=float, default=2.0)
-    ap.add_argument("--configs", default=",".join(CONFIGS), help=f"part 1 configurations: {', '.join(CONFIGS)}")
-    ap.add_argument("--ping-interval", type=float, default=1.0, help="latency ping per connection, seconds")
+    ap.add_argument(
+        "--configs", default=",".join(CONFIGS), help=f"part 1 configurations: {', '.join(CONFIGS)}"
+    )
+    ap.add_argument(
+        "--ping-interval", type=float, default=1.0, help="latency ping per connection, seconds"
+    )
     ap.add_argument("--delivery-calls", type=int, default=20)
-    ap.add_argument("--finals-per-s", type=float, default=2.0, help="part 2: finals per second per call")
-    ap.add_argument("--delivery-duration", type=float, default=12.0, help="part 2: seconds of sending")
-    ap.add_argument("--delivery-drain", type=float, default=15.0, help="part 2: longest wait for stragglers")
-    ap.add_argument("--no-memory-reference", action="store_true", help="part 2 without the memory-bus run")
+    ap.add_argument(
+        "--finals-per-s", type=float, default=2.0, help="part 2: finals per second per call"
+    )
+    ap.add_argument(
+        "--delivery-duration", type=float, default=12.0, help="part 2: seconds of sending"
+    )
+    ap.add_argument(
+        "--delivery-drain", type=float, default=15.0, help="part 2: longest wait for stragglers"
+    )
+    ap.add_argument(
+        "--no-memory-reference", action="store_true", help="part 2 without the memory-bus run"
+    )
     ap.add_argument("--skip-ingest", action="store_true")
     ap.add_argument("--skip-delivery", action="store_true")
-    ap.add_argument("--port", type=int, default=18810, help="part 1 port; part 2 uses port+1..port+4")
+    ap.add_argument(
+        "--port", type=int, default=18810, help="part 1 port; part 2 uses port+1..port+4"
+    )
     ap.add_argument("--server-core", type=int, default=0, help="core of the pinned servers")
     ap.add_argument("--client-core", type=int, default=1)
     ap.add_argument("--redis-core", type=int, default=1)
     ap.add_argument("--fixture", default=str(FIXTURE))
     ap.add_argument("--show-log-lines", type=int, default=8)
-    ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, data dirs)")
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the temporary directory (logs, data dirs)"
+    )
     ap.add_argument("--json", help="also write the raw results here")
     args = ap.parse_args()
     bad = [c for c in args.configs.split(",") if c not in CONFIGS]
     if bad:
         ap.error(f"unknown configs {bad}")
-    version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()
+    version = subprocess.run(
+        ["redis-server", "--version"], capture_output=True, text=True
+    ).stdout.split()
     args.redis_version = next((v[2:] for v in version if v.startswith("v=")), "?")
     return asyncio.run(amain(args))
 

@@ -44,8 +44,12 @@ def main() -> None:
     by_length: dict[int, list[str]] = {}
     for u in sets:
         by_length.setdefault(u.length, []).append(redactor.redact(u.text).text)
-    print(f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}  pinned to core {args.core}, {args.rounds} rounds")
-    print("| words | n | sentiment p50 ms | p99 ms | redaction p50 ms (same texts) | sentiment / redaction |")
+    print(
+        f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}  pinned to core {args.core}, {args.rounds} rounds"
+    )
+    print(
+        "| words | n | sentiment p50 ms | p99 ms | redaction p50 ms (same texts) | sentiment / redaction |"
+    )
     print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     for length, texts in sorted(by_length.items()):
         for t in texts:
@@ -63,7 +67,9 @@ def main() -> None:
                 s_times.append((t1 - t0) / 1e6)
                 r_times.append((t2 - t1) / 1e6)
         s50, r50 = statistics.median(s_times), statistics.median(r_times)
-        print(f"| {length} | {len(s_times)} | {s50:.3f} | {pct(s_times, 99):.3f} | {r50:.3f} | {s50 / r50:.2f}x |")
+        print(
+            f"| {length} | {len(s_times)} | {s50:.3f} | {pct(s_times, 99):.3f} | {r50:.3f} | {s50 / r50:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

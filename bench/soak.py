@@ -92,9 +92,12 @@ _METRIC_LINE = re.compile(r"^(callstream_[a-z_]+?)(?:_total)?(\{[^}]*\})? (\S+)$
 
 def scrape(port: int) -> dict[str, float]:
     """Every callstream series of /metrics: `frames_received`, `frames_dropped{reason="invalid"}` ..."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:  # noqa: S310 - loopback
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
         text = r.read().decode()
-    return {name[len("callstream_") :] + (labels or ""): float(v) for name, labels, v in _METRIC_LINE.findall(text)}
+    return {
+        name[len("callstream_") :] + (labels or ""): float(v)
+        for name, labels, v in _METRIC_LINE.findall(text)
+    }
 
 
 def _status_kb(pid: int, key: str) -> int:
@@ -156,7 +159,13 @@ class CallLoad:
     subscriber timing the finals. Windows are switched with ``new_window``."""
 
     def __init__(
-        self, port: int, calls: int, meta: bytes, pairs: list[bytes], final_every: float, ping_every: float = 1.0
+        self,
+        port: int,
+        calls: int,
+        meta: bytes,
+        pairs: list[bytes],
+        final_every: float,
+        ping_every: float = 1.0,
     ) -> None:
         self.port, self.calls, self.meta, self.pairs = port, calls, meta, pairs
         self.final_every, self.ping_every = final_every, ping_every
@@ -196,7 +205,9 @@ class CallLoad:
         return old
 
     async def _subscribe(self) -> None:
-        async with connect(f"ws://127.0.0.1:{self.port}/events", max_size=None, max_queue=None) as ws:
+        async with connect(
+            f"ws://127.0.0.1:{self.port}/events", max_size=None, max_queue=None
+        ) as ws:
             self.sub_ready.set()
             async for raw in ws:
                 now = time.perf_counter()
@@ -219,9 +230,13 @@ class CallLoad:
 
     async def start_subscriber(self) -> None:
         self._sub_task = asyncio.create_task(self._subscribe())
-        done, _ = await asyncio.wait({self._sub_task, asyncio.create_task(self.sub_ready.wait())}, timeout=10)
+        done, _ = await asyncio.wait(
+            {self._sub_task, asyncio.create_task(self.sub_ready.wait())}, timeout=10
+        )
         if self._sub_task in done or not self.sub_ready.is_set():
-            raise RuntimeError(f"subscriber did not connect: {self._sub_task.exception() if self._sub_task.done() else 'timeout'}")
+            raise RuntimeError(
+                f"subscriber did not connect: {self._sub_task.exception() if self._sub_task.done() else 'timeout'}"
+            )
 
     async def connect(self) -> None:
         self.clients = await open_calls(self.port, self.calls, self.prefix, self.window, self.meta)
@@ -243,7 +258,13 @@ class CallLoad:
                 self.sent_finals += 1
                 self.window.finals_sent += 1
 
-        pacer = Pacer(self.clients, self.pairs, self.window, self.ping_every, send_final if final_ticks else None)
+        pacer = Pacer(
+            self.clients,
+            self.pairs,
+            self.window,
+            self.ping_every,
+            send_final if final_ticks else None,
+        )
         self._pacer = pacer
         k = 0
         while not self.stop:
@@ -265,7 +286,9 @@ class CallLoad:
             await asyncio.gather(self._sub_task, return_exceptions=True)
 
 
-async def wait_handled(port: int, base: float, expected: int, load: CallLoad, timeout: float = 30.0) -> int:
+async def wait_handled(
+    port: int, base: float, expected: int, load: CallLoad, timeout: float = 30.0
+) -> int:
     """Wait until the server counted ``expected`` messages beyond ``base`` (or its count
     stops moving with nothing left in our buffers), and the finals sent have arrived."""
 
@@ -275,7 +298,9 @@ async def wait_handled(port: int, base: float, expected: int, load: CallLoad, ti
     def finals_in() -> bool:
         return len(load.final_got) >= len(load.final_sent_at)
 
-    handled = await drained_count(frames, base, expected, load.backlog, poll=0.25, timeout=timeout, arrived=finals_in)
+    handled = await drained_count(
+        frames, base, expected, load.backlog, poll=0.25, timeout=timeout, arrived=finals_in
+    )
     return -1 if handled is None else handled
 
 
@@ -342,7 +367,13 @@ async def soak(args: argparse.Namespace) -> dict:
     )
     server = await asyncio.to_thread(start_server, workdir, args.port, args.server_core)
     pid, port = server.pid, server.port
-    out: dict = {"started": started, "nproc": os.cpu_count(), "cpu": cpu_model(), "args": vars(args), "rows": []}
+    out: dict = {
+        "started": started,
+        "nproc": os.cpu_count(),
+        "cpu": cpu_model(),
+        "args": vars(args),
+        "rows": [],
+    }
     load = CallLoad(port, args.calls, meta, pairs, args.final_every)
     runner: asyncio.Task | None = None
     try:
@@ -393,7 +424,10 @@ async def soak(args: argparse.Namespace) -> dict:
         while time.monotonic() < deadline:
             await asyncio.sleep(0.5)
             m2 = await asyncio.to_thread(scrape, port)
-            if m2.get("active_calls", 0) == 0 and m2.get("calls_ended", 0) - m0.get("calls_ended", 0) >= args.calls:
+            if (
+                m2.get("active_calls", 0) == 0
+                and m2.get("calls_ended", 0) - m0.get("calls_ended", 0) >= args.calls
+            ):
                 break
         await asyncio.sleep(1.0)
         m2 = await asyncio.to_thread(scrape, port)
@@ -421,7 +455,9 @@ async def soak(args: argparse.Namespace) -> dict:
     if len(rows) >= 3:  # MB per window over windows 2..N (least squares)
         xs, ys = [r["window"] for r in rows[1:]], [r["rss_mb"] for r in rows[1:]]
         mx, my = statistics.fmean(xs), statistics.fmean(ys)
-        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
+            (x - mx) ** 2 for x in xs
+        )
     malformed = m1.get("frames_malformed", 0) - m0.get("frames_malformed", 0)
     v = {
         "messages_sent": expected, "messages_handled": handled, "skipped": load.skipped,
@@ -440,9 +476,17 @@ async def soak(args: argparse.Namespace) -> dict:
         "idle": idle, "after_calls_ended": after,
         "server_exit": code, "server_log_problems": len(problems),
     }  # fmt: skip
-    v["p99_stable"] = bool(v["frame_p99_ratio"] <= args.p99_ratio_bound and v["event_p99_ratio"] <= args.p99_ratio_bound)
+    v["p99_stable"] = bool(
+        v["frame_p99_ratio"] <= args.p99_ratio_bound
+        and v["event_p99_ratio"] <= args.p99_ratio_bound
+    )
     v["verdict"] = (
-        "PASS" if v["every_message_handled"] and v["every_final_delivered"] and v["memory_ok"] and v["p99_stable"] else "FAIL"
+        "PASS"
+        if v["every_message_handled"]
+        and v["every_final_delivered"]
+        and v["memory_ok"]
+        and v["p99_stable"]
+        else "FAIL"
     )
     out["rows"], out["verdicts"], out["log_problems"] = rows, v, problems[:50]
     print(
@@ -458,7 +502,11 @@ async def soak(args: argparse.Namespace) -> dict:
         f"# memory: RSS {first['rss_mb']:.1f} MB at the end of window 1 -> {last['rss_mb']:.1f} MB at the end of window "
         f"{last['window']}: {growth:+.1f} MB ({growth_pct:+.1f}%), bound < {args.rss_bound_pct:g}%: "
         f"{'PASS' if v['memory_ok'] else 'FAIL'}"
-        + (f"; slope over windows 2..{last['window']}: {slope:+.2f} MB/window" if slope is not None else "")
+        + (
+            f"; slope over windows 2..{last['window']}: {slope:+.2f} MB/window"
+            if slope is not None
+            else ""
+        )
     )
     print(
         f"# p99 last/first window: frames {last['frame_p99_ms']:.2f}/{first['frame_p99_ms']:.2f} ms = "
@@ -480,18 +528,27 @@ async def soak(args: argparse.Namespace) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description="callstream soak benchmark (see module docstring)")
-    ap.add_argument("--calls", type=int, default=150, help="concurrent unmixed calls (100 messages/s each)")
+    ap.add_argument(
+        "--calls", type=int, default=150, help="concurrent unmixed calls (100 messages/s each)"
+    )
     ap.add_argument("--minutes", type=int, default=10, help="number of measured windows")
     ap.add_argument("--window", type=float, default=60.0, help="seconds per window (a 'minute')")
     ap.add_argument("--warmup", type=float, default=10.0)
-    ap.add_argument("--final-every", type=float, default=5.0, help="a TranscriptionData Final per call every N s (0: none)")
+    ap.add_argument(
+        "--final-every",
+        type=float,
+        default=5.0,
+        help="a TranscriptionData Final per call every N s (0: none)",
+    )
     ap.add_argument("--rss-bound-pct", type=float, default=10.0)
     ap.add_argument("--p99-ratio-bound", type=float, default=2.0)
     ap.add_argument("--port", type=int, default=18830)
     ap.add_argument("--server-core", type=int, default=0)
     ap.add_argument("--client-core", type=int, default=1)
     ap.add_argument("--fixture", default=str(FIXTURE))
-    ap.add_argument("--keep", action="store_true", help="keep the temporary directory (server log, data dir)")
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the temporary directory (server log, data dir)"
+    )
     ap.add_argument("--json", help="also write the raw results here")
     args = ap.parse_args()
     out = asyncio.run(soak(args))

@@ -33,7 +33,12 @@ async def readyz(request: Request) -> Response:
     # Not ready while the store is away: new calls go to replicas that can keep them; the
     # calls in progress here go on, their events buffered.
     ok = service.ready and not service.draining and not degraded
-    body = {"ready": ok, "draining": service.draining, "degraded": degraded, "activeCalls": len(service.calls)}
+    body = {
+        "ready": ok,
+        "draining": service.draining,
+        "degraded": degraded,
+        "activeCalls": len(service.calls),
+    }
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
@@ -138,7 +143,11 @@ def create_app(service: Service) -> Starlette:
             Route("/calls/{callId}/transcript", transcript),
             Route("/calls/{callId}/known-entities", known_entities, methods=["POST"]),
             Route("/calls/{callId}/recording", control_plane.register_recording, methods=["POST"]),
-            Route("/calls/{callId}/recording/{action:str}", control_plane.manual_control, methods=["POST"]),
+            Route(
+                "/calls/{callId}/recording/{action:str}",
+                control_plane.manual_control,
+                methods=["POST"],
+            ),
             Route("/calls/{callId}/audit", control_plane.audit),
             Route("/calls/{callId}/hold", control_plane.legal_hold, methods=["POST"]),
             Route("/calls/{callId}/manifest", control_plane.manifest),

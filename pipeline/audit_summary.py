@@ -16,15 +16,29 @@ def summarize(records: list[dict]) -> dict[str, Any]:
     windows: dict[int, dict] = {}
     for r in records:
         if r["kind"] == "window.opened":
-            windows[r["window"]] = {"window": r["window"], "trigger": r["trigger"], "startMs": r["startMs"], "openedAt": r["time"]}
+            windows[r["window"]] = {
+                "window": r["window"],
+                "trigger": r["trigger"],
+                "startMs": r["startMs"],
+                "openedAt": r["time"],
+            }
         elif r["kind"] == "window.closed" and r["window"] in windows:
-            windows[r["window"]] |= {"endMs": r["endMs"], "endTrigger": r["trigger"], "closedAt": r["time"], "pauseConfirmedMs": r["pauseConfirmedMs"]}
+            windows[r["window"]] |= {
+                "endMs": r["endMs"],
+                "endTrigger": r["trigger"],
+                "closedAt": r["time"],
+                "pauseConfirmedMs": r["pauseConfirmedMs"],
+            }
     policy = next((r for r in records if r["kind"] == "policy"), None)
     counts = next((r["counts"] for r in reversed(records) if r["kind"] == "redactions"), {})
     return {
         "policyVersion": policy["version"] if policy else None,
         "windows": list(windows.values()),
-        "requests": [r for r in records if r["kind"] in ("recording.request", "recording.skipped", "recording.abandoned")],
+        "requests": [
+            r
+            for r in records
+            if r["kind"] in ("recording.request", "recording.skipped", "recording.abandoned")
+        ],
         "exposures": [r for r in records if r["kind"] == "exposure"],
         "redactionCounts": counts,
     }

@@ -19,7 +19,9 @@ from models.events import Lagged, encode_event, utc_now_iso
 def lagged_notice(call_id: str, first: int, last: int) -> bytes:
     """The `lagged` event naming seqs ``first``..``last`` of a call as missed (its seq is
     ``last``, so a subscriber's position moves past the range)."""
-    return encode_event(Lagged(callId=call_id, seq=last, time=utc_now_iso(), missedFrom=first, missedTo=last))
+    return encode_event(
+        Lagged(callId=call_id, seq=last, time=utc_now_iso(), missedFrom=first, missedTo=last)
+    )
 
 
 class Delivery(NamedTuple):

@@ -240,7 +240,7 @@ def cmd_redact(args: argparse.Namespace) -> int:
     return 0
 
 
-def _redact_lines(redactor, lines, as_json: bool) -> None:  # noqa: ANN001
+def _redact_lines(redactor, lines, as_json: bool) -> None:
     for line in lines:
         result = redactor.redact_safe(line)
         if as_json:
@@ -264,7 +264,7 @@ def _redact_lines(redactor, lines, as_json: bool) -> None:  # noqa: ANN001
             print(result.text)
 
 
-def _open_store(settings: Settings):  # noqa: ANN202
+def _open_store(settings: Settings):
     """The configured store, for reading; CliError (exit 1) when there is none or it will not open."""
     from .store import open_store
 
@@ -339,7 +339,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bulk_export(store, args: argparse.Namespace, since: str | None, until: str | None) -> int:  # noqa: ANN001
+def _bulk_export(store, args: argparse.Namespace, since: str | None, until: str | None) -> int:
     """Every call that started in [--since, --until) into --out DIR, one call at a time."""
     from tqdm import tqdm
 

@@ -54,7 +54,9 @@ def command_channel(replica_id: str) -> str:
 BROADCAST = command_channel("all")
 
 
-async def run_command(service: Service, call_id: str, op: str, body: dict[str, Any]) -> dict[str, Any] | None:
+async def run_command(
+    service: Service, call_id: str, op: str, body: dict[str, Any]
+) -> dict[str, Any] | None:
     """Carry out ``op`` for a call on this replica (the owner). None: not live here."""
     rec = service.recording
     if op == "recording":  # the control plane learnt the recording (CallConnected elsewhere)
@@ -308,9 +310,15 @@ class RedisCluster(Cluster):
         owner = await self._owner(call_id)
         if owner is None or owner == self.replica_id:
             return None
-        state = await self.send(call_id, "handover", {"replica": self.replica_id}, timeout=HANDOVER_TIMEOUT_S)
+        state = await self.send(
+            call_id, "handover", {"replica": self.replica_id}, timeout=HANDOVER_TIMEOUT_S
+        )
         if state is None:
-            log.warning("call %s: replica %s did not hand the call over; going on from the store", call_id, owner)
+            log.warning(
+                "call %s: replica %s did not hand the call over; going on from the store",
+                call_id,
+                owner,
+            )
             return None
         # The call's known entity values come as a command of their own, sent just before
         # the answer: wait (briefly) until they are here, so redaction never runs without them.
@@ -320,19 +328,25 @@ class RedisCluster(Cluster):
                 break
             await asyncio.sleep(0.02)
         else:
-            log.warning("call %s: its known entity values did not arrive with the hand-over", call_id)
+            log.warning(
+                "call %s: its known entity values did not arrive with the hand-over", call_id
+            )
         return state
 
     async def tell(self, replica_id: str, call_id: str, op: str, body: dict[str, Any]) -> None:
         self.commands_sent += 1
-        await self._redis.publish(command_channel(replica_id), json.dumps({"op": op, "callId": call_id, "body": body}))
+        await self._redis.publish(
+            command_channel(replica_id), json.dumps({"op": op, "callId": call_id, "body": body})
+        )
 
     async def settled(self) -> None:
         await self._writes.join()
 
     async def broadcast(self, call_id: str, op: str, body: dict[str, Any]) -> None:
         self.commands_sent += 1
-        await self._redis.publish(BROADCAST, json.dumps({"op": op, "callId": call_id, "body": body}))
+        await self._redis.publish(
+            BROADCAST, json.dumps({"op": op, "callId": call_id, "body": body})
+        )
 
     async def _listen(self) -> None:
         async for message in self._pubsub.listen():
@@ -378,7 +392,9 @@ class RedisCluster(Cluster):
                 log.warning("cluster heartbeat failed (%s)", type(exc).__name__)
 
     async def lock_orphan(self, call_id: str) -> bool:
-        return bool(await self._redis.set(f"callstream:orphan:{call_id}", self.replica_id, nx=True, ex=300))
+        return bool(
+            await self._redis.set(f"callstream:orphan:{call_id}", self.replica_id, nx=True, ex=300)
+        )
 
     async def shared_secret(self, candidate: str) -> str:
         """The first replica's generated callback secret wins; every replica then uses it,

@@ -79,7 +79,14 @@ async def _json_array(request: Request) -> list[dict] | Response:
 
 # The fields the handlers below read; ACS sends them as strings (or leaves them out).
 _EVENT_FIELDS = ("eventType", "type")
-_DATA_FIELDS = ("validationCode", "incomingCallContext", "callConnectionId", "serverCallId", "recordingId", "state")
+_DATA_FIELDS = (
+    "validationCode",
+    "incomingCallContext",
+    "callConnectionId",
+    "serverCallId",
+    "recordingId",
+    "state",
+)
 
 
 def _event_problem(ev: dict) -> str | None:
@@ -128,7 +135,9 @@ async def acs_events(request: Request) -> Response:
         if kind == INCOMING_CALL:
             context = data.get("incomingCallContext")
             if not context:
-                return JSONResponse({"error": "IncomingCall without incomingCallContext"}, status_code=400)
+                return JSONResponse(
+                    {"error": "IncomingCall without incomingCallContext"}, status_code=400
+                )
             asyncio.get_running_loop().create_task(_answer(service, context, public))
     return JSONResponse({})
 
@@ -178,7 +187,9 @@ async def _callback(service: Service, ev: dict, public: str) -> None:
             rec.on_state(cc, state)
             service.cluster.note(cc.call_id, recordingId=cc.recording_id, recordingState=state)
             if not service.cluster.owns(cc.call_id):  # the driver waiting for it is there
-                await service.cluster.send(cc.call_id, "recording-state", {"state": state, "recordingId": cc.recording_id})
+                await service.cluster.send(
+                    cc.call_id, "recording-state", {"state": state, "recordingId": cc.recording_id}
+                )
     elif kind == "CallDisconnected":
         session = service.calls.get(cc.call_id)
         if session is not None:
@@ -186,17 +197,34 @@ async def _callback(service: Service, ev: dict, public: str) -> None:
         else:
             await service.cluster.send(cc.call_id, "end", {"reason": "call-disconnected"})
     service.journal.audit(cc.call_id, "acs.callback", audit)
-    if kind == "CallConnected" and _recording_wanted(service) and cc.recording_id is None and cc.server_call_id:
+    if (
+        kind == "CallConnected"
+        and _recording_wanted(service)
+        and cc.recording_id is None
+        and cc.server_call_id
+    ):
         try:
             await rec.start_recording(cc, _callback_url(service, public))
-            learnt = {"recordingId": cc.recording_id, "recordingState": cc.recording_state, "serverCallId": cc.server_call_id}
+            learnt = {
+                "recordingId": cc.recording_id,
+                "recordingState": cc.recording_state,
+                "serverCallId": cc.server_call_id,
+            }
             service.cluster.note(cc.call_id, **learnt)
             if not service.cluster.owns(cc.call_id):
                 await service.cluster.send(cc.call_id, "recording", learnt)
-            service.journal.audit(cc.call_id, "recording.started", {"recordingId": cc.recording_id, "state": cc.recording_state})
+            service.journal.audit(
+                cc.call_id,
+                "recording.started",
+                {"recordingId": cc.recording_id, "state": cc.recording_state},
+            )
         except Exception as exc:
-            service.journal.audit(cc.call_id, "recording.start-failed", {"error": describe_error(exc)})
-            log.error("call %s: starting the recording failed (%s)", cc.call_id, describe_error(exc))
+            service.journal.audit(
+                cc.call_id, "recording.start-failed", {"error": describe_error(exc)}
+            )
+            log.error(
+                "call %s: starting the recording failed (%s)", cc.call_id, describe_error(exc)
+            )
 
 
 class _RecordingBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -224,12 +252,16 @@ async def manual_control(request: Request) -> Response:
     call_id = request.path_params["callId"]
     action = request.path_params["action"]
     if action not in ("pause", "resume"):
-        return JSONResponse({"error": "use .../recording/pause or .../recording/resume"}, status_code=404)
+        return JSONResponse(
+            {"error": "use .../recording/pause or .../recording/resume"}, status_code=404
+        )
     # Runs where the call's media is: here, or on the replica that owns it.
     result = await service.cluster.send(call_id, "manual", {"action": action})
     if result is None:
         return JSONResponse({"error": f"no live call {call_id!r}"}, status_code=404)
-    return JSONResponse({"callId": call_id, **result}, status_code=202 if result["changed"] else 200)
+    return JSONResponse(
+        {"callId": call_id, **result}, status_code=202 if result["changed"] else 200
+    )
 
 
 async def audit(request: Request) -> Response:
@@ -254,7 +286,9 @@ async def legal_hold(request: Request) -> Response:
     try:
         body = msgspec.json.decode(await request.body() or b"{}", type=_HoldBody)
     except (msgspec.ValidationError, msgspec.DecodeError):
-        return JSONResponse({"error": 'expected {"hold": true|false, "reason": "..."}'}, status_code=400)
+        return JSONResponse(
+            {"error": 'expected {"hold": true|false, "reason": "..."}'}, status_code=400
+        )
     if not await asyncio.to_thread(service.store.set_hold, call_id, body.hold):
         return JSONResponse({"error": f"no stored call {call_id!r}"}, status_code=404)
     service.journal.audit(call_id, "legal-hold", {"hold": body.hold, "reason": body.reason})

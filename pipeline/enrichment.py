@@ -59,13 +59,19 @@ class Enricher:
         self.sentiment_seconds = 0.0
         self.sentiment_count = 0
         if settings.sentiment == "openai" and self.llm is None:
-            log.warning("CALLSTREAM_SENTIMENT=openai needs OPENAI_API_KEY or AZURE_OPENAI_ENDPOINT; using local")
+            log.warning(
+                "CALLSTREAM_SENTIMENT=openai needs OPENAI_API_KEY or AZURE_OPENAI_ENDPOINT; using local"
+            )
         if self.translator == "openai" and self.llm is None:
-            log.warning("CALLSTREAM_TRANSLATOR=openai needs OPENAI_API_KEY or AZURE_OPENAI_ENDPOINT; translation is off")
+            log.warning(
+                "CALLSTREAM_TRANSLATOR=openai needs OPENAI_API_KEY or AZURE_OPENAI_ENDPOINT; translation is off"
+            )
             self.translator = "off"
 
     # ----- per utterance -----------------------------------------------------------------
-    def on_final(self, session: CallSession, participant: str, utterance_id: str, text: str) -> None:
+    def on_final(
+        self, session: CallSession, participant: str, utterance_id: str, text: str
+    ) -> None:
         """A redacted final was published: rate it, translate it (on the loop, never waits)."""
         if self.use_llm_sentiment:
             self._batch.append((session, participant, utterance_id, text))
@@ -76,7 +82,9 @@ class Enricher:
         else:
             loop = asyncio.get_running_loop()
             fut = loop.run_in_executor(self._pool, self._score_local, text)
-            fut.add_done_callback(lambda f: self._emit_sentiment(session, participant, utterance_id, f.result()))
+            fut.add_done_callback(
+                lambda f: self._emit_sentiment(session, participant, utterance_id, f.result())
+            )
             session.track(fut)  # type: ignore[arg-type]
         if self.translator == "openai":
             for target in self.translate_to:
@@ -89,11 +97,15 @@ class Enricher:
         self.sentiment_count += 1
         return result
 
-    def _emit_sentiment(self, session: CallSession, participant: str, utterance_id: str, s: Sentiment) -> None:
+    def _emit_sentiment(
+        self, session: CallSession, participant: str, utterance_id: str, s: Sentiment
+    ) -> None:
         if session.ended:
             return
         prev = session.rolling_sentiment.get(participant)
-        rolling = s.score if prev is None else (1 - ROLLING_WEIGHT) * prev + ROLLING_WEIGHT * s.score
+        rolling = (
+            s.score if prev is None else (1 - ROLLING_WEIGHT) * prev + ROLLING_WEIGHT * s.score
+        )
         session.rolling_sentiment[participant] = round(rolling, 3)
         session.emit(
             SentimentEvent(
@@ -121,15 +133,23 @@ class Enricher:
             rated = await self.llm.sentiment([(k, item[3]) for k, item in keyed.items()])
         except LlmError as exc:
             self.errors["sentiment"] += 1
-            log.warning("model sentiment failed (%s); using local sentiment for %d utterances", exc, len(batch))
+            log.warning(
+                "model sentiment failed (%s); using local sentiment for %d utterances",
+                exc,
+                len(batch),
+            )
             rated = {}
         for k, (session, participant, uid, text) in keyed.items():
             s = rated.get(k)
             if s is None:
-                s = await asyncio.get_running_loop().run_in_executor(self._pool, self._score_local, text)
+                s = await asyncio.get_running_loop().run_in_executor(
+                    self._pool, self._score_local, text
+                )
             self._emit_sentiment(session, participant, uid, s)
 
-    async def _translate(self, session: CallSession, participant: str, uid: str, text: str, target: str) -> None:
+    async def _translate(
+        self, session: CallSession, participant: str, uid: str, text: str, target: str
+    ) -> None:
         assert self.llm is not None
         try:
             translated = await self.llm.translate(text, target)
@@ -138,12 +158,30 @@ class Enricher:
             log.warning("translation to %s failed (%s); skipped", target, exc)
             return
         if not session.ended:
-            session.emit(Translation(callId=session.call_id, participant=participant, utteranceId=uid, language=target, text=translated))
+            session.emit(
+                Translation(
+                    callId=session.call_id,
+                    participant=participant,
+                    utteranceId=uid,
+                    language=target,
+                    text=translated,
+                )
+            )
 
-    def translation_from_engine(self, session: CallSession, participant: str, uid: str, language: str, redacted: str) -> None:
+    def translation_from_engine(
+        self, session: CallSession, participant: str, uid: str, language: str, redacted: str
+    ) -> None:
         """Azure live translation, already redacted by the session."""
         if not session.ended and redacted.strip():
-            session.emit(Translation(callId=session.call_id, participant=participant, utteranceId=uid, language=language, text=redacted))
+            session.emit(
+                Translation(
+                    callId=session.call_id,
+                    participant=participant,
+                    utteranceId=uid,
+                    language=language,
+                    text=redacted,
+                )
+            )
 
     # ----- per call ----------------------------------------------------------------------
     async def summary(self, session: CallSession) -> None:

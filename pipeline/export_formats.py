@@ -62,7 +62,9 @@ Key = tuple[str, str]  # (participant, utteranceId)
 # ----- helpers ----------------------------------------------------------------------------
 
 
-def _events(store: EventStore, call_id: str, upto: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+def _events(
+    store: EventStore, call_id: str, upto: int | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
     for seq, body in store.read(call_id):
         if upto is not None and seq > upto:
             return
@@ -146,7 +148,9 @@ class _Held:
 
     __slots__ = ("key", "final", "label", "score", "translations", "text")
 
-    def __init__(self, key: Key | None, final: dict[str, Any] | None = None, text: str = "") -> None:
+    def __init__(
+        self, key: Key | None, final: dict[str, Any] | None = None, text: str = ""
+    ) -> None:
         self.key = key
         self.final = final
         self.label: Any = None
@@ -243,7 +247,9 @@ def txt_lines(store: EventStore, call_id: str) -> Iterator[bytes]:
         elif kind in ("payment.started", "payment.ended"):
             what = "started" if kind == "payment.started" else "ended"
             stamp = txt_timestamp(_ms(event.get("startMs")))
-            queue.ready(f"[{stamp}] --- payment {what} ({_one_line(event.get('trigger', ''))}) ---\n")
+            queue.ready(
+                f"[{stamp}] --- payment {what} ({_one_line(event.get('trigger', ''))}) ---\n"
+            )
         elif kind == "summary":
             summaries.append(_one_line(event.get("text", "")))
         for held in queue.pop_ready(seq):
@@ -258,8 +264,12 @@ def _txt_record(held: _Held) -> bytes:
     if held.final is None:
         return held.text.encode()
     f = held.final
-    lines = [f"[{txt_timestamp(_ms(f.get('startMs')))}] {_role_label(f.get('role'))}: {_one_line(f.get('text', ''))}\n"]
-    lines += [f"{TXT_INDENT}({_one_line(lang)}) {_one_line(text)}\n" for lang, text in held.translations]
+    lines = [
+        f"[{txt_timestamp(_ms(f.get('startMs')))}] {_role_label(f.get('role'))}: {_one_line(f.get('text', ''))}\n"
+    ]
+    lines += [
+        f"{TXT_INDENT}({_one_line(lang)}) {_one_line(text)}\n" for lang, text in held.translations
+    ]
     return "".join(lines).encode()
 
 

@@ -38,7 +38,9 @@ class GcPauseObserver:
         if phase == "start":
             self._started = time.perf_counter()
         elif self._started:
-            self._observe(GENERATIONS[info.get("generation", 2)], time.perf_counter() - self._started)
+            self._observe(
+                GENERATIONS[info.get("generation", 2)], time.perf_counter() - self._started
+            )
             self._started = 0.0
 
     def install(self) -> None:

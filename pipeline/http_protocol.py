@@ -29,14 +29,19 @@ log = logging.getLogger("callstream.http")
 DEFAULT_TIMEOUT_S = 10.0
 
 
-def http_protocol(timeout_s: float = DEFAULT_TIMEOUT_S, on_timeout: Callable[[], None] | None = None) -> type | str:
+def http_protocol(
+    timeout_s: float = DEFAULT_TIMEOUT_S, on_timeout: Callable[[], None] | None = None
+) -> type | str:
     """The protocol class for uvicorn's `http=`; `on_timeout()` counts closed connections."""
     try:
         import h11
         from uvicorn.protocols.http.h11_impl import H11Protocol
     except ImportError:
         return "auto"
-    if timeout_s <= 0 or not all(hasattr(H11Protocol, n) for n in ("connection_made", "data_received", "on_response_complete")):
+    if timeout_s <= 0 or not all(
+        hasattr(H11Protocol, n)
+        for n in ("connection_made", "data_received", "on_response_complete")
+    ):
         return "auto"
 
     class HeaderDeadlineH11Protocol(H11Protocol):  # type: ignore[misc, valid-type]

@@ -85,7 +85,9 @@ class Journal:
             mode, rate = event.mode, event.sampleRate
         elif isinstance(event, CallEnded):
             reason = event.reason
-        self._pending.append(StoredEvent(event.callId, event.seq, kind, event.time, raw, mode, rate, reason))
+        self._pending.append(
+            StoredEvent(event.callId, event.seq, kind, event.time, raw, mode, rate, reason)
+        )
         self._idle.clear()
         self._wakeup.set()
         return raw
@@ -112,10 +114,16 @@ class Journal:
             t0 = time.perf_counter()
             try:
                 await asyncio.to_thread(self.store.append, batch, audit)
-            except Exception as exc:  # the store is down: keep the events, retry, never publish unstored
+            except (
+                Exception
+            ) as exc:  # the store is down: keep the events, retry, never publish unstored
                 self.write_errors += 1
                 self.store_ok = False
-                log.error("store write failed (%s); %d events kept for retry", type(exc).__name__, len(self._pending) + len(batch))
+                log.error(
+                    "store write failed (%s); %d events kept for retry",
+                    type(exc).__name__,
+                    len(self._pending) + len(batch),
+                )
                 self._pending[:0] = batch
                 self._audit[:0] = audit
                 if self._closing and time.monotonic() > self._give_up_at:
@@ -127,7 +135,9 @@ class Journal:
                 await asyncio.sleep(0.5)
                 continue
             if not self.store_ok:
-                log.warning("the store is back; %d events waited for it", len(batch) + len(self._pending))
+                log.warning(
+                    "the store is back; %d events waited for it", len(batch) + len(self._pending)
+                )
             self.store_ok = True
             self._record_overflow()
             elapsed = time.perf_counter() - t0
@@ -151,7 +161,9 @@ class Journal:
         silently; the missing seq range is named, and the chain's verifier will flag it too."""
         overflow, self._overflow = self._overflow, {}
         for call_id, (first, last, count) in overflow.items():
-            self.audit(call_id, "store.overflow", {"missedFrom": first, "missedTo": last, "events": count})
+            self.audit(
+                call_id, "store.overflow", {"missedFrom": first, "missedTo": last, "events": count}
+            )
 
     async def flush(self) -> None:
         """Wait until everything appended so far is stored and published."""

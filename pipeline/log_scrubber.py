@@ -55,7 +55,9 @@ _NUMBER_WORD = (
     r"|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty"
     r"|fifty|sixty|seventy|eighty|ninety|hundred|\d+)"
 )
-_SPOKEN_RUN = re.compile(rf"(?i)\b{_NUMBER_WORD}(?:[\s,.\-]+(?:(?:um|uh|er|sorry)[\s,.\-]+)?{_NUMBER_WORD}\b){{8,}}")
+_SPOKEN_RUN = re.compile(
+    rf"(?i)\b{_NUMBER_WORD}(?:[\s,.\-]+(?:(?:um|uh|er|sorry)[\s,.\-]+)?{_NUMBER_WORD}\b){{8,}}"
+)
 SPOKEN_MASK = "[spoken digits withheld]"
 _DIGIT = re.compile(r"\d")
 
@@ -222,4 +224,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def _iso(created: float) -> str:
-    return dt.datetime.fromtimestamp(created, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        dt.datetime.fromtimestamp(created, dt.UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )

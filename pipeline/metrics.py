@@ -175,31 +175,55 @@ class _ServiceCollector:
         yield GaugeMetricFamily("callstream_active_calls", "calls in progress", value=len(s.calls))
         yield from self._bus(s)
         if hasattr(s, "journal"):
-            yield GaugeMetricFamily("callstream_store_up", "1 when the last store write succeeded", value=int(s.journal.store_ok))
-            yield GaugeMetricFamily("callstream_store_buffered", "events waiting for the store", value=s.journal.buffered)
+            yield GaugeMetricFamily(
+                "callstream_store_up",
+                "1 when the last store write succeeded",
+                value=int(s.journal.store_ok),
+            )
+            yield GaugeMetricFamily(
+                "callstream_store_buffered",
+                "events waiting for the store",
+                value=s.journal.buffered,
+            )
             yield CounterMetricFamily(
                 "callstream_store_buffer_dropped", "events refused by a full store buffer (on the call's audit)",
                 value=s.journal.dropped,
             )  # fmt: skip
-            yield CounterMetricFamily("callstream_events_stored", "events written to the store", value=s.journal.written)
-            yield CounterMetricFamily("callstream_store_write_errors", "failed store writes", value=s.journal.write_errors)
+            yield CounterMetricFamily(
+                "callstream_events_stored", "events written to the store", value=s.journal.written
+            )
+            yield CounterMetricFamily(
+                "callstream_store_write_errors", "failed store writes", value=s.journal.write_errors
+            )
         yield CounterMetricFamily(
-            "callstream_recording_pause_failures", "pause requests to ACS that failed (each retried)",
+            "callstream_recording_pause_failures",
+            "pause requests to ACS that failed (each retried)",
             value=s.recording.pause_failures,
         )
         errors = CounterMetricFamily(
-            "callstream_enrichment_errors", "model requests that failed (sentiment fell back to local)",
+            "callstream_enrichment_errors",
+            "model requests that failed (sentiment fell back to local)",
             labels=["kind"],
         )
         for kind in ("sentiment", "translation", "summary"):
             errors.add_metric([kind], s.enricher.errors[kind])
         yield errors
-        yield CounterMetricFamily("callstream_sentiment_local", "utterances rated by VADER", value=s.enricher.sentiment_count)
         yield CounterMetricFamily(
-            "callstream_sentiment_local_seconds", "time spent rating with VADER", value=s.enricher.sentiment_seconds
+            "callstream_sentiment_local",
+            "utterances rated by VADER",
+            value=s.enricher.sentiment_count,
+        )
+        yield CounterMetricFamily(
+            "callstream_sentiment_local_seconds",
+            "time spent rating with VADER",
+            value=s.enricher.sentiment_seconds,
         )
         if hasattr(s, "redaction"):
-            yield CounterMetricFamily("callstream_redactions", "texts passed through the Redactor", value=s.redaction.count)
+            yield CounterMetricFamily(
+                "callstream_redactions",
+                "texts passed through the Redactor",
+                value=s.redaction.count,
+            )
             yield CounterMetricFamily(
                 "callstream_redaction_seconds", "time spent redacting (processing only; see the latency histogram)",
                 value=s.redaction.seconds,
@@ -214,8 +238,14 @@ class _ServiceCollector:
             for ch in session.channels.values():
                 frames += ch.segmenter.frames
                 speech += ch.segmenter.speech_frames
-        yield CounterMetricFamily("callstream_vad_frames", "20 ms frames judged by the VAD (ACS silent frames included)", value=frames)
-        yield CounterMetricFamily("callstream_vad_speech_frames", "20 ms frames the VAD judged voiced", value=speech)
+        yield CounterMetricFamily(
+            "callstream_vad_frames",
+            "20 ms frames judged by the VAD (ACS silent frames included)",
+            value=frames,
+        )
+        yield CounterMetricFamily(
+            "callstream_vad_speech_frames", "20 ms frames the VAD judged voiced", value=speech
+        )
         yield GaugeMetricFamily(
             "callstream_vad_speech_ratio",
             "voiced share of all VAD frames since start (for a recent ratio, divide the rates of the two counters)",
@@ -225,7 +255,9 @@ class _ServiceCollector:
     def _bus(self, s: Service) -> Iterator[Metric]:
         """Subscriber lag from the bus's public surface only (any bus with the same shape)."""
         subs = s.bus.subscriptions()
-        yield GaugeMetricFamily("callstream_subscribers", "agent-assist subscribers", value=s.bus.subscriber_count)
+        yield GaugeMetricFamily(
+            "callstream_subscribers", "agent-assist subscribers", value=s.bus.subscriber_count
+        )
         yield GaugeMetricFamily(
             "callstream_subscriber_queue_depth_max", "events queued and not yet sent to the most lagging subscriber",
             value=max((sub.depth for sub in subs), default=0),
@@ -236,12 +268,18 @@ class _ServiceCollector:
         )  # fmt: skip
         bus = s.bus
         if hasattr(bus, "outbox_dropped"):  # the Redis Streams bus
-            yield CounterMetricFamily("callstream_bus_published", "events written to Redis Streams", value=bus.published)
+            yield CounterMetricFamily(
+                "callstream_bus_published", "events written to Redis Streams", value=bus.published
+            )
             yield CounterMetricFamily(
                 "callstream_bus_delivered", "events read from the firehose for this replica's subscribers", value=bus.delivered
             )  # fmt: skip
-            yield CounterMetricFamily("callstream_bus_errors", "failed Redis reads and writes (retried)", value=bus.errors)
-            yield GaugeMetricFamily("callstream_bus_outbox", "events waiting for Redis", value=bus.outbox_depth)
+            yield CounterMetricFamily(
+                "callstream_bus_errors", "failed Redis reads and writes (retried)", value=bus.errors
+            )
+            yield GaugeMetricFamily(
+                "callstream_bus_outbox", "events waiting for Redis", value=bus.outbox_depth
+            )
             yield CounterMetricFamily(
                 "callstream_bus_outbox_dropped", "events dropped from a full outbox (still in the store)",
                 value=bus.outbox_dropped,

@@ -43,7 +43,9 @@ def _phrases(spec: str) -> tuple[str, ...]:
 def _matcher(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
     if not phrases:
         return None
-    alts = "|".join(r"\s+".join(map(re.escape, p.split())) for p in sorted(phrases, key=len, reverse=True))
+    alts = "|".join(
+        r"\s+".join(map(re.escape, p.split())) for p in sorted(phrases, key=len, reverse=True)
+    )
     return re.compile(rf"(?<![\w'])(?:{alts})(?![\w'])")
 
 
@@ -56,7 +58,7 @@ class GuardPolicy:
     withhold_audio: bool
 
     @classmethod
-    def from_settings(cls, settings) -> GuardPolicy:  # noqa: ANN001
+    def from_settings(cls, settings) -> GuardPolicy:
         return cls(
             intent=_phrases(settings.payment_intent_phrases),
             closing=_phrases(settings.payment_closing_phrases),
@@ -126,7 +128,9 @@ class PaymentGuard:
         return self.window is not None
 
     # ----- inputs ------------------------------------------------------------------------
-    def on_text(self, text: str, role: str, utterance_start_ms: int, now_ms: int) -> Decision | None:
+    def on_text(
+        self, text: str, role: str, utterance_start_ms: int, now_ms: int
+    ) -> Decision | None:
         """A raw partial or final transcript. Returns what changed, if anything."""
         flat = _SPACES.sub(" ", _PUNCT.sub(" ", text.lower()))
         w = self.window
@@ -179,7 +183,10 @@ class PaymentGuard:
         w = self.window
         if w is None:
             return None
-        if now_ms - w.start_ms >= self.policy.max_ms or now_ms - w.last_digit_ms >= self.policy.quiet_ms:
+        if (
+            now_ms - w.start_ms >= self.policy.max_ms
+            or now_ms - w.last_digit_ms >= self.policy.quiet_ms
+        ):
             return self._close("timeout", now_ms)
         return None
 
@@ -196,7 +203,10 @@ class PaymentGuard:
         return {"windows": [asdict(w) for w in self.windows], "closedAtMs": self.closed_at_ms}
 
     def restore(self, state: dict) -> None:
-        self.windows = [Window(**{**w, "exposures": [tuple(e) for e in w.get("exposures", [])]}) for w in state.get("windows", [])]
+        self.windows = [
+            Window(**{**w, "exposures": [tuple(e) for e in w.get("exposures", [])]})
+            for w in state.get("windows", [])
+        ]
         self.window = self.windows[-1] if self.windows and self.windows[-1].open else None
         self.closed_at_ms = int(state.get("closedAtMs", -1))
 
@@ -210,7 +220,9 @@ class PaymentGuard:
     def _looks_like_card(text: str) -> bool:
         for run in normalize(text).runs:
             d = run.digits
-            if len(d) >= CARD_RUN_DIGITS or (len(d) >= CARD_PREFIX_RUN_DIGITS and known_card_prefix(d)):
+            if len(d) >= CARD_RUN_DIGITS or (
+                len(d) >= CARD_PREFIX_RUN_DIGITS and known_card_prefix(d)
+            ):
                 return True
         return False
 

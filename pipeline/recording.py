@@ -117,14 +117,20 @@ class RecordingController:
                 endpoint, key = s.acs_endpoint or "", s.acs_key or ""
             # The constructor keeps an http:// endpoint as given; retries are ours.
             # A trailing slash would be signed as part of the host (the SDK answers 401).
-            self._client = CallAutomationClient(endpoint.rstrip("/"), AzureKeyCredential(key), retry_total=0)
+            self._client = CallAutomationClient(
+                endpoint.rstrip("/"), AzureKeyCredential(key), retry_total=0
+            )
         return self._client
 
-    async def _call(self, method: str, *args: Any, on_sent: Callable[[], None] | None = None, **kwargs: Any) -> Any:
+    async def _call(
+        self, method: str, *args: Any, on_sent: Callable[[], None] | None = None, **kwargs: Any
+    ) -> Any:
         t = self.timeout_s
         if on_sent is not None:
             kwargs["raw_request_hook"] = lambda _request: on_sent()
-        fn = functools.partial(getattr(self.client(), method), *args, connection_timeout=t, read_timeout=t, **kwargs)
+        fn = functools.partial(
+            getattr(self.client(), method), *args, connection_timeout=t, read_timeout=t, **kwargs
+        )
         pool = self._urgent if method in ("pause_recording", "resume_recording") else self._pool
         loop = asyncio.get_running_loop()
         return await asyncio.wait_for(loop.run_in_executor(pool, fn), timeout=2 * t + 1)
@@ -139,7 +145,9 @@ class RecordingController:
         return next((c for c in self.calls.values() if c.recording_id == recording_id), None)
 
     # ----- answering and recording -------------------------------------------------------
-    async def answer(self, incoming_call_context: str, callback_url: str, transport_url: str) -> Any:
+    async def answer(
+        self, incoming_call_context: str, callback_url: str, transport_url: str
+    ) -> Any:
         from azure.communication.callautomation import (
             AudioFormat,
             MediaStreamingAudioChannelType,
@@ -157,11 +165,15 @@ class RecordingController:
             audio_format=AudioFormat.PCM16_K_MONO,
             enable_dtmf_tones=True,
         )
-        return await self._call("answer_call", incoming_call_context, callback_url, media_streaming=media)
+        return await self._call(
+            "answer_call", incoming_call_context, callback_url, media_streaming=media
+        )
 
     async def start_recording(self, cc: CallControl, state_callback_url: str) -> None:
         props = await self._call(
-            "start_recording", server_call_id=cc.server_call_id, recording_state_callback_url=state_callback_url
+            "start_recording",
+            server_call_id=cc.server_call_id,
+            recording_state_callback_url=state_callback_url,
         )
         cc.recording_id = props.recording_id
         cc.recording_state = str(props.recording_state).lower() if props.recording_state else None
@@ -188,7 +200,10 @@ class RecordingController:
             props = await self._call("get_recording_properties", cc.recording_id)
         except Exception as exc:
             log.warning(
-                "call %s: recording state poll failed (%s)", cc.call_id, describe_error(exc), extra={"callId": cc.call_id}
+                "call %s: recording state poll failed (%s)",
+                cc.call_id,
+                describe_error(exc),
+                extra={"callId": cc.call_id},
             )
             return None
         cc.recording_state = str(props.recording_state).lower()
@@ -209,20 +224,29 @@ class RecordingController:
 
     # ----- payment windows ---------------------------------------------------------------
     def window_opened(self, session: CallSession, window: Window, t0: float) -> None:
-        session.track(asyncio.get_running_loop().create_task(self._drive(session, window, t0, "pause")))
+        session.track(
+            asyncio.get_running_loop().create_task(self._drive(session, window, t0, "pause"))
+        )
 
     def window_closed(self, session: CallSession, window: Window, t0: float) -> None:
-        session.track(asyncio.get_running_loop().create_task(self._drive(session, window, t0, "resume")))
+        session.track(
+            asyncio.get_running_loop().create_task(self._drive(session, window, t0, "resume"))
+        )
 
     async def _drive(self, session: CallSession, window: Window, t0: float, action: str) -> None:
         """Send pause (or resume) until ACS confirms, or until the window changes state."""
         try:
             await self._drive_once(session, window, t0, action)
         except asyncio.CancelledError:
-            session.audit("recording.abandoned", {"action": action, "window": window.number, "reason": "the call ended"})
+            session.audit(
+                "recording.abandoned",
+                {"action": action, "window": window.number, "reason": "the call ended"},
+            )
             raise
 
-    async def _drive_once(self, session: CallSession, window: Window, t0: float, action: str) -> None:
+    async def _drive_once(
+        self, session: CallSession, window: Window, t0: float, action: str
+    ) -> None:
         cc = self.control(session.call_id)
         pausing = action == "pause"
         if self.configured and cc.recording_id is None and self.refresh is not None:
@@ -230,18 +254,32 @@ class RecordingController:
             try:
                 await self.refresh(session.call_id)
             except Exception as exc:
-                log.warning("call %s: the call registry could not be read (%s)", session.call_id, type(exc).__name__)
+                log.warning(
+                    "call %s: the call registry could not be read (%s)",
+                    session.call_id,
+                    type(exc).__name__,
+                )
         if not self.configured or cc.recording_id is None:
-            reason = "ACS is not configured" if not self.configured else "no recording is known for this call"
-            session.audit("recording.skipped", {"action": action, "window": window.number, "reason": reason})
+            reason = (
+                "ACS is not configured"
+                if not self.configured
+                else "no recording is known for this call"
+            )
+            session.audit(
+                "recording.skipped", {"action": action, "window": window.number, "reason": reason}
+            )
             return
         rid = cc.recording_id
         want = "inactive" if pausing else "active"
         attempt = 0
-        observed = False  # the window's first pause request on the wire is its intent-to-pause latency
+        observed = (
+            False  # the window's first pause request on the wire is its intent-to-pause latency
+        )
 
         def still_wanted() -> bool:
-            return window.open if pausing else (window.open is False and session.guard.window is None)
+            return (
+                window.open if pausing else (window.open is False and session.guard.window is None)
+            )
 
         while still_wanted():
             attempt += 1
@@ -257,14 +295,24 @@ class RecordingController:
                 error = describe_error(exc)
                 if pausing:
                     self.pause_failures += 1
-                session.emit(RecordingError(callId=session.call_id, recordingId=rid, latencyMs=latency, attempt=attempt, error=error))
+                session.emit(
+                    RecordingError(
+                        callId=session.call_id,
+                        recordingId=rid,
+                        latencyMs=latency,
+                        attempt=attempt,
+                        error=error,
+                    )
+                )
                 session.audit(
                     "recording.request",
                     {"action": action, "window": window.number, "recordingId": rid, "attempt": attempt,
                      "outcome": "error", "error": error, "latencyMs": latency,
                      "sentAfterMs": round((sent[0] - t0) * 1000, 1) if sent else None},
                 )  # fmt: skip
-                await asyncio.sleep(0.2 if attempt == 1 else min(MAX_BACKOFF_S, 0.5 * 2 ** (attempt - 2)))
+                await asyncio.sleep(
+                    0.2 if attempt == 1 else min(MAX_BACKOFF_S, 0.5 * 2 ** (attempt - 2))
+                )
                 continue
             if pausing and sent and not observed:
                 observed = True
@@ -276,13 +324,19 @@ class RecordingController:
                  "outcome": "ok", "latencyMs": round((time.monotonic() - t0) * 1000, 1),
                  "sentAfterMs": round((sent[0] - t0) * 1000, 1) if sent else None},
             )  # fmt: skip
-            how = await self._confirm(cc, want) if still_wanted() else "not awaited (the window changed)"
+            how = (
+                await self._confirm(cc, want)
+                if still_wanted()
+                else "not awaited (the window changed)"
+            )
             latency = round((time.monotonic() - t0) * 1000, 1)
             if pausing and how in ("callback", "poll"):
                 session.guard.confirmed(session.now_ms())
                 session.audit_exposures(window)
             cls = RecordingPaused if pausing else RecordingResumed
-            session.emit(cls(callId=session.call_id, recordingId=rid, latencyMs=latency, attempt=attempt))
+            session.emit(
+                cls(callId=session.call_id, recordingId=rid, latencyMs=latency, attempt=attempt)
+            )
             session.audit(
                 "recording.confirmed",
                 {"action": action, "window": window.number, "recordingId": rid, "state": cc.recording_state,

@@ -357,7 +357,9 @@ class Redactor:
             default_score_threshold=score_threshold,
             # Spoken numbers are long: look eight words back ("the three digit code on the
             # back is ...") and three ahead ("... is my card number").
-            context_aware_enhancer=LemmaContextAwareEnhancer(context_prefix_count=8, context_suffix_count=3),
+            context_aware_enhancer=LemmaContextAwareEnhancer(
+                context_prefix_count=8, context_suffix_count=3
+            ),
         )
         self._payment_digits = PaymentDigitsRecognizer(language)
         self._anonymizer = AnonymizerEngine()
@@ -374,7 +376,9 @@ class Redactor:
     def _operator(self, entity_type: str) -> OperatorConfig:
         op = self._operators.get(entity_type)
         if op is None:
-            op = self._operators[entity_type] = OperatorConfig("replace", {"new_value": f"[{entity_type}]"})
+            op = self._operators[entity_type] = OperatorConfig(
+                "replace", {"new_value": f"[{entity_type}]"}
+            )
         return op
 
     def analyze(self, text: str, policy: RedactionPolicy = _NO_POLICY) -> list[RecognizerResult]:

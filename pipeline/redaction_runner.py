@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 
 
 class RedactionRunner:
-    def __init__(self, redactor: Redactor, observe_latency: Callable[[float], None] | None = None) -> None:
+    def __init__(
+        self, redactor: Redactor, observe_latency: Callable[[float], None] | None = None
+    ) -> None:
         self.redactor = redactor
         # Called on the redaction thread with each text's latency in seconds, from
         # `submit` to its result: the queue wait counts, because under load the single

@@ -77,7 +77,9 @@ def redis_client(url: str, **kwargs: object) -> aioredis.Redis:
     """A client whose command is tried again on a new connection when Redis closed the old
     one (it restarted; a proxy dropped an idle connection). Without this the first command
     after a restart fails although Redis is back, and a subscriber's history comes back empty."""
-    retry = Retry(ExponentialBackoff(cap=0.5, base=0.02), 3, supported_errors=(RedisConnectionError, OSError))
+    retry = Retry(
+        ExponentialBackoff(cap=0.5, base=0.02), 3, supported_errors=(RedisConnectionError, OSError)
+    )
     return aioredis.from_url(url, socket_connect_timeout=2, retry=retry, **kwargs)
 
 
@@ -167,7 +169,12 @@ class RedisBus:
     async def _write(self, batch: list[tuple[str, int, bytes]]) -> bool:
         """Write ``batch`` if the dataset is still the one we wrote to (False: it is not)."""
         keys = [EPOCH, FIREHOSE]
-        args: list[str | int | bytes] = [self._epoch, self.call_maxlen, self.firehose_maxlen, self.ended_ttl_s]
+        args: list[str | int | bytes] = [
+            self._epoch,
+            self.call_maxlen,
+            self.firehose_maxlen,
+            self.ended_ttl_s,
+        ]
         for call_id, seq, raw in batch:
             keys.append(call_stream(call_id))
             args += [call_id, seq, raw, 1 if raw.startswith(_ENDED) else 0]
@@ -195,7 +202,10 @@ class RedisBus:
         self._outbox.extendleft(reversed(acked))
         self.resent += len(acked)
         self.epochs_lost += 1
-        log.warning("redis bus: Redis lost its data (new epoch); writing the last %d events again", len(acked))
+        log.warning(
+            "redis bus: Redis lost its data (new epoch); writing the last %d events again",
+            len(acked),
+        )
 
     def _remember_acked(self, batch: list[tuple[str, int, bytes]]) -> None:
         now = time.monotonic()
@@ -233,7 +243,11 @@ class RedisBus:
             except (RedisError, OSError) as exc:
                 self.errors += 1
                 self.connected = False
-                log.error("redis bus: publishing failed (%s); %d events kept", type(exc).__name__, len(self._outbox))
+                log.error(
+                    "redis bus: publishing failed (%s); %d events kept",
+                    type(exc).__name__,
+                    len(self._outbox),
+                )
                 if self._closing and backoff > 2:
                     return
                 await asyncio.sleep(backoff)

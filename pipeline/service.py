@@ -68,7 +68,9 @@ class Stats:
     vad_speech_frames: int = 0
     media_auth_refused: int = 0
     media_ended_call_refused: int = 0  # media for a call whose call.ended is on record
-    http_header_timeouts: int = 0  # connections closed for not sending their request headers in time
+    http_header_timeouts: int = (
+        0  # connections closed for not sending their request headers in time
+    )
     media_throttled: int = 0  # times a websocket over CALLSTREAM_MEDIA_MESSAGE_RATE was held back
 
     def as_dict(self) -> dict[str, int]:
@@ -134,7 +136,9 @@ class Service:
         self.callback_secret: str = settings.callback_secret or secrets.token_urlsafe(32)
         self.final_timeout_s = 60.0  # longest wait for pending finals when a call ends
         self.stats = Stats()
-        self.metrics = ServiceMetrics(self)  # its own registry: several services may share a process
+        self.metrics = ServiceMetrics(
+            self
+        )  # its own registry: several services may share a process
         self.roles = RoleMap(settings.agent_prefixes, settings.customer_prefixes)
         self.engine = engine or make_engine(settings)
         self._redactor = redactor
@@ -161,7 +165,9 @@ class Service:
         self._gc_observer.install()
         self.store = self._store or open_store(self.settings.store_url)
         redactor = self._redactor or await asyncio.to_thread(get_redactor)
-        self.redaction = RedactionRunner(redactor, observe_latency=self.metrics.redaction_latency.observe)
+        self.redaction = RedactionRunner(
+            redactor, observe_latency=self.metrics.redaction_latency.observe
+        )
         self.journal = Journal(
             self.store, self.bus, observe_write=self.metrics.store_write_latency.observe,
             max_pending=self.settings.store_buffer_events,
@@ -175,9 +181,15 @@ class Service:
         await self._close_orphans()
         await self.engine.start()
         if self.settings.retention_days is not None:
-            self._retention_task = asyncio.create_task(self._retention_loop(self.settings.retention_days))
+            self._retention_task = asyncio.create_task(
+                self._retention_loop(self.settings.retention_days)
+            )
         self.ready = True
-        log.info("service ready in %.1f s (speech engine: %s)", time.perf_counter() - t0, self.engine.source)
+        log.info(
+            "service ready in %.1f s (speech engine: %s)",
+            time.perf_counter() - t0,
+            self.engine.source,
+        )
 
     async def _close_orphans(self) -> None:
         """End the calls a process left open when it died (kill -9, a lost node).
@@ -190,13 +202,26 @@ class Service:
         """
         orphans = await asyncio.to_thread(self.store.unfinished_calls)
         for rec in orphans:
-            if await self.cluster.is_live(rec.call_id) or not await self.cluster.lock_orphan(rec.call_id):
+            if await self.cluster.is_live(rec.call_id) or not await self.cluster.lock_orphan(
+                rec.call_id
+            ):
                 continue
             self.journal.append(
-                CallEnded(callId=rec.call_id, seq=rec.last_seq + 1, time=utc_now_iso(), reason=ORPHAN_REASON)
+                CallEnded(
+                    callId=rec.call_id,
+                    seq=rec.last_seq + 1,
+                    time=utc_now_iso(),
+                    reason=ORPHAN_REASON,
+                )
             )
-            self.journal.audit(rec.call_id, "call.recovered", {"reason": ORPHAN_REASON, "lastSeq": rec.last_seq})
-            log.warning("call %s was left open by a process that stopped; ended as %s", rec.call_id, ORPHAN_REASON)
+            self.journal.audit(
+                rec.call_id, "call.recovered", {"reason": ORPHAN_REASON, "lastSeq": rec.last_seq}
+            )
+            log.warning(
+                "call %s was left open by a process that stopped; ended as %s",
+                rec.call_id,
+                ORPHAN_REASON,
+            )
         if orphans:
             await self.journal.flush()
 

@@ -74,7 +74,9 @@ MAX_SUMMARY_LINES = 2000  # redacted finals kept for the end-of-call summary
 CONTEXT_KEPT = 8
 _CONTEXT_WORD = re.compile(r"[a-z]+")
 _TAG = re.compile(r"\[[A-Z0-9_]+\]")  # "[CARD_SECURITY_CODE]" must not read as "security code"
-_KNOWN_ENCODINGS = frozenset({"PCM", "OPUS", "MULAW", "ALAW", "PCMU", "PCMA", "G722", "MP3", "AAC", "SILK"})
+_KNOWN_ENCODINGS = frozenset(
+    {"PCM", "OPUS", "MULAW", "ALAW", "PCMU", "PCMA", "G722", "MP3", "AAC", "SILK"}
+)
 
 
 def _parse_ts(value: str | None) -> float | None:
@@ -112,7 +114,9 @@ class Channel:
         self.role = role
         # Names this channel to the speech engine (which carries what it learned about the
         # line from one utterance to the next) without handing it the caller's number.
-        self.engine_key = hashlib.blake2b(f"{session.call_id}/{participant}".encode(), digest_size=12).hexdigest()
+        self.engine_key = hashlib.blake2b(
+            f"{session.call_id}/{participant}".encode(), digest_size=12
+        ).hexdigest()
         rate = session.sample_rate or 16000
         self.in_frame_bytes = frame_bytes(rate)
         self.resampler = Resampler(rate) if rate != 16000 else None
@@ -175,7 +179,11 @@ class Channel:
         for ev in events:
             kind = type(ev)
             if kind is SegmentAudio:
-                if self.utterance is not None and self.utterance.stream is not None and not self._withheld():
+                if (
+                    self.utterance is not None
+                    and self.utterance.stream is not None
+                    and not self._withheld()
+                ):
                     self.utterance.stream.push(ev.audio)
             elif kind is SegmentStart:
                 if self.role != "agent":
@@ -200,7 +208,9 @@ class CallSession:
         self.stats = service.stats
         self.sample_rate: int | None = None
         self.mode: str | None = None
-        self.t0_wall_ms: float | None = None  # ACS timestamp (or wall clock) of the first audio frame
+        self.t0_wall_ms: float | None = (
+            None  # ACS timestamp (or wall clock) of the first audio frame
+        )
         self.t0_mono: float | None = None
         self.t0_from_acs = False  # offsets can follow ACS timestamps only if t0 was one
         self.channels: dict[str, Channel] = {}
@@ -224,7 +234,9 @@ class CallSession:
         self.dtmf_tones = 0
         self.payment_open = False  # the payment guard's window: every digit is redacted
         self.guard = PaymentGuard(service.guard_policy)
-        self.withhold_audio = service.guard_policy.withhold_audio and getattr(service.engine, "remote", False)
+        self.withhold_audio = service.guard_policy.withhold_audio and getattr(
+            service.engine, "remote", False
+        )
         self._guard_timer: asyncio.TimerHandle | None = None
         self._policy_audited = False
         self._tasks: set[asyncio.Task] = set()
@@ -234,7 +246,9 @@ class CallSession:
         # Per open utterance; their contents are read and written on the redaction thread only.
         self.sticky: dict[str, StickyValues] = {}
         # Words of the last final utterances; appended and read on the redaction thread.
-        self.context: deque[tuple[int, tuple[str, ...]]] = deque(maxlen=CONTEXT_KEPT)  # (endMs, words)
+        self.context: deque[tuple[int, tuple[str, ...]]] = deque(
+            maxlen=CONTEXT_KEPT
+        )  # (endMs, words)
         self.close_task: asyncio.Task[None] | None = None
         # utterance id -> monotonic time its audio ended, for the speech-latency histogram
         self.audio_ended: dict[str, float] = {}
@@ -269,7 +283,9 @@ class CallSession:
         finishing = self.close_task is not None and not self.close_task.done()
         if self.connections <= 0 and not self.ended and not finishing:
             if grace_s > 0:
-                self._grace_task = asyncio.get_running_loop().create_task(self._finish_after(grace_s, "media-lost"))
+                self._grace_task = asyncio.get_running_loop().create_task(
+                    self._finish_after(grace_s, "media-lost")
+                )
                 self.close_task = self._grace_task
             else:
                 self.close_task = asyncio.get_running_loop().create_task(self._finish(reason))
@@ -284,12 +300,20 @@ class CallSession:
         to be redacted and published."""
         for ch in self.channels.values():
             ch.flush()
-        closing = [ch.continuous.wait_closed() for ch in self.channels.values() if ch.continuous is not None]
+        closing = [
+            ch.continuous.wait_closed()
+            for ch in self.channels.values()
+            if ch.continuous is not None
+        ]
         if closing:  # a continuous engine's last finals come after its channel closes
             try:
                 await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), timeout_s)
             except TimeoutError:
-                log.warning("call %s: the speech engine did not finish in time", self.call_id, extra={"callId": self.call_id})
+                log.warning(
+                    "call %s: the speech engine did not finish in time",
+                    self.call_id,
+                    extra={"callId": self.call_id},
+                )
         try:
             await asyncio.wait_for(self._settled.wait(), timeout_s)
         except TimeoutError:
@@ -378,7 +402,11 @@ class CallSession:
         self._fold_vad_counts()
         self.ended = True
         self.service.forget(self)
-        log.info("call %s: handed over to the replica ACS reconnected to", self.call_id, extra={"callId": self.call_id})
+        log.info(
+            "call %s: handed over to the replica ACS reconnected to",
+            self.call_id,
+            extra={"callId": self.call_id},
+        )
         return state
 
     def adopt(self, state: dict[str, Any]) -> None:
@@ -413,8 +441,15 @@ class CallSession:
             self.set_payment_window(True)
             self.service.cluster.note(self.call_id, payment="open")
             self._schedule_guard_timer()
-        self.audit("media.reconnected", {"reconnects": self.reconnects, "handedOver": True, "fromSeq": self.seq})
-        log.info("call %s: media reconnected here; taken over from another replica", self.call_id, extra={"callId": self.call_id})
+        self.audit(
+            "media.reconnected",
+            {"reconnects": self.reconnects, "handedOver": True, "fromSeq": self.seq},
+        )
+        log.info(
+            "call %s: media reconnected here; taken over from another replica",
+            self.call_id,
+            extra={"callId": self.call_id},
+        )
 
     # ----- events ----------------------------------------------------------------------
     def emit(self, event: Event) -> None:
@@ -491,9 +526,15 @@ class CallSession:
 
     def _on_metadata(self, msg: AudioMetadata) -> None:
         meta = msg.audioMetadata
-        if meta.sampleRate not in (16000, 24000) or meta.channels != 1 or meta.encoding.upper() != "PCM":
+        if (
+            meta.sampleRate not in (16000, 24000)
+            or meta.channels != 1
+            or meta.encoding.upper() != "PCM"
+        ):
             # The encoding is the sender's text: named only when it is a known one.
-            encoding = meta.encoding if meta.encoding.upper() in _KNOWN_ENCODINGS else "another encoding"
+            encoding = (
+                meta.encoding if meta.encoding.upper() in _KNOWN_ENCODINGS else "another encoding"
+            )
             self._malformed(
                 f"unsupported audio format ({encoding}, {meta.sampleRate} Hz, {meta.channels} ch)",
                 "dropped_unsupported_format",
@@ -511,7 +552,8 @@ class CallSession:
         n = len(p.data)
         if n == 0 or n & 1 or n > MAX_AUDIO_BYTES:
             self._malformed(
-                f"audio payload of {n} bytes", "dropped_payload_too_large" if n > MAX_AUDIO_BYTES else "dropped_bad_size"
+                f"audio payload of {n} bytes",
+                "dropped_payload_too_large" if n > MAX_AUDIO_BYTES else "dropped_bad_size",
             )
             return
         participant = p.participantRawID or MIXED
@@ -539,7 +581,9 @@ class CallSession:
             self.t0_from_acs = ts is not None
             start_ms = 0
         else:
-            start_ms = int(ts - self.t0_wall_ms) if ts is not None and self.t0_wall_ms else self.now_ms()
+            start_ms = (
+                int(ts - self.t0_wall_ms) if ts is not None and self.t0_wall_ms else self.now_ms()
+            )
             start_ms = max(0, start_ms - start_ms % 20)
         if not self.started:
             self._start(MIXED if participant == MIXED else "unmixed")
@@ -567,7 +611,7 @@ class CallSession:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def track_new(self, coro) -> asyncio.Task:  # noqa: ANN001
+    def track_new(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
         self.track(task)
         return task
@@ -591,7 +635,9 @@ class CallSession:
         self._apply(decision)
         return decision
 
-    def _apply(self, decision: Decision | None, t0: float | None = None, notify_acs: bool = True) -> None:
+    def _apply(
+        self, decision: Decision | None, t0: float | None = None, notify_acs: bool = True
+    ) -> None:
         if decision is None:
             return
         t0 = time.monotonic() if t0 is None else t0
@@ -604,17 +650,26 @@ class CallSession:
                 self._policy_audited = True
                 policy = self.guard.policy
                 self.audit("policy", {"version": policy.version, **policy.as_dict()})
-            self.emit(PaymentStarted(callId=self.call_id, trigger=decision.trigger, startMs=w.start_ms))
+            self.emit(
+                PaymentStarted(callId=self.call_id, trigger=decision.trigger, startMs=w.start_ms)
+            )
             self.audit(
                 "window.opened",
-                {"window": w.number, "trigger": decision.trigger, "startMs": w.start_ms, "exposureFromMs": w.exposure_from_ms},
+                {
+                    "window": w.number,
+                    "trigger": decision.trigger,
+                    "startMs": w.start_ms,
+                    "exposureFromMs": w.exposure_from_ms,
+                },
             )
             self.service.recording.window_opened(self, w, t0)
             self._schedule_guard_timer()
         else:
             self.set_payment_window(False)
             self.service.cluster.note(self.call_id, payment="closed")
-            self.emit(PaymentEnded(callId=self.call_id, trigger=decision.trigger, startMs=w.end_ms or 0))
+            self.emit(
+                PaymentEnded(callId=self.call_id, trigger=decision.trigger, startMs=w.end_ms or 0)
+            )
             self.audit(
                 "window.closed",
                 {"window": w.number, "trigger": decision.trigger, "startMs": w.start_ms, "endMs": w.end_ms,
@@ -641,9 +696,13 @@ class CallSession:
         """The payment guard's hook: while open, every digit in transcripts is redacted."""
         self.payment_open = open_
 
-    def redaction_policy(self, sticky: StickyValues | None = None, start_ms: int | None = None) -> RedactionPolicy:
+    def redaction_policy(
+        self, sticky: StickyValues | None = None, start_ms: int | None = None
+    ) -> RedactionPolicy:
         """The policy for the next text; evaluated on the redaction thread (see runner)."""
-        earlier = [words for end, words in self.context if start_ms is None or end <= start_ms + 500]
+        earlier = [
+            words for end, words in self.context if start_ms is None or end <= start_ms + 500
+        ]
         return RedactionPolicy(
             all_digits=self.payment_open,
             known=self.service.known.recognizer(self.call_id),
@@ -652,7 +711,7 @@ class CallSession:
         )
 
     # ----- continuous engines (Azure) -------------------------------------------------
-    def open_continuous(self, ch: Channel, start_ms: int):  # noqa: ANN201
+    def open_continuous(self, ch: Channel, start_ms: int):
         engine = self.service.engine
         if not getattr(engine, "continuous", False):
             return None
@@ -664,7 +723,9 @@ class CallSession:
                 self._settled.clear()
             self.on_result(participant, result)
 
-        def on_translation(uid: str, _channel: str, translations: dict[str, str], is_final: bool) -> None:
+        def on_translation(
+            uid: str, _channel: str, translations: dict[str, str], is_final: bool
+        ) -> None:
             if is_final:
                 for language, text in translations.items():
                     self.on_engine_translation(participant, uid, language, text)
@@ -678,7 +739,10 @@ class CallSession:
         """A recognizer was canceled: an event and a metric; the call goes on."""
         self.stats.speech_errors += 1
         log.warning(
-            "call %s: speech engine error for a participant: %s", self.call_id, error, extra={"callId": self.call_id}
+            "call %s: speech engine error for a participant: %s",
+            self.call_id,
+            error,
+            extra={"callId": self.call_id},
         )
         if not self.ended:
             self.emit(SpeechError(callId=self.call_id, participant=participant, error=error))
@@ -687,7 +751,9 @@ class CallSession:
         """Live translation from the engine is raw speech too: redact it, then publish."""
         self.service.redaction.submit(
             text,
-            lambda rr: self.service.enricher.translation_from_engine(self, participant, uid, language, rr.text),
+            lambda rr: self.service.enricher.translation_from_engine(
+                self, participant, uid, language, rr.text
+            ),
             lambda: self.redaction_policy(),
         )
 
@@ -725,10 +791,15 @@ class CallSession:
         def after(rr: RedactionResult) -> None:  # on the redaction thread, in order
             sticky.remember(result.text, rr)
             if result.is_final:
-                self.context.append((result.end_ms, tuple(_CONTEXT_WORD.findall(_TAG.sub(" ", rr.text).lower()))))
+                self.context.append(
+                    (result.end_ms, tuple(_CONTEXT_WORD.findall(_TAG.sub(" ", rr.text).lower())))
+                )
 
         self.service.redaction.submit(
-            result.text, lambda rr: self._publish(participant, result, rr), lambda: self.redaction_policy(sticky, result.start_ms), after
+            result.text,
+            lambda rr: self._publish(participant, result, rr),
+            lambda: self.redaction_policy(sticky, result.start_ms),
+            after,
         )
 
     def _observe_final_latency(self, result: SpeechResult, now: float) -> None:

@@ -148,7 +148,9 @@ def _tokens(text: str, pos: int = 0, endpos: int | None = None) -> list[_Tok]:
 # Where runs can be: number tokens joined by what may sit between them in a run. Found by
 # one regex scan in C, so text without numbers costs almost nothing; tokenizing and the
 # run rules then apply inside these spans only.
-_NUM_ALT = "|".join(sorted({*UNITS, *ZERO_LETTERS, *TEENS, *TENS, *SCALES, *REPEATS}, key=len, reverse=True))
+_NUM_ALT = "|".join(
+    sorted({*UNITS, *ZERO_LETTERS, *TEENS, *TENS, *SCALES, *REPEATS}, key=len, reverse=True)
+)
 _NUM_TOKEN = rf"(?:\d+|(?<![A-Za-z'])(?:{_NUM_ALT})(?![A-Za-z']))"
 _GAP = rf"(?:[\s,.\-–—()]*(?:(?<![A-Za-z'])(?:{'|'.join(sorted(FILLERS))})(?![A-Za-z'])[\s,.\-–—()]*){{0,{_MAX_GAP_FILLERS}}})"
 _CANDIDATE = re.compile(rf"(?i){_NUM_TOKEN}(?:{_GAP}{_NUM_TOKEN})*")

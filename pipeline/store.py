@@ -86,7 +86,9 @@ class CallRecord(NamedTuple):
 def call_updates(events: list[StoredEvent]) -> tuple[list[tuple], list[tuple], list[tuple]]:
     """What a batch changes in the calls table, for any store: rows to insert for
     call.started, (time, reason, call id) for call.ended, and (seq, call id, seq) last seqs."""
-    started = [(e.call_id, e.time, e.mode, e.sample_rate) for e in events if e.type == "call.started"]
+    started = [
+        (e.call_id, e.time, e.mode, e.sample_rate) for e in events if e.type == "call.started"
+    ]
     ended = [(e.time, e.reason, e.call_id) for e in events if e.type == "call.ended"]
     last: dict[str, int] = {}
     for e in events:
@@ -123,6 +125,7 @@ class EventStore(Protocol):
     def unfinished_calls(self) -> list[CallRecord]:
         """Calls with no call.ended: live somewhere, or left open by a process that died."""
         ...
+
     def set_hold(self, call_id: str, hold: bool) -> bool:
         """Put a call under legal hold (or lift it); False if the call is not stored."""
         ...
@@ -144,7 +147,10 @@ class SqliteEventStore:
             self._writer.executescript(_SCHEMA)
             # Migrations are additive: tables above are CREATE ... IF NOT EXISTS; columns
             # added since version 1 are added to an older file here.
-            for table, column, decl in (("events", "chain", "TEXT"), ("calls", "hold", "INTEGER NOT NULL DEFAULT 0")):
+            for table, column, decl in (
+                ("events", "chain", "TEXT"),
+                ("calls", "hold", "INTEGER NOT NULL DEFAULT 0"),
+            ):
                 cols = {r[1] for r in self._writer.execute(f"PRAGMA table_info({table})")}
                 if column not in cols:
                     self._writer.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
@@ -192,7 +198,8 @@ class SqliteEventStore:
                     links[e.call_id] = chain.link(prev, e.body)
                     rows.append((e.call_id, e.seq, e.type, e.time, e.body, links[e.call_id]))
                 cur.executemany(
-                    "INSERT INTO events(call_id, seq, type, time, body, chain) VALUES (?, ?, ?, ?, ?, ?)", rows
+                    "INSERT INTO events(call_id, seq, type, time, body, chain) VALUES (?, ?, ?, ?, ?, ?)",
+                    rows,
                 )
                 started, ended, last = call_updates(events)
                 cur.executemany(
@@ -200,8 +207,12 @@ class SqliteEventStore:
                     " ON CONFLICT(call_id) DO NOTHING",
                     started,
                 )
-                cur.executemany("UPDATE calls SET ended_at = ?, end_reason = ? WHERE call_id = ?", ended)
-                cur.executemany("UPDATE calls SET last_seq = ? WHERE call_id = ? AND last_seq < ?", last)
+                cur.executemany(
+                    "UPDATE calls SET ended_at = ?, end_reason = ? WHERE call_id = ?", ended
+                )
+                cur.executemany(
+                    "UPDATE calls SET last_seq = ? WHERE call_id = ? AND last_seq < ?", last
+                )
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
@@ -243,7 +254,9 @@ class SqliteEventStore:
 
     def set_hold(self, call_id: str, hold: bool) -> bool:
         with self._write_lock:
-            cur = self._writer.execute("UPDATE calls SET hold = ? WHERE call_id = ?", (int(hold), call_id))
+            cur = self._writer.execute(
+                "UPDATE calls SET hold = ? WHERE call_id = ?", (int(hold), call_id)
+            )
             return cur.rowcount > 0
 
     def purge(self, cutoff: str) -> list[str]:
@@ -269,7 +282,8 @@ class SqliteEventStore:
         conn = self._connect()
         try:
             rows = conn.execute(
-                "SELECT call_id, time, kind, body FROM audit WHERE call_id = ? ORDER BY n", (call_id,)
+                "SELECT call_id, time, kind, body FROM audit WHERE call_id = ? ORDER BY n",
+                (call_id,),
             ).fetchall()
         finally:
             conn.close()
@@ -288,7 +302,9 @@ class SqliteEventStore:
     def get_call(self, call_id: str) -> CallRecord | None:
         conn = self._connect()
         try:
-            row = conn.execute(f"SELECT {_CALL_COLUMNS} FROM calls WHERE call_id = ?", (call_id,)).fetchone()
+            row = conn.execute(
+                f"SELECT {_CALL_COLUMNS} FROM calls WHERE call_id = ?", (call_id,)
+            ).fetchone()
         finally:
             conn.close()
         return _call_record(row) if row else None
@@ -296,7 +312,9 @@ class SqliteEventStore:
     def unfinished_calls(self) -> list[CallRecord]:
         conn = self._connect()
         try:
-            rows = conn.execute(f"SELECT {_CALL_COLUMNS} FROM calls WHERE ended_at IS NULL").fetchall()
+            rows = conn.execute(
+                f"SELECT {_CALL_COLUMNS} FROM calls WHERE ended_at IS NULL"
+            ).fetchall()
         finally:
             conn.close()
         return [_call_record(r) for r in rows]

@@ -34,7 +34,7 @@ def claim_store(settings: Settings) -> None:
         return
     lock_path = Path(f"{url}.lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fh = open(lock_path, "a+")  # noqa: SIM115 - held until the process exits
+    fh = open(lock_path, "a+")
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -89,7 +89,9 @@ class PostgresEventStore:
         if not self._schema_is_current():
             with self._writer.transaction():
                 # Two replicas starting together must not race on CREATE ... IF NOT EXISTS.
-                self._writer.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_SPACE, _SCHEMA_LOCK))
+                self._writer.execute(
+                    "SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_SPACE, _SCHEMA_LOCK)
+                )
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         self._writer.execute(statement)
@@ -146,7 +148,11 @@ class PostgresEventStore:
         return self._connect()
 
     def _give_back(self, conn: psycopg.Connection) -> None:
-        usable = not conn.closed and not conn.broken and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        usable = (
+            not conn.closed
+            and not conn.broken
+            and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        )
         with self._pool_lock:
             if usable and not self._closed and len(self._idle) < _POOL_IDLE:
                 self._idle.append(conn)
@@ -206,7 +212,9 @@ class PostgresEventStore:
                         " WHERE call_id = ANY(%s) ORDER BY call_id, seq DESC",
                         (call_ids,),
                     )
-                    links: dict[str, str] = {cid: link or chain.genesis(cid) for cid, link in cur.fetchall()}
+                    links: dict[str, str] = {
+                        cid: link or chain.genesis(cid) for cid, link in cur.fetchall()
+                    }
                     rows = []
                     for e in events:
                         prev = links.get(e.call_id) or chain.genesis(e.call_id)
@@ -224,13 +232,21 @@ class PostgresEventStore:
                             started,
                         )
                     if ended:
-                        cur.executemany("UPDATE calls SET ended_at = %s, end_reason = %s WHERE call_id = %s", ended)
+                        cur.executemany(
+                            "UPDATE calls SET ended_at = %s, end_reason = %s WHERE call_id = %s",
+                            ended,
+                        )
                     if last:
-                        cur.executemany("UPDATE calls SET last_seq = %s WHERE call_id = %s AND last_seq < %s", last)
+                        cur.executemany(
+                            "UPDATE calls SET last_seq = %s WHERE call_id = %s AND last_seq < %s",
+                            last,
+                        )
 
     def set_hold(self, call_id: str, hold: bool) -> bool:
         with self._write_lock:
-            cur = self._writer_conn().execute("UPDATE calls SET hold = %s WHERE call_id = %s", (hold, call_id))
+            cur = self._writer_conn().execute(
+                "UPDATE calls SET hold = %s WHERE call_id = %s", (hold, call_id)
+            )
             return cur.rowcount > 0
 
     def purge(self, cutoff: str) -> list[str]:
@@ -300,12 +316,15 @@ class PostgresEventStore:
             after = (rows[-1][1], rows[-1][0])
 
     def audit(self, call_id: str) -> list[AuditRecord]:
-        rows = self._query("SELECT call_id, time, kind, body FROM audit WHERE call_id = %s ORDER BY n", (call_id,))
+        rows = self._query(
+            "SELECT call_id, time, kind, body FROM audit WHERE call_id = %s ORDER BY n", (call_id,)
+        )
         return [AuditRecord(c, t, k, bytes(b)) for c, t, k, b in rows]
 
     def calls(self, limit: int = 100) -> list[CallRecord]:
         rows = self._query(
-            f"SELECT {_CALL_COLUMNS} FROM calls ORDER BY started_at DESC, call_id DESC LIMIT %s", (limit,)
+            f"SELECT {_CALL_COLUMNS} FROM calls ORDER BY started_at DESC, call_id DESC LIMIT %s",
+            (limit,),
         )
         return [_call_record(r) for r in rows]
 
@@ -314,7 +333,10 @@ class PostgresEventStore:
         return _call_record(rows[0]) if rows else None
 
     def unfinished_calls(self) -> list[CallRecord]:
-        return [_call_record(r) for r in self._query(f"SELECT {_CALL_COLUMNS} FROM calls WHERE ended_at IS NULL", ())]
+        return [
+            _call_record(r)
+            for r in self._query(f"SELECT {_CALL_COLUMNS} FROM calls WHERE ended_at IS NULL", ())
+        ]
 
     def close(self) -> None:
         with self._write_lock:

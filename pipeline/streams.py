@@ -43,7 +43,9 @@ async def _send_missed(websocket: WebSocket, call_id: str, first: int, last: int
     await websocket.send_text(lagged_notice(call_id, first, last).decode())
 
 
-async def _replay(service: Service, websocket: WebSocket, call_id: str, since: int, last: dict[str, int]) -> bool:
+async def _replay(
+    service: Service, websocket: WebSocket, call_id: str, since: int, last: dict[str, int]
+) -> bool:
     """Send what the store holds after ``since``, then what the bus still has beyond it (a
     call streaming to another replica whose store this replica does not share). A hole in
     what the store has is looked up in the bus; what neither has is named with `lagged`.
@@ -77,7 +79,9 @@ async def _replay(service: Service, websocket: WebSocket, call_id: str, since: i
     return ended
 
 
-async def _fill(service: Service, websocket: WebSocket, call_id: str, upto: int, last: dict[str, int]) -> bool:
+async def _fill(
+    service: Service, websocket: WebSocket, call_id: str, upto: int, last: dict[str, int]
+) -> bool:
     """Live events went on past a hole after what this subscriber was sent (its replay ran
     while Redis was away; the store refused events): send the hole from the store or Redis,
     or name what neither has with a `lagged` notice. True if that reached the call's end."""
@@ -106,7 +110,11 @@ async def event_stream(websocket: WebSocket) -> None:
                     return
         elif call_id is not None:
             record = await asyncio.to_thread(service.store.get_call, call_id)
-            if record is not None and record.ended_at is not None and not await service.cluster.is_live(call_id):
+            if (
+                record is not None
+                and record.ended_at is not None
+                and not await service.cluster.is_live(call_id)
+            ):
                 return  # nothing live will come for an ended call; replay with ?since=0
         while True:
             if call_id is not None and call_id not in service.calls:
@@ -130,7 +138,11 @@ async def event_stream(websocket: WebSocket) -> None:
                 item = await sub.get()
             if item.seq <= last.get(item.call_id, 0):
                 continue  # sent already (replay and live overlap), or a hole already named
-            if not item.raw.startswith(_LAGGED) and item.call_id in last and item.seq > last[item.call_id] + 1:
+            if (
+                not item.raw.startswith(_LAGGED)
+                and item.call_id in last
+                and item.seq > last[item.call_id] + 1
+            ):
                 if await _fill(service, websocket, item.call_id, item.seq, last) and call_id:
                     return
                 if item.seq <= last[item.call_id]:
@@ -163,8 +175,12 @@ async def event_stream(websocket: WebSocket) -> None:
             error = None  # the subscriber left while we were sending: nothing went wrong
         elif isinstance(error, TimeoutError):
             log.warning("a subscriber stopped reading for %g s: disconnected", SEND_TIMEOUT_S)
-        elif error is not None:  # the store could not be read, say: tell the client, which may retry
+        elif (
+            error is not None
+        ):  # the store could not be read, say: tell the client, which may retry
             log.error("event stream failed (%s)", type(error).__name__)
         with contextlib.suppress(Exception):
-            async with asyncio.timeout(5):  # a peer that does not read may not take the close either
+            async with asyncio.timeout(
+                5
+            ):  # a peer that does not read may not take the close either
                 await websocket.close(1000 if error is None else 1011)

@@ -47,15 +47,25 @@ BYTES_PER_COST = 1024  # a message costs 1 + len / BYTES_PER_COST against the ra
 DEFAULT_RATE = 2000.0  # message costs a second per connection (0: no limit)
 
 
-def media_ws_protocol(rate: float = DEFAULT_RATE, on_throttle: Callable[[float], None] | None = None) -> type | str:
+def media_ws_protocol(
+    rate: float = DEFAULT_RATE, on_throttle: Callable[[float], None] | None = None
+) -> type | str:
     """The protocol class for uvicorn's `ws=`. `on_throttle(seconds)` is called each time a
     connection over its rate is held back (for a metric)."""
     try:
         from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
     except ImportError:
         return "websockets-sansio"
-    needed = ("send_receive_event_to_app", "data_received", "receive", "handle_ping", "handle_pong", "keepalive_timeout",
-              "handle_events", "handle_parser_exception")
+    needed = (
+        "send_receive_event_to_app",
+        "data_received",
+        "receive",
+        "handle_ping",
+        "handle_pong",
+        "keepalive_timeout",
+        "handle_events",
+        "handle_parser_exception",
+    )
     if not all(hasattr(WebSocketsSansIOProtocol, name) for name in needed):
         return "websockets-sansio"
     burst = rate  # one second's worth
@@ -103,7 +113,9 @@ def media_ws_protocol(rate: float = DEFAULT_RATE, on_throttle: Callable[[float],
                 # size so far), so that a throttled flood of tiny frames is parsed a few at a
                 # time, not a whole slice's hundreds at once.
                 if rate > 0:
-                    size = min(SLICE, max(MIN_SLICE, int(budget * self._wire_bytes / self._messages)))
+                    size = min(
+                        SLICE, max(MIN_SLICE, int(budget * self._wire_bytes / self._messages))
+                    )
             chunk = bytes(pending[:size])
             del pending[:size]
             if not pending:
@@ -180,8 +192,12 @@ def media_ws_protocol(rate: float = DEFAULT_RATE, on_throttle: Callable[[float],
             if not self._warned:
                 self._warned = True
                 client = self.client[0] if self.client else "?"
-                log.warning("a websocket from %s sends more than %.0f messages a second: it is read more slowly "
-                            "(nothing is dropped)", client, rate)
+                log.warning(
+                    "a websocket from %s sends more than %.0f messages a second: it is read more slowly "
+                    "(nothing is dropped)",
+                    client,
+                    rate,
+                )
 
         # -- messages --------------------------------------------------------------------
 

@@ -159,7 +159,7 @@ def start_server(tmp: Path, public_url_self: bool = False, **env: str) -> Server
     }
     if public_url_self:
         environ["CALLSTREAM_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
-    fh = open(log_path, "wb")  # noqa: SIM115 - the child owns it
+    fh = open(log_path, "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "serve", "--log-level", "INFO"],
         env=environ,
@@ -378,7 +378,7 @@ def payment_call_sender(session: Any) -> Callable[[int, int], None]:
 
 
 @contextlib.asynccontextmanager
-async def payment_call_session(tmp_path: Path, engine: Any, call_id: str):  # noqa: ANN201
+async def payment_call_session(tmp_path: Path, engine: Any, call_id: str):
     """A started Service with `engine` and one attached session fed payment_call.wav:
     yields (session, send); the session is detached and closed, the service stopped."""
     from models.settings import load_settings

@@ -265,7 +265,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _any(self) -> None:
@@ -473,7 +473,7 @@ class FakeAcs(LoopbackServer):
     def _deliver(self, url: str, events: list[dict]) -> int | None:
         try:
             status = post_cloud_events(url, events, headers=self.callback_headers, timeout=5.0)
-        except Exception as e:  # noqa: BLE001 - a fake never raises on callback failure
+        except Exception as e:
             with self.lock:
                 self.callback_errors.append({"url": url, "error": repr(e), "events": events})
             return None

@@ -35,10 +35,10 @@ def _b64(data: bytes) -> str:
 class _Handler(BaseHTTPRequestHandler):
     server: Any
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+    def do_GET(self) -> None:
         fake: FakeJwks = self.server.fake
         with fake.lock:
             fake.fetches += 1

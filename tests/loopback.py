@@ -50,7 +50,10 @@ class LoopbackServer:
             server.fake = self  # type: ignore[attr-defined]
             self._server = server
             self._thread = threading.Thread(
-                target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=self.thread_name, daemon=True
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=self.thread_name,
+                daemon=True,
             )
             self._thread.start()
             self._started()

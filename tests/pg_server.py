@@ -52,7 +52,9 @@ def _bindir() -> Path:
         if on_path:
             candidates.insert(0, os.path.dirname(on_path))
     for d in reversed(candidates):
-        if all(os.access(os.path.join(d, tool), os.X_OK) for tool in ("initdb", "pg_ctl", "postgres")):
+        if all(
+            os.access(os.path.join(d, tool), os.X_OK) for tool in ("initdb", "pg_ctl", "postgres")
+        ):
             return Path(d)
     raise RuntimeError(
         "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found under /usr/lib/postgresql/*/bin:"
@@ -109,7 +111,11 @@ class PostgresServer:
         kwargs: dict = {}
         if self.user is not None:
             kwargs = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "HOME": str(self.root)}
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LC_ALL": "C",
+            "HOME": str(self.root),
+        }
         return subprocess.run(
             [str(self.bindir / args[0]), *args[1:]],
             cwd=self.root,
@@ -123,20 +129,46 @@ class PostgresServer:
     def _check(self, proc: subprocess.CompletedProcess, what: str) -> None:
         if proc.returncode != 0:
             log = self.log.read_text(errors="replace") if self.log.exists() else ""
-            raise RuntimeError(f"PostgreSQL {what} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}\n{log}")
+            raise RuntimeError(
+                f"PostgreSQL {what} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}\n{log}"
+            )
 
     def start(self) -> None:
         self._check(
-            self._run("initdb", "-D", str(self.data), "-U", USER, "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"),
+            self._run(
+                "initdb",
+                "-D",
+                str(self.data),
+                "-U",
+                USER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ),
             "initdb",
         )
-        for attempt in range(3):  # another process may take the free port before the server binds it
+        for attempt in range(
+            3
+        ):  # another process may take the free port before the server binds it
             port = _free_port()
             options = (
                 f"-c listen_addresses=127.0.0.1 -p {port} -k {self.root}"
                 " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
             )
-            proc = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60", "start")
+            proc = self._run(
+                "pg_ctl",
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.log),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            )
             if proc.returncode == 0:
                 self._options = options
                 break

@@ -41,7 +41,7 @@ class RedisServer:
         self._dbs = itertools.cycle(range(16))
 
     def start(self) -> None:
-        log = open(self.workdir / "redis.log", "ab")  # noqa: SIM115 - the child owns it
+        log = open(self.workdir / "redis.log", "ab")
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.workdir), "--databases", "16"],
@@ -50,7 +50,9 @@ class RedisServer:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("redis-server exited: " + (self.workdir / "redis.log").read_text()[-2000:])
+                raise RuntimeError(
+                    "redis-server exited: " + (self.workdir / "redis.log").read_text()[-2000:]
+                )
             try:
                 if redis.Redis(port=self.port, socket_timeout=1).ping():
                     return
@@ -80,9 +82,15 @@ class RedisServer:
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    binary = os.environ.get("CALLSTREAM_TEST_REDIS_SERVER") or shutil.which("redis-server") or "/usr/bin/redis-server"
+    binary = (
+        os.environ.get("CALLSTREAM_TEST_REDIS_SERVER")
+        or shutil.which("redis-server")
+        or "/usr/bin/redis-server"
+    )
     if not os.access(binary, os.X_OK):
-        raise RuntimeError("redis-server not found: run `bash install.sh --test` (installs Debian's redis-server)")
+        raise RuntimeError(
+            "redis-server not found: run `bash install.sh --test` (installs Debian's redis-server)"
+        )
     workdir = Path(tempfile.mkdtemp(prefix="callstream-redis-"))
     server = RedisServer(binary, workdir)
     server.start()

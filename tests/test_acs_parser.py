@@ -31,11 +31,48 @@ PCM16 = bytes(range(256)) * 2 + bytes(128)  # 640 bytes
 B64 = base64.b64encode(PCM16).decode()
 
 SAMPLES = {
-    "AudioMetadata": {"kind": "AudioMetadata", "audioMetadata": {"subscriptionId": "89e8cb59", "encoding": "PCM", "sampleRate": 16000, "channels": 1, "length": 640}},
-    "AudioData": {"kind": "AudioData", "audioData": {"timestamp": "2024-11-15T19:16:12.925Z", "participantRawID": "8:acs:3d20e1de", "data": B64, "silent": False}},
+    "AudioMetadata": {
+        "kind": "AudioMetadata",
+        "audioMetadata": {
+            "subscriptionId": "89e8cb59",
+            "encoding": "PCM",
+            "sampleRate": 16000,
+            "channels": 1,
+            "length": 640,
+        },
+    },
+    "AudioData": {
+        "kind": "AudioData",
+        "audioData": {
+            "timestamp": "2024-11-15T19:16:12.925Z",
+            "participantRawID": "8:acs:3d20e1de",
+            "data": B64,
+            "silent": False,
+        },
+    },
     "DtmfData": {"kind": "DtmfData", "dtmfData": {"data": "3"}},
-    "TranscriptionMetadata": {"kind": "TranscriptionMetadata", "transcriptionMetadata": {"subscriptionId": "s", "locale": "en-us", "callConnectionId": "c", "correlationId": "r"}},
-    "TranscriptionData": {"kind": "TranscriptionData", "transcriptionData": {"text": "Testing transcription.", "format": "display", "confidence": 0.695, "offset": 2516998782481234400, "duration": 31600000, "words": [{"text": "testing", "offset": 0, "duration": 0}], "participantRawID": "8:acs:x", "resultStatus": "Final"}},
+    "TranscriptionMetadata": {
+        "kind": "TranscriptionMetadata",
+        "transcriptionMetadata": {
+            "subscriptionId": "s",
+            "locale": "en-us",
+            "callConnectionId": "c",
+            "correlationId": "r",
+        },
+    },
+    "TranscriptionData": {
+        "kind": "TranscriptionData",
+        "transcriptionData": {
+            "text": "Testing transcription.",
+            "format": "display",
+            "confidence": 0.695,
+            "offset": 2516998782481234400,
+            "duration": 31600000,
+            "words": [{"text": "testing", "offset": 0, "duration": 0}],
+            "participantRawID": "8:acs:x",
+            "resultStatus": "Final",
+        },
+    },
 }
 
 
@@ -60,18 +97,48 @@ def test_audio_data_decodes_base64_and_tolerates_optional_fields() -> None:
 
 
 def test_audio_data_mixed_has_no_participant_and_silent_flag() -> None:
-    m = decode_message(enc({"kind": "AudioData", "audioData": {"data": B64, "participantRawID": None, "silent": True}}))
+    m = decode_message(
+        enc(
+            {
+                "kind": "AudioData",
+                "audioData": {"data": B64, "participantRawID": None, "silent": True},
+            }
+        )
+    )
     assert isinstance(m, AudioData) and m.audioData.participantRawID is None and m.audioData.silent
 
 
 def test_24khz_metadata_and_frame_size() -> None:
-    m = decode_message(enc({"kind": "AudioMetadata", "audioMetadata": {"encoding": "PCM", "sampleRate": 24000, "channels": 1, "length": 960}}))
+    m = decode_message(
+        enc(
+            {
+                "kind": "AudioMetadata",
+                "audioMetadata": {
+                    "encoding": "PCM",
+                    "sampleRate": 24000,
+                    "channels": 1,
+                    "length": 960,
+                },
+            }
+        )
+    )
     assert isinstance(m, AudioMetadata) and m.audioMetadata.sampleRate == 24000
     assert frame_bytes(24000) == 960 and frame_bytes(16000) == 640
 
 
 def test_dtmf_with_newer_optional_fields() -> None:
-    m = decode_message(enc({"kind": "DtmfData", "dtmfData": {"data": "7", "timestamp": "2024-11-15T19:16:12.925Z", "participantRawID": "4:+1555"}}))
+    m = decode_message(
+        enc(
+            {
+                "kind": "DtmfData",
+                "dtmfData": {
+                    "data": "7",
+                    "timestamp": "2024-11-15T19:16:12.925Z",
+                    "participantRawID": "4:+1555",
+                },
+            }
+        )
+    )
     assert isinstance(m, DtmfData) and m.dtmfData.data == "7"
 
 
@@ -114,7 +181,9 @@ def test_malformed_frames_raise_payload_free_error(raw: bytes) -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -134,7 +203,9 @@ def mutated_messages(draw: st.DrawFn) -> bytes:
         msg[payload_key] = draw(json_values)
     elif action == "data" and kind == "AudioData":
         raw = draw(st.binary(max_size=4000))
-        payload["data"] = base64.b64encode(raw).decode() if draw(st.booleans()) else draw(st.text(max_size=50))
+        payload["data"] = (
+            base64.b64encode(raw).decode() if draw(st.booleans()) else draw(st.text(max_size=50))
+        )
     elif action == "kind":
         msg["kind"] = draw(st.text(max_size=12))
     return enc(msg)
@@ -167,8 +238,14 @@ async def test_fuzzed_frames_never_escape_and_are_counted(acs_service: Service) 
         session.on_message(frame)
         after = stats.as_dict()
         assert after["frames_received"] == before["frames_received"] + 1
-        moved = {k for k in after if after[k] != before[k]} - {"frames_received", "frames_silent", "utterances"}
-        accepted_without_counter = isinstance(_safe_decode(frame), AudioMetadata | TranscriptionMetadata | TranscriptionData)
+        moved = {k for k in after if after[k] != before[k]} - {
+            "frames_received",
+            "frames_silent",
+            "utterances",
+        }
+        accepted_without_counter = isinstance(
+            _safe_decode(frame), AudioMetadata | TranscriptionMetadata | TranscriptionData
+        )
         assert moved or accepted_without_counter, "every frame is accounted for"
 
     feed()
@@ -222,7 +299,9 @@ def test_media_protocol_is_the_high_water_variant() -> None:
     assert isinstance(http, type) and http.__name__ == "HeaderDeadlineH11Protocol"
 
 
-async def test_gap_in_a_participants_frames_keeps_offsets_on_the_call_timeline(acs_service: Service) -> None:
+async def test_gap_in_a_participants_frames_keeps_offsets_on_the_call_timeline(
+    acs_service: Service,
+) -> None:
     """Unmixed ACS streams only dominant speakers: frames for a participant stop and resume."""
     from pipeline.replay import AGENT_ID, load_call_audio
 
@@ -236,7 +315,16 @@ async def test_gap_in_a_participants_frames_keeps_offsets_on_the_call_timeline(a
     def frame(i: int, at_ms: int) -> bytes:
         ts = f"2024-11-15T19:16:{12 + at_ms // 1000:02d}.{at_ms % 1000:03d}Z"
         chunk = agent[i * 640 : (i + 1) * 640]
-        return enc({"kind": "AudioData", "audioData": {"timestamp": ts, "participantRawID": "8:acs:agent", "data": base64.b64encode(chunk).decode()}})
+        return enc(
+            {
+                "kind": "AudioData",
+                "audioData": {
+                    "timestamp": ts,
+                    "participantRawID": "8:acs:agent",
+                    "data": base64.b64encode(chunk).decode(),
+                },
+            }
+        )
 
     for i in range(50, 100):  # the agent's first words (script: 500 ms on), 1 s in all
         session.on_message(frame(i, (i - 50) * 20))
@@ -260,7 +348,9 @@ async def test_an_utterance_whose_partials_never_end_is_bounded(acs_service: Ser
     session = acs_service.session("endless-call")
     session.attach()
     for i in range(200):
-        session.on_message(_transcription(f"call me at 212 555 {i:04d}", "Intermediate", "4:+15551234", 1000))
+        session.on_message(
+            _transcription(f"call me at 212 555 {i:04d}", "Intermediate", "4:+15551234", 1000)
+        )
     await acs_service.redaction.drain()
     [sticky] = session.sticky.values()
     assert len(sticky) == StickyValues.MAX_VALUES

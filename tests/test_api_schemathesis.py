@@ -197,7 +197,7 @@ def test_server_survived_the_fuzzing(server: Server) -> None:
     assert "Exception in ASGI application" not in logs
 
 
-def test_every_http_route_is_described(server: Server, tmp_path) -> None:  # noqa: ANN001
+def test_every_http_route_is_described(server: Server, tmp_path) -> None:
     """A route added to the app without a description fails here."""
     from starlette.routing import Route
 

@@ -36,7 +36,7 @@ def azure_env(fake: FakeSpeech, **extra: str) -> dict[str, str]:
     }
 
 
-async def run_call(server, call_id: str) -> list[dict]:  # noqa: ANN001
+async def run_call(server, call_id: str) -> list[dict]:
     [collector] = await start_subscribers(
         server, collect_call_events(server.ws, call_id, timeout=120)
     )

@@ -12,10 +12,10 @@ import pytest
 
 pytest.importorskip("azure.cognitiveservices.speech")
 
-from models.speech import SpeechResult  # noqa: E402
-from tests.conftest import wait_for  # noqa: E402
-from tests.fake_speech import Failure, FakeSpeech, Phrase  # noqa: E402
-from workers.stt.azure import AzureChannel, AzureSpeechEngine  # noqa: E402
+from models.speech import SpeechResult
+from tests.conftest import wait_for
+from tests.fake_speech import Failure, FakeSpeech, Phrase
+from workers.stt.azure import AzureChannel, AzureSpeechEngine
 
 CHUNK_MS = 100
 BYTES_PER_MS = 32

@@ -261,7 +261,7 @@ async def test_a_replica_reads_only_what_its_subscribers_watch(redis_url: str) -
             replica_a.publish("P", seq, event("P", seq))
             replica_a.publish("Q", seq, event("Q", seq))
 
-    async def until(sub, call_id: str, seq: int) -> list:  # noqa: ANN001
+    async def until(sub, call_id: str, seq: int) -> list:
         got = []
         async with asyncio.timeout(10):
             while not got or (got[-1].call_id, got[-1].seq) != (call_id, seq):

@@ -20,7 +20,7 @@ CUSTOMER = "4:+15551234"
 AGENT = "8:acs:agent-7"
 
 
-async def make_call(server, call_id: str, turns: int = 4) -> list[dict]:  # noqa: ANN001
+async def make_call(server, call_id: str, turns: int = 4) -> list[dict]:
     [collector] = await start_subscribers(server, collect_call_events(server.ws, call_id))
     async with connect(
         f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}
@@ -42,7 +42,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     s.stop()
 
 
-def export(server, call_id: str, out: Path, fmt: str = "jsonl") -> None:  # noqa: ANN001
+def export(server, call_id: str, out: Path, fmt: str = "jsonl") -> None:
     r = run_cli(
         "export", call_id, "--format", fmt, "--out", str(out), "--data-dir", str(server.data_dir)
     )
@@ -54,7 +54,7 @@ def verify(path: Path) -> tuple[int, str]:
     return r.returncode, r.stdout
 
 
-def db(server) -> sqlite3.Connection:  # noqa: ANN001
+def db(server) -> sqlite3.Connection:
     return sqlite3.connect(server.data_dir / "callstream.db", isolation_level=None)
 
 

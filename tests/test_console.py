@@ -38,7 +38,7 @@ WAIT_MS = 30_000  # one Playwright wait; generous for a loaded 2-core machine
 # ---------------------------------------------------------------- the pages, without a browser
 
 
-async def asgi_get(app, path: str) -> tuple[int, dict[str, str], bytes]:  # noqa: ANN001
+async def asgi_get(app, path: str) -> tuple[int, dict[str, str], bytes]:
     """One GET through the ASGI app, in process (no lifespan needed for static pages)."""
     sent: list[dict] = []
     scope = {
@@ -229,7 +229,7 @@ BUBBLES = """() => [...document.querySelectorAll('#transcript li.bubble')].map((
 GAUGES = """() => Object.fromEntries([...document.querySelectorAll('.gauge')].map((g) => [g.dataset.participant, [g.dataset.role, g.dataset.score]]))"""
 
 
-def register_recording(server, fake: FakeAcs, call_id: str) -> str:  # noqa: ANN001
+def register_recording(server, fake: FakeAcs, call_id: str) -> str:
     """A recording started elsewhere, through the real SDK, registered for the call."""
     client = CallAutomationClient(fake.endpoint, AzureKeyCredential(fake.access_key), retry_total=0)
     recording_id = client.start_recording(server_call_id=f"server-{call_id}").recording_id
@@ -286,7 +286,7 @@ async def test_live_console_in_a_browser_during_the_payment_call(chromium_path, 
 
 async def run_browser_checks(
     browser, expect, server, fake: FakeAcs, call_id: str, tmp_path: Path
-) -> None:  # noqa: ANN001
+) -> None:
     page = await browser.new_page(viewport={"width": 1280, "height": 1000})
     problems: list[str] = []
     page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
@@ -438,7 +438,7 @@ async def run_browser_checks(
 
 async def check_list_and_resume(
     browser, expect, server, call_id: str, bubbles: list, gauges: dict, last_seq: int
-) -> None:  # noqa: ANN001
+) -> None:
     """The call list links to the call; a page that loses its stream, is sent a duplicate and
     a `lagged` notice, ends up showing exactly the same call, asking each time from the last
     seq it applied."""
@@ -447,7 +447,7 @@ async def check_list_and_resume(
     page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
     urls: list[str] = []
 
-    async def route(ws) -> None:  # noqa: ANN001
+    async def route(ws) -> None:
         n = len(urls)
         urls.append(ws.url)
         upstream = ws.connect_to_server()

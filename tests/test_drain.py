@@ -24,7 +24,7 @@ AGENT = "8:acs:agent-7"
 CUSTOMER = "4:+15551234"
 
 
-def stored_events(data_dir, call_id: str) -> list[dict]:  # noqa: ANN001
+def stored_events(data_dir, call_id: str) -> list[dict]:
     out = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "export", call_id, "--format", "jsonl", "--data-dir", str(data_dir)],
         capture_output=True, check=True,

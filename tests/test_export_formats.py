@@ -106,7 +106,7 @@ EVENTS: list[Event] = [
 FINALS = [e for e in EVENTS if isinstance(e, TranscriptFinal)]
 
 
-def build_store(path, events: list[Event] = EVENTS, call_id: str = CALL) -> SqliteEventStore:  # noqa: ANN001
+def build_store(path, events: list[Event] = EVENTS, call_id: str = CALL) -> SqliteEventStore:
     store = SqliteEventStore(path)
     rows = []
     for seq, event in enumerate(events, start=1):
@@ -124,7 +124,7 @@ def build_store(path, events: list[Event] = EVENTS, call_id: str = CALL) -> Sqli
 
 
 @pytest.fixture
-def store(tmp_path):  # noqa: ANN001, ANN201
+def store(tmp_path):
     s = build_store(tmp_path / "db")
     yield s
     s.close()
@@ -139,7 +139,7 @@ def _ms(ts: webvtt.models.Timestamp) -> int:
     return ((h * 60 + m) * 60 + s) * 1000 + ms
 
 
-def test_vtt_is_valid_webvtt_with_one_voiced_cue_per_final(store) -> None:  # noqa: ANN001
+def test_vtt_is_valid_webvtt_with_one_voiced_cue_per_final(store) -> None:
     raw = export(store, "vtt").decode()
     assert raw.startswith("WEBVTT\n\n")
     assert f"NOTE call {CALL}" in raw
@@ -163,7 +163,7 @@ def test_vtt_is_valid_webvtt_with_one_voiced_cue_per_final(store) -> None:  # no
     assert "[DIGITS]" not in raw and "Karte" not in raw
 
 
-def test_txt_is_speaker_labelled_with_translations_payments_and_summary(store) -> None:  # noqa: ANN001
+def test_txt_is_speaker_labelled_with_translations_payments_and_summary(store) -> None:
     text = export(store, "txt").decode()
     indent = " " * 11
     assert text == (
@@ -183,7 +183,7 @@ def test_txt_is_speaker_labelled_with_translations_payments_and_summary(store) -
     )
 
 
-def test_csv_has_one_row_per_final_with_sentiment_and_translations(store) -> None:  # noqa: ANN001
+def test_csv_has_one_row_per_final_with_sentiment_and_translations(store) -> None:
     raw = export(store, "csv")
     assert raw.startswith(
         b"utteranceId,startMs,endMs,role,participant,text,sentiment_label,sentiment_score,"
@@ -212,7 +212,7 @@ def test_csv_has_one_row_per_final_with_sentiment_and_translations(store) -> Non
     )
 
 
-def test_no_translations_means_no_translation_columns(tmp_path) -> None:  # noqa: ANN001
+def test_no_translations_means_no_translation_columns(tmp_path) -> None:
     events = [e for e in EVENTS if not isinstance(e, Translation)]
     store = build_store(tmp_path / "db", events)
     try:
@@ -226,7 +226,7 @@ def test_no_translations_means_no_translation_columns(tmp_path) -> None:  # noqa
         store.close()
 
 
-def test_formats_jsonl_unchanged_and_unknown_format(store) -> None:  # noqa: ANN001
+def test_formats_jsonl_unchanged_and_unknown_format(store) -> None:
     assert FORMATS == ("jsonl", "vtt", "txt", "csv")
     assert set(MEDIA_TYPES) == set(FORMATS)
     lines = export(store, "jsonl").splitlines()
@@ -237,7 +237,7 @@ def test_formats_jsonl_unchanged_and_unknown_format(store) -> None:  # noqa: ANN
         assert export(store, fmt, "no-such-call")  # headers only, no error
 
 
-def test_long_call_exports_in_flat_memory(tmp_path) -> None:  # noqa: ANN001
+def test_long_call_exports_in_flat_memory(tmp_path) -> None:
     """Hours of long, enriched finals: the writers hold far less than what they write.
 
     (TXT and CSV keep a few ints per utterance, never its text.)"""
@@ -272,7 +272,7 @@ def _get(url: str) -> tuple[str, bytes]:
         return r.headers["content-type"], r.read()
 
 
-async def test_server_and_cli_exports(acs_server) -> None:  # noqa: ANN001
+async def test_server_and_cli_exports(acs_server) -> None:
     call_id = "export-formats"
     [collector] = await start_subscribers(acs_server, collect_call_events(acs_server.ws, call_id))
     async with connect(
@@ -325,7 +325,7 @@ async def test_server_and_cli_exports(acs_server) -> None:  # noqa: ANN001
         assert (row["sentiment_label"], float(row["sentiment_score"])) == (s["label"], s["score"])
 
 
-def test_enrichment_published_before_its_final_still_lands_on_it(tmp_path) -> None:  # noqa: ANN001
+def test_enrichment_published_before_its_final_still_lands_on_it(tmp_path) -> None:
     """Azure's live translation is redacted apart from the final and may be published first."""
     events: list[Event] = [
         CallStarted(callId=CALL, mode="unmixed", sampleRate=16000),

@@ -368,7 +368,7 @@ def _expected(frame: bytes | str, sample_rate: int | None, channels: int) -> str
 
 
 @pytest.fixture
-async def service(tmp_path) -> Any:  # noqa: ANN001
+async def service(tmp_path) -> Any:
     cfg = load_settings(environ={}, overrides={"stt": "acs", "data_dir": str(tmp_path)})
     svc = Service(cfg, store=SqliteEventStore(tmp_path / "events.db"))
     await svc.start()

@@ -109,7 +109,7 @@ def value(samples: dict, name: str, **labels: str) -> float:
     return samples[name][tuple(sorted(labels.items()))]
 
 
-async def _wait_metric(server: Server, predicate, what: str, timeout: float = 120) -> dict:  # noqa: ANN001
+async def _wait_metric(server: Server, predicate, what: str, timeout: float = 120) -> dict:
     async def sampled() -> dict | None:
         samples = await asyncio.to_thread(scrape, server)
         return samples if predicate(samples) else None

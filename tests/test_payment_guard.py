@@ -22,16 +22,24 @@ def test_intent_opens_closing_phrase_closes_and_the_same_utterance_cannot_reopen
     d = g.on_text("thank you, your payment has gone through", "agent", 30000, 31000)
     assert (d.action, d.trigger, d.window.end_ms) == ("close", "phrase", 31000)
     # Late partials of utterances spoken before the close do not reopen it ...
-    assert g.on_text("your card payment has gone through, take a payment", "agent", 30000, 31500) is None
+    assert (
+        g.on_text("your card payment has gone through, take a payment", "agent", 30000, 31500)
+        is None
+    )
     # ... a new utterance does.
-    assert g.on_text("I'd like to take a payment for the other account", "agent", 32000, 33000).action == "open"
+    assert (
+        g.on_text("I'd like to take a payment for the other account", "agent", 32000, 33000).action
+        == "open"
+    )
 
 
 def test_a_manual_window_is_not_closed_by_the_line_that_closed_the_last_one() -> None:
     g = guard()
     g.on_text("can I take the card number", "agent", 0, 1000)
     assert g.on_text("thanks, your payment has gone", "agent", 9000, 9800) is None
-    assert g.on_text("thanks, your payment has gone through", "agent", 9000, 10000).action == "close"
+    assert (
+        g.on_text("thanks, your payment has gone through", "agent", 9000, 10000).action == "close"
+    )
     assert g.manual("pause", 10500).trigger == "manual"  # the agent pauses by hand
     # The final of the same closing line arrives: the manual window stays open.
     assert g.on_text("thanks, your payment has gone through.", "agent", 9000, 10600) is None
@@ -99,7 +107,7 @@ class _RemoteEngine:
     async def aclose(self) -> None:
         pass
 
-    def open_stream(self, uid, start_ms, on_result, language, channel=None, digits=False):  # noqa: ANN001, ANN201
+    def open_stream(self, uid, start_ms, on_result, language, channel=None, digits=False):
         engine = self
 
         class Stream:
@@ -127,5 +135,7 @@ async def test_customer_audio_is_withheld_from_a_remote_engine_during_a_payment(
         session.manual("resume")
         send(12000, 19000)  # the customer gives the expiry, now back with the engine
         after = {u: n for u, n in engine.pushed.items() if u not in before and u not in during}
-    assert during and all(n == 0 for n in during.values()), "no customer audio while the window is open"
+    assert during and all(n == 0 for n in during.values()), (
+        "no customer audio while the window is open"
+    )
     assert after and any(n > 0 for n in after.values()), "audio flows again after the window"

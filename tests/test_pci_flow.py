@@ -56,7 +56,7 @@ def acs_env(fake: FakeAcs, **extra: str) -> dict[str, str]:
     }  # fmt: skip
 
 
-def register_recording(server, fake: FakeAcs, call_id: str) -> str:  # noqa: ANN001
+def register_recording(server, fake: FakeAcs, call_id: str) -> str:
     """A recording started elsewhere (not by callstream), registered for the call."""
     client = CallAutomationClient(fake.endpoint, AzureKeyCredential(fake.access_key), retry_total=0)
     recording_id = client.start_recording(server_call_id=f"server-{call_id}").recording_id
@@ -64,7 +64,7 @@ def register_recording(server, fake: FakeAcs, call_id: str) -> str:  # noqa: ANN
     return recording_id
 
 
-def audit_of(server, call_id: str) -> dict:  # noqa: ANN001
+def audit_of(server, call_id: str) -> dict:
     status, doc = server.get_json(f"/calls/{call_id}/audit")
     assert status == 200, doc
     return doc
@@ -80,7 +80,7 @@ def requests_for(fake: FakeAcs, op: str, recording_id: str, status: int | None =
     ]
 
 
-def confirmed(server, call_id: str, action: str) -> bool:  # noqa: ANN001
+def confirmed(server, call_id: str, action: str) -> bool:
     """ACS confirmed a pause or resume of the call's recording (on its audit)."""
     records = server.get_json(f"/calls/{call_id}/audit")[1].get("records", [])  # 404 until stored
     return any(r["kind"] == "recording.confirmed" and r.get("action") == action for r in records)

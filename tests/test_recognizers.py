@@ -23,7 +23,7 @@ from pipeline.recognizers import (
 from pipeline.redaction import _has_public_suffix
 
 
-def spans(recognizer, text: str, min_score: float = 0.0) -> list[str]:  # noqa: ANN001
+def spans(recognizer, text: str, min_score: float = 0.0) -> list[str]:
     return [
         text[r.start : r.end] for r in recognizer.analyze(text, None, None) if r.score >= min_score
     ]

@@ -290,7 +290,9 @@ def test_scrub_masks_cards_and_long_digit_runs_only() -> None:
     )
     spoken = "text was 'four one one one, one one one one um one one one one one one one one' ok"
     assert scrub(spoken) == "text was '[spoken digits withheld]' ok"
-    assert scrub("one or two of the three items, at nine") == "one or two of the three items, at nine"
+    assert (
+        scrub("one or two of the three items, at nine") == "one or two of the three items, at nine"
+    )
 
 
 def test_scrubber_masks_message_args_and_exception_text(

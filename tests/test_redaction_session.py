@@ -42,7 +42,7 @@ def digit_leaks(text: str, secret_digits: str, min_len: int = 4) -> list[str]:
     ]
 
 
-def all_outputs(server, call_id: str, events: list[dict]) -> dict[str, str]:  # noqa: ANN001
+def all_outputs(server, call_id: str, events: list[dict]) -> dict[str, str]:
     db = sqlite3.connect(server.data_dir / "callstream.db")
     store = "\n".join(
         bytes(b).decode()
@@ -64,7 +64,7 @@ def all_outputs(server, call_id: str, events: list[dict]) -> dict[str, str]:  # 
     return outputs
 
 
-async def run_transcripts(server, call_id: str, frames: list[str]) -> list[dict]:  # noqa: ANN001
+async def run_transcripts(server, call_id: str, frames: list[str]) -> list[dict]:
     [collector] = await start_subscribers(server, collect_call_events(server.ws, call_id))
     async with connect(
         f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": call_id}
@@ -127,7 +127,7 @@ def test_sticky_values_keep_a_partials_redaction() -> None:
 
 
 @contextlib.asynccontextmanager
-async def in_process_service(tmp_path, **overrides: object) -> AsyncIterator[Service]:  # noqa: ANN001
+async def in_process_service(tmp_path, **overrides: object) -> AsyncIterator[Service]:
     """A started service in this process (ACS passthrough speech, real Presidio, SQLite)."""
     cfg = load_settings(
         environ={}, overrides={"stt": "acs", "data_dir": str(tmp_path), **overrides}

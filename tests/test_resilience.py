@@ -22,18 +22,18 @@ AGENT = "8:acs:agent-7"
 CUSTOMER = "4:+15551234"
 
 
-def media(server, call_id: str):  # noqa: ANN001, ANN201
+def media(server, call_id: str):
     return connect(f"{server.ws}/media", additional_headers={"x-ms-call-connection-id": call_id})
 
 
-async def drop(ws) -> None:  # noqa: ANN001
+async def drop(ws) -> None:
     """Lose the connection the way a network does: no close frame (the server sees 1006)."""
     ws.transport.abort()
     with contextlib.suppress(Exception):
         await ws.wait_closed()
 
 
-def stored(server, call_id: str) -> str:  # noqa: ANN001
+def stored(server, call_id: str) -> str:
     """The call's events in the server's store so far, as JSON lines ("" until it is stored)."""
     try:
         return server.get_bytes(f"/calls/{call_id}/transcript?format=jsonl").decode()

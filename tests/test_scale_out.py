@@ -136,7 +136,7 @@ def _everything_in(url: str) -> str:
     return "\n".join(out).replace("\\", "")
 
 
-def confirmed(server, call_id: str) -> int:  # noqa: ANN001
+def confirmed(server, call_id: str) -> int:
     status, doc = server.get_json(f"/calls/{call_id}/audit")
     return (
         sum(r["kind"] == "recording.confirmed" for r in doc.get("records", []))
@@ -258,7 +258,7 @@ async def test_two_workers_share_one_port_and_one_bus(tmp_path, redis_url) -> No
     port = free_port()
     env = {**os.environ, "CALLSTREAM_DATA_DIR": str(tmp_path / "data"), "CALLSTREAM_STT": "acs",
            "CALLSTREAM_BUS": redis_url, "CALLSTREAM_PORT": str(port)}  # fmt: skip
-    log = open(tmp_path / "workers.log", "wb")  # noqa: SIM115, ASYNC230 - closed below
+    log = open(tmp_path / "workers.log", "wb")  # noqa: ASYNC230 - closed below
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--workers", "2"], env=env,  # noqa: ASYNC220
                             stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     server = Server(port, tmp_path / "data", proc, tmp_path / "workers.log")

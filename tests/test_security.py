@@ -107,7 +107,7 @@ def request(
     path: str,
     headers: dict[str, str] | None = None,
     body: bytes | None = None,
-):  # noqa: ANN201
+):
     """(status, lower-cased headers, body) without following redirects."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     try:
@@ -131,7 +131,7 @@ async def closed_with(url: str, headers: dict[str, str] | None = None) -> tuple[
     return (rcvd.code, rcvd.reason) if rcvd else (None, "")
 
 
-async def stays_open(ws, seconds: float = 0.7) -> bool:  # noqa: ANN001
+async def stays_open(ws, seconds: float = 0.7) -> bool:
     try:
         await asyncio.wait_for(ws.recv(), seconds)
     except TimeoutError:

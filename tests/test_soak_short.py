@@ -12,7 +12,7 @@ from pipeline.replay import load_call_audio, replay_call
 from .conftest import FIXTURES, metric, start_server, wait_for
 
 
-def _round_done(server, sent: int) -> bool:  # noqa: ANN001
+def _round_done(server, sent: int) -> bool:
     """Every frame sent so far handled, every call ended and everything stored."""
     text = server.get_bytes("/metrics").decode()
     return (

@@ -246,7 +246,7 @@ class _LocalLikeEngine:
     async def aclose(self) -> None:
         pass
 
-    def open_stream(self, uid, start_ms, on_result, language, channel=None, digits=False):  # noqa: ANN001, ANN201
+    def open_stream(self, uid, start_ms, on_result, language, channel=None, digits=False):
         self.opened.append((uid, channel, digits))
 
         class Stream:
@@ -300,7 +300,7 @@ async def test_the_session_asks_for_digits_only_for_the_customer_in_a_window(tmp
 
 
 @pytest.fixture(scope="module")
-def phone_server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def phone_server(tmp_path_factory: pytest.TempPathFactory):
     server = start_server(
         tmp_path_factory.mktemp("phone"), CALLSTREAM_STT="local", CALLSTREAM_STT_WORKERS="2"
     )
@@ -309,7 +309,7 @@ def phone_server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
 
 @pytest.fixture(scope="module")
-def batch_pool():  # noqa: ANN201
+def batch_pool():
     """Batch decoding runs beside the end-to-end calls, in a process of its own."""
     with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
         yield {name: pool.submit(_batch, name) for name in CONDITIONS}

@@ -16,7 +16,7 @@ BACKENDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[EventStore]:  # noqa: ANN001
+def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[EventStore]:
     if request.param == "sqlite":
         s: EventStore = SqliteEventStore(tmp_path / "events.db")
     else:
@@ -28,17 +28,25 @@ def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[EventStore]:  # 
 
 
 def event(call_id: str, seq: int, kind: str, time: str, **fields: object) -> StoredEvent:
-    body = json.dumps({"type": kind, "callId": call_id, "seq": seq, "time": time, **fields}).encode()
+    body = json.dumps(
+        {"type": kind, "callId": call_id, "seq": seq, "time": time, **fields}
+    ).encode()
     mode = fields.get("mode") if kind == "call.started" else None
     reason = fields.get("reason") if kind == "call.ended" else None
     return StoredEvent(call_id, seq, kind, time, body, mode, 16000 if mode else None, reason)
 
 
-def a_call(call_id: str, start: str = "2026-01-01T10:00:00.000Z", end: str | None = "2026-01-01T10:05:00.000Z") -> list[StoredEvent]:
+def a_call(
+    call_id: str,
+    start: str = "2026-01-01T10:00:00.000Z",
+    end: str | None = "2026-01-01T10:05:00.000Z",
+) -> list[StoredEvent]:
     events = [
         event(call_id, 1, "call.started", start, mode="unmixed", sampleRate=16000),
         event(call_id, 2, "transcript.final", start, text="hello [PERSON]", role="agent"),
-        event(call_id, 3, "transcript.final", start, text="my card is [CREDIT_CARD]", role="customer"),
+        event(
+            call_id, 3, "transcript.final", start, text="my card is [CREDIT_CARD]", role="customer"
+        ),
     ]
     if end:
         events.append(event(call_id, 4, "call.ended", end, reason="media-disconnected"))
@@ -53,12 +61,20 @@ def test_append_read_and_call_records(store: EventStore) -> None:
     cid = new_id()
     events = a_call(cid)
     store.append(events[:2])
-    store.append(events[2:], [AuditRecord(cid, "2026-01-01T10:00:01.000Z", "window.opened", b'{"window": 1}')])
+    store.append(
+        events[2:],
+        [AuditRecord(cid, "2026-01-01T10:00:01.000Z", "window.opened", b'{"window": 1}')],
+    )
     assert [s for s, _ in store.read(cid)] == [1, 2, 3, 4]
     assert [b for _, b in store.read(cid, since_seq=2)] == [e.body for e in events[2:]]
     rec = store.get_call(cid)
     assert rec is not None and rec.last_seq == 4 and rec.ended_at == "2026-01-01T10:05:00.000Z"
-    assert (rec.mode, rec.sample_rate, rec.end_reason, rec.hold) == ("unmixed", 16000, "media-disconnected", False)
+    assert (rec.mode, rec.sample_rate, rec.end_reason, rec.hold) == (
+        "unmixed",
+        16000,
+        "media-disconnected",
+        False,
+    )
     assert [a.kind for a in store.audit(cid)] == ["window.opened"]
     assert store.get_call("no-such-call") is None and list(store.read("no-such-call")) == []
     assert cid in [c.call_id for c in store.calls(1000)]
@@ -87,7 +103,9 @@ def reopen(store: EventStore, request: pytest.FixtureRequest) -> EventStore:
     return PostgresEventStore(request.getfixturevalue("postgres_url"))
 
 
-def test_chain_continues_in_another_process(store: EventStore, request: pytest.FixtureRequest) -> None:
+def test_chain_continues_in_another_process(
+    store: EventStore, request: pytest.FixtureRequest
+) -> None:
     cid = new_id()
     events = a_call(cid)
     store.append(events[:2])
@@ -114,7 +132,11 @@ def test_holds_and_purge(store: EventStore) -> None:
     purged = store.purge("2026-02-01T00:00:00.000Z")
     assert purged == [old]
     assert store.get_call(old) is None and list(store.read(old)) == [] and store.audit(old) == []
-    assert store.get_call(held) is not None and store.get_call(recent) is not None and store.get_call(live) is not None
+    assert (
+        store.get_call(held) is not None
+        and store.get_call(recent) is not None
+        and store.get_call(live) is not None
+    )
     assert store.set_hold(held, False)
     assert store.purge("2026-02-01T00:00:00.000Z") == [held]
 

@@ -20,7 +20,20 @@ _MONTHS = (
 )
 _MONTH_YEAR = re.compile(rf"(?i)\b(?:{_MONTHS})\.?\s+(?:of\s+)?(?:20\s?[2-4]\d|[2-4]\d)(?!\d)")
 _DIGIT = re.compile(r"\d")
-_MONTH_PREFIXES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_MONTH_PREFIXES = (
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "may",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "oct",
+    "nov",
+    "dec",
+)
 _SLASHED = re.compile(r"(?<!\d)(?:0?[1-9]|1[0-2])\s?/\s?(?:20)?[2-4]\d(?!\d)")
 
 

@@ -97,7 +97,7 @@ def words_before(text: str, pos: int, n: int) -> list[str]:
     return [w.lower() for w in _WORD.findall(window)[-n:]]
 
 
-def result(recognizer, entity: str, start: int, end: int, score: float) -> RecognizerResult:  # noqa: ANN001
+def result(recognizer, entity: str, start: int, end: int, score: float) -> RecognizerResult:
     """A RecognizerResult that names its recognizer (the context enhancer needs that)."""
     return RecognizerResult(
         entity_type=entity,

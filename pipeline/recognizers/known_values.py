@@ -71,7 +71,9 @@ class KnownValuesRecognizer(SpeechRecognizer):
 
     ENTITY = "KNOWN_ENTITY"
 
-    def __init__(self, values: Iterable[tuple[str, str]], supported_language: str = "en", score: float = 1.0) -> None:
+    def __init__(
+        self, values: Iterable[tuple[str, str]], supported_language: str = "en", score: float = 1.0
+    ) -> None:
         self.score = score
         self._numbers: list[tuple[str, str]] = []
         self._patterns: list[tuple[str, re.Pattern[str]]] = []
@@ -103,7 +105,7 @@ class KnownValuesRecognizer(SpeechRecognizer):
                         break
         return found
 
-    def analyze(self, text, entities=None, nlp_artifacts=None):  # noqa: ANN001, ANN201
+    def analyze(self, text, entities=None, nlp_artifacts=None):
         return [result(self, t, s, e, self.score) for t, s, e in self._matches(text)]
 
     def find(self, text: str) -> list[tuple[int, int, float]]:

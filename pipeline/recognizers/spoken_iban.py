@@ -17,7 +17,9 @@ __all__ = ["SpokenIbanRecognizer"]
 
 # Two single letters, two digits, then single letters and digit groups: what is left of
 # a spelled-out IBAN after normalization. (Written IBANs are Presidio's stock recognizer's.)
-_CANDIDATE = re.compile(r"(?i)(?<![a-z0-9])[a-z] [a-z] ?\d(?: ?\d)+(?:[ ,.]{1,2}(?:[a-z](?![a-z0-9])|\d+))*")
+_CANDIDATE = re.compile(
+    r"(?i)(?<![a-z0-9])[a-z] [a-z] ?\d(?: ?\d)+(?:[ ,.]{1,2}(?:[a-z](?![a-z0-9])|\d+))*"
+)
 _ALNUM = re.compile(r"[A-Za-z0-9]")
 
 

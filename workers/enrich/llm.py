@@ -65,7 +65,9 @@ class LlmClient:
                 timeout=timeout_s, max_retries=0,
             )  # fmt: skip
         else:
-            self._client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0)
+            self._client = openai.AsyncOpenAI(
+                api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0
+            )
 
     async def _chat(self, system: str, user: str) -> str:
         try:
@@ -90,7 +92,11 @@ class LlmClient:
             out = {}
             for r in doc["results"]:
                 score = max(-1.0, min(1.0, float(r["score"])))
-                label = r.get("label") if r.get("label") in ("positive", "neutral", "negative") else label_for(score)
+                label = (
+                    r.get("label")
+                    if r.get("label") in ("positive", "neutral", "negative")
+                    else label_for(score)
+                )
                 out[str(r["id"])] = Sentiment(label, round(score, 3))
         except (ValueError, KeyError, TypeError):
             raise LlmError("the sentiment answer is not the JSON asked for") from None
