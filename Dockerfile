@@ -26,7 +26,7 @@ WORKDIR /src
 COPY requirements.lock ./
 RUN pip install --require-hashes --no-deps -r requirements.lock
 # The code layer. What setuptools needs: the metadata (README.md is the long description)
-# and the packages, with their package data (pipeline/assets, pipeline/console). A regular
+# and the packages, with their package data (pipeline/cli/assets, pipeline/api/console). A regular
 # (non-editable) install copies them into the venv; the build uses the locked setuptools.
 COPY pyproject.toml README.md ./
 COPY models ./models

@@ -15,7 +15,7 @@ subscriber), one redis-server (no RDB, no AOF) pinned to core 1, this process on
   (its last `--window` seconds of acknowledged ones), the time until B had every event
   once and in order, and how many repeats B's reader skipped.
 
-Run it from a checkout: the bus code is the checkout's (`pipeline/redis_bus.py`).
+Run it from a checkout: the bus code is the checkout's (`pipeline/delivery/redis_bus.py`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scale_out import RedisProc
 
-from pipeline.redis_bus import RedisBus
+from pipeline.delivery.redis_bus import RedisBus
 
 
 def _cpu_s() -> float:

@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline.store import SqliteEventStore, StoredEvent  # noqa: E402
+from pipeline.compliance.store import SqliteEventStore, StoredEvent  # noqa: E402
 
 
 def _adder(batch: list[StoredEvent], cid: str, t: str):
@@ -77,7 +77,7 @@ def build_store(path: Path, calls: int, events_per_call: int) -> int:
 
 
 def run_export(data_dir: Path, out: Path, fmt: str, until: str | None) -> tuple[float, float]:
-    cmd = ["taskset", "-c", "0", sys.executable, "-m", "pipeline.cli", "export", "--since", "2026-01-01T00:00:00Z",
+    cmd = ["taskset", "-c", "0", sys.executable, "-m", "pipeline.cli.commands", "export", "--since", "2026-01-01T00:00:00Z",
            "--format", fmt, "--out", str(out), "--data-dir", str(data_dir)]  # fmt: skip
     if until:
         cmd += ["--until", until]

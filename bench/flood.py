@@ -73,7 +73,7 @@ from scale_out import cpu_model, tree_cpu
 from soak import CallLoad, Window, ms, open_fds, rss_mb, scrape, start_server, wait_handled
 
 from models.acs import AudioData, AudioMetadata, MalformedFrame, decode_message
-from pipeline.replay import CUSTOMER_ID, audio_message
+from pipeline.cli.replay import CUSTOMER_ID, audio_message
 
 # ----------------------------------------------------------------------------- flood messages
 

@@ -239,7 +239,11 @@ async def amain(args: argparse.Namespace) -> int:
     }
     targets = {
         "callstream": Target(
-            "callstream", [py, "-m", "pipeline.cli", "serve"], cs_env, args.port, "/metrics"
+            "callstream",
+            [py, "-m", "pipeline.cli.commands", "serve"],
+            cs_env,
+            args.port,
+            "/metrics",
         ),
         "naive": Target(
             "naive",

@@ -22,7 +22,7 @@ from rawws import WsClient, ws_frame
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the scripts run as `python bench/X.py`: make `pipeline` importable
 
-from pipeline.replay import audio_message, load_call_audio, metadata_message  # noqa: E402
+from pipeline.cli.replay import audio_message, load_call_audio, metadata_message  # noqa: E402
 
 FIXTURE = REPO / "tests" / "fixtures" / "support_call.wav"
 

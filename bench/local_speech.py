@@ -51,7 +51,7 @@ def load_utterances(base: Path) -> list[tuple[str, bytes]]:
     """(role, PCM16 16 kHz mono) for each utterance of the fixture. A fixture stored at
     another rate (the telephone ones in tests/fixtures/phone/ are at 8 kHz) is brought to
     16 kHz by the replay's own resampler, as callstream receives it."""
-    from pipeline.replay import load_call_audio
+    from pipeline.cli.replay import load_call_audio
 
     meta = json.loads(base.with_suffix(".json").read_text())
     audio = load_call_audio(base.with_suffix(".wav"), 16000)

@@ -120,7 +120,7 @@ async def run(args: argparse.Namespace) -> dict:
         "CALLSTREAM_LOG_LEVEL": "WARNING",
     }  # fmt: skip
     proc = subprocess.Popen(  # noqa: ASYNC220 - once, before anything is measured
-        ["taskset", "-c", "0", sys.executable, "-m", "pipeline.cli", "serve"], env=env,
+        ["taskset", "-c", "0", sys.executable, "-m", "pipeline.cli.commands", "serve"], env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{PORT}"

@@ -4,7 +4,7 @@ Both variants run in one process, pinned to one core (`--core`, default 1), on t
 fixed, seeded utterance sets, interleaved call by call so that noise from other processes
 on this shared machine hits both equally:
 
-- **callstream**: `pipeline.redaction.get_redactor().redact(text)` (what the service does
+- **callstream**: `pipeline.privacy.redaction.get_redactor().redact(text)` (what the service does
   at the privacy boundary; construction and its own warm-up are not timed).
 - **stock**: Presidio's `AnalyzerEngine(nlp_engine=_BlankSpacyNlpEngine("en"),
   supported_languages=["en"])` with its *default* registry (every predefined recognizer,
@@ -499,7 +499,7 @@ def machine_info() -> dict:
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    red = REPO / "pipeline" / "redaction.py"
+    red = REPO / "pipeline" / "privacy" / "redaction.py"
     vers = {}
     for pkg in ("presidio-analyzer", "presidio-anonymizer", "spacy", "phonenumbers"):
         try:
@@ -513,7 +513,7 @@ def machine_info() -> dict:
         "python": sys.version.split()[0],
         "versions": vers,
         "git_head": git("rev-parse", "--short", "HEAD"),
-        "redaction_py_dirty": bool(git("status", "--porcelain", "pipeline/redaction.py")),
+        "redaction_py_dirty": bool(git("status", "--porcelain", "pipeline/privacy/redaction.py")),
         "redaction_py_sha256": hashlib.sha256(red.read_bytes()).hexdigest()[:12]
         if red.exists()
         else None,
@@ -532,7 +532,7 @@ def build_variants() -> dict[str, Callable[[str], str]]:
     from presidio_analyzer import AnalyzerEngine
     from presidio_anonymizer import AnonymizerEngine
 
-    from pipeline.redaction import _BlankSpacyNlpEngine, get_redactor
+    from pipeline.privacy.redaction import _BlankSpacyNlpEngine, get_redactor
 
     redactor = get_redactor()
     analyzer = AnalyzerEngine(nlp_engine=_BlankSpacyNlpEngine("en"), supported_languages=["en"])
@@ -561,7 +561,7 @@ def run(args: argparse.Namespace) -> int:
         f"# {info['date_utc']} UTC  nproc={info['nproc']}  cpu={info['cpu_model']!r}  "
         f"python {info['python']}  presidio {info['versions']['presidio-analyzer']}  "
         f"spacy {info['versions']['spacy']}  HEAD {info['git_head']}"
-        f"{' (pipeline/redaction.py modified)' if info['redaction_py_dirty'] else ''}  "
+        f"{' (pipeline/privacy/redaction.py modified)' if info['redaction_py_dirty'] else ''}  "
         f"pinned to core {args.core}; engines built in {time.perf_counter() - t:.1f} s",
         flush=True,
     )

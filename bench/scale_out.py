@@ -189,7 +189,7 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        cmd = [sys.executable, "-m", "pipeline.cli", "serve"]
+        cmd = [sys.executable, "-m", "pipeline.cli.commands", "serve"]
         if self.workers > 1:
             cmd += ["--workers", str(self.workers)]
         log = open(self.log_path, "ab")

@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 
 from redaction import build_sets  # noqa: E402  (bench/ is on sys.path when run as a script)
 
-from pipeline.redaction import get_redactor  # noqa: E402
+from pipeline.privacy.redaction import get_redactor  # noqa: E402
 from workers.enrich.sentiment import LocalSentiment  # noqa: E402
 
 

@@ -1,9 +1,9 @@
 """callstream's `serve`, with uvicorn's websocket implementation as a parameter.
 
-An experiment only (pipeline/cli.py pins `ws="websockets-sansio"`): the same app, settings
+An experiment only (pipeline/cli/commands.py pins `ws="websockets-sansio"`): the same app, settings
 and Service, served with another uvicorn websocket protocol, so bench/ingest.py can
 compare the protocol layer's cost (target `callstream:websockets`). Reads the same
-CALLSTREAM_* environment as `python -m pipeline.cli serve`.
+CALLSTREAM_* environment as `python -m pipeline.cli.commands serve`.
 
     CALLSTREAM_STT=acs python bench/serve_variant.py --ws websockets --port 8080
     CALLSTREAM_STT=acs python bench/serve_variant.py --ws highwater --port 8080
@@ -46,8 +46,8 @@ if __name__ == "__main__":
     import uvicorn
 
     from models.settings import load_settings
-    from pipeline.app import create_app
-    from pipeline.cli import setup_logging
+    from pipeline.api.app import create_app
+    from pipeline.cli.commands import setup_logging
     from pipeline.service import Service
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

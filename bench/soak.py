@@ -75,7 +75,7 @@ from rawws import ws_frame
 from scale_out import Server, cpu_model, final_message, letters, tree_cpu, tree_pids
 from websockets.asyncio.client import connect
 
-from pipeline.replay import AGENT_ID, CUSTOMER_ID
+from pipeline.cli.replay import AGENT_ID, CUSTOMER_ID
 
 FINAL_TEXTS = (
     "thanks for holding the reference is {m} let me check that for you",

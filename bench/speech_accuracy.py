@@ -19,11 +19,11 @@ For each condition (and delivery rate):
    call, the whole clip, batch CMN. It hears what callstream hears at that delivery rate:
    at 24 kHz the audio goes up to 24 kHz (the replay) and back to 16 kHz (the session's
    resampler) first.
-2. **callstream**: ``python -m pipeline.cli serve`` with ``CALLSTREAM_STT=local`` on a free
+2. **callstream**: ``python -m pipeline.cli.commands serve`` with ``CALLSTREAM_STT=local`` on a free
    loopback port and a temporary data dir (one server for the whole run; decoders carry
    nothing from one utterance to the next), a subscriber on
    ``ws://127.0.0.1:PORT/calls/{id}/events?since=0``, then
-   ``python -m pipeline.cli replay FILE --url ws://127.0.0.1:PORT/media --call-id ID
+   ``python -m pipeline.cli.commands replay FILE --url ws://127.0.0.1:PORT/media --call-id ID
    --speed S --rate R``. ``transcript.final`` events are collected until ``call.ended``
    and assigned to clips by time: each final goes to the clip its [startMs, endMs] overlaps
    most (the nearest clip if it overlaps none; in a stereo call only clips of the final's
@@ -74,7 +74,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # tests/ (the server launcher) when run as a script
 
-from pipeline.replay import load_call_audio  # noqa: E402
+from pipeline.cli.replay import load_call_audio  # noqa: E402
 from tests.conftest import Server, start_server  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures" / "phone"
@@ -280,7 +280,7 @@ async def run_call(
 
     sub = asyncio.create_task(subscribe())
     cmd = [
-        sys.executable, "-m", "pipeline.cli", "replay", str(wav),
+        sys.executable, "-m", "pipeline.cli.commands", "replay", str(wav),
         "--url", f"ws://127.0.0.1:{port}/media", "--call-id", call_id,
         "--speed", f"{speed:g}", "--rate", str(rate),
     ]  # fmt: skip

@@ -22,8 +22,7 @@ from workers.enrich.sentiment import LocalSentiment, Sentiment
 
 if TYPE_CHECKING:
     from models.settings import Settings
-
-    from .session import CallSession
+    from pipeline.ingest.session import CallSession
 
 log = logging.getLogger(__name__)
 

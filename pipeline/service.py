@@ -14,23 +14,22 @@ from dataclasses import dataclass, fields
 
 from models.events import CallEnded, utc_now_iso
 from models.settings import Settings
+from pipeline.compliance.journal import Journal
+from pipeline.compliance.store import CallRecord, EventStore, open_store
+from pipeline.delivery.bus import MemoryBus
+from pipeline.delivery.cluster import make_cluster
+from pipeline.delivery.redis_bus import RedisBus
+from pipeline.enrichment import Enricher
+from pipeline.ingest.participants import RoleMap
+from pipeline.ingest.session import CallSession
+from pipeline.observability.gc_pauses import GcPauseObserver
+from pipeline.observability.metrics import ServiceMetrics
+from pipeline.pci.payment_guard import GuardPolicy
+from pipeline.pci.recording import RecordingController
+from pipeline.privacy.known_entities import KnownEntities
+from pipeline.privacy.redaction import Redactor, get_redactor
+from pipeline.privacy.redaction_runner import RedactionRunner
 from workers.stt.base import SpeechEngine
-
-from .bus import MemoryBus
-from .cluster import make_cluster
-from .enrichment import Enricher
-from .gc_pauses import GcPauseObserver
-from .journal import Journal
-from .known_entities import KnownEntities
-from .metrics import ServiceMetrics
-from .payment_guard import GuardPolicy
-from .recording import RecordingController
-from .redaction import Redactor, get_redactor
-from .redaction_runner import RedactionRunner
-from .redis_bus import RedisBus
-from .roles import RoleMap
-from .session import CallSession
-from .store import CallRecord, EventStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +226,7 @@ class Service:
 
     async def _retention_loop(self, days: float) -> None:
         """Purge calls past the retention period now and then every hour (holds are kept)."""
-        from .retention import purge_now
+        from pipeline.compliance.retention import purge_now
 
         while True:
             try:

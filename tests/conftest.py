@@ -111,7 +111,7 @@ class KeptDemo:
 
     def __init__(self, wav: Path, data_dir: Path, env: dict[str, str], timeout: float) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "demo", "--speed", "0", "--keep", "--file", str(wav),
+            [sys.executable, "-m", "pipeline.cli.commands", "demo", "--speed", "0", "--keep", "--file", str(wav),
              "--data-dir", str(data_dir)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**env, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
@@ -161,7 +161,7 @@ def start_server(tmp: Path, public_url_self: bool = False, **env: str) -> Server
         environ["CALLSTREAM_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
     fh = open(log_path, "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "serve", "--log-level", "INFO"],
+        [sys.executable, "-m", "pipeline.cli.commands", "serve", "--log-level", "INFO"],
         env=environ,
         stdout=fh,
         stderr=subprocess.STDOUT,
@@ -342,7 +342,7 @@ def run_cli(
     """The real `callstream` command line in a child process (standard input closed unless
     ``stdin`` is given)."""
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
+        [sys.executable, "-m", "pipeline.cli.commands", *args],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -359,7 +359,7 @@ def payment_call_sender(session: Any) -> Callable[[int, int], None]:
     send(ms_from, ms_to), which delivers that stretch of the call."""
     import base64
 
-    from pipeline.replay import AGENT_ID, CUSTOMER_ID, load_call_audio
+    from pipeline.cli.replay import AGENT_ID, CUSTOMER_ID, load_call_audio
 
     tracks = dict(load_call_audio(FIXTURES / "payment_call.wav").tracks)
     session.on_message(json.dumps({"kind": "AudioMetadata", "audioMetadata": {
@@ -382,8 +382,8 @@ async def payment_call_session(tmp_path: Path, engine: Any, call_id: str):
     """A started Service with `engine` and one attached session fed payment_call.wav:
     yields (session, send); the session is detached and closed, the service stopped."""
     from models.settings import load_settings
+    from pipeline.compliance.store import SqliteEventStore
     from pipeline.service import Service
-    from pipeline.store import SqliteEventStore
 
     cfg = load_settings(environ={}, overrides={"data_dir": str(tmp_path)})
     service = Service(cfg, engine=engine, store=SqliteEventStore(tmp_path / "events.db"))

@@ -24,8 +24,8 @@ from models.acs import (
     ticks_to_ms,
 )
 from models.settings import load_settings
+from pipeline.compliance.store import SqliteEventStore
 from pipeline.service import Service
-from pipeline.store import SqliteEventStore
 
 PCM16 = bytes(range(256)) * 2 + bytes(128)  # 640 bytes
 B64 = base64.b64encode(PCM16).decode()
@@ -288,12 +288,12 @@ async def test_wrong_length_and_audio_before_metadata_are_malformed(acs_service:
 def test_media_protocol_is_the_high_water_variant() -> None:
     """Guards the ingest optimisation: a uvicorn upgrade that drops the internals it uses
     falls back to the stock protocol, and this test says so."""
-    from pipeline.ws_protocol import media_ws_protocol
+    from pipeline.server.ws_protocol import media_ws_protocol
 
     proto = media_ws_protocol()
     assert isinstance(proto, type) and proto.__name__ == "HighWaterSansIOProtocol"
     # And the HTTP side's header deadline (tests/test_resilience.py checks what it does).
-    from pipeline.http_protocol import http_protocol
+    from pipeline.server.http_protocol import http_protocol
 
     http = http_protocol()
     assert isinstance(http, type) and http.__name__ == "HeaderDeadlineH11Protocol"
@@ -303,7 +303,7 @@ async def test_gap_in_a_participants_frames_keeps_offsets_on_the_call_timeline(
     acs_service: Service,
 ) -> None:
     """Unmixed ACS streams only dominant speakers: frames for a participant stop and resume."""
-    from pipeline.replay import AGENT_ID, load_call_audio
+    from pipeline.cli.replay import AGENT_ID, load_call_audio
 
     from .conftest import FIXTURES
 
@@ -341,7 +341,7 @@ async def test_an_utterance_whose_partials_never_end_is_bounded(acs_service: Ser
     """A client that sends partials and never the final: what the utterance keeps in memory
     (its sticky redacted values) stops growing, every partial is still redacted, and the
     final, when it comes, closes it."""
-    from pipeline.redaction import StickyValues
+    from pipeline.privacy.redaction import StickyValues
 
     from .test_e2e_media import _transcription
 

@@ -2,7 +2,7 @@
 
 A real `callstream serve` (ACS passthrough speech, API tokens set so that auth is
 exercised, a fixed callback secret) serves `GET /openapi.json`. Schemathesis takes that
-description (`pipeline.openapi`, loaded at import so that every operation is a test item;
+description (`pipeline.api.openapi`, loaded at import so that every operation is a test item;
 a test checks that the server serves exactly it) and, for every operation, sends the
 schema's examples, its coverage cases (edges and invalid values of every parameter and
 body) and `CALLSTREAM_API_FUZZ_EXAMPLES` random cases (default 25), valid and invalid, to
@@ -44,7 +44,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from websockets.sync.client import connect
 
-from pipeline.openapi import openapi_document
+from pipeline.api.openapi import openapi_document
 
 from .conftest import Server, start_server, wait_until
 
@@ -202,7 +202,7 @@ def test_every_http_route_is_described(server: Server, tmp_path) -> None:
     from starlette.routing import Route
 
     from models.settings import load_settings
-    from pipeline.app import create_app
+    from pipeline.api.app import create_app
     from pipeline.service import Service
 
     status, doc = server.get_json("/openapi.json")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.replay import load_call_audio, replay_call
+from pipeline.cli.replay import load_call_audio, replay_call
 
 from .conftest import FIXTURES, collect_call_events, start_server, start_subscribers
 from .fake_speech import Failure, FakeSpeech, Phrase

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from pipeline.bus import MemoryBus
-from pipeline.redis_bus import RedisBus
+from pipeline.delivery.bus import MemoryBus
+from pipeline.delivery.redis_bus import RedisBus
 
 from .conftest import wait_for
 

@@ -1,7 +1,7 @@
 """Every user error is one line on stderr and a non-zero exit code, never a traceback.
 
 Each bad input goes through the real command line (a subprocess of ``python -m
-pipeline.cli`` in a scratch directory, with no ``CALLSTREAM_*`` variables from outside):
+pipeline.cli.commands`` in a scratch directory, with no ``CALLSTREAM_*`` variables from outside):
 exit 2 for usage and settings, 1 for an operation that failed. The `serve` cases must
 stop before they bind (each has a free port and a timeout, so a mistake fails the test
 rather than hanging it). The settings messages are also checked in-process, and so is the
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from models.settings import SettingsError, load_settings
-from pipeline import cli
+from pipeline.cli import commands as cli
 
 from .conftest import run_cli
 
@@ -230,7 +230,7 @@ def test_version(scratch: Path) -> None:
 
 
 def test_accepted_dates_and_days_still_work_on_an_empty_store(scratch: Path) -> None:
-    from pipeline.store import SqliteEventStore
+    from pipeline.compliance.store import SqliteEventStore
 
     data = scratch / "data"
     SqliteEventStore(data / "callstream.db").close()

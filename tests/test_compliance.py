@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from pipeline.retention import cutoff_for
+from pipeline.compliance.retention import cutoff_for
 
 from .conftest import collect_call_events, start_server, start_subscribers, wait_for
 from .test_e2e_media import _transcription

@@ -22,9 +22,9 @@ from azure.communication.callautomation import CallAutomationClient
 from azure.core.credentials import AzureKeyCredential
 
 from models.settings import load_settings
-from pipeline import console_routes
-from pipeline.app import create_app
-from pipeline.replay import CallAudio, load_call_audio, replay_call
+from pipeline.api import console_routes
+from pipeline.api.app import create_app
+from pipeline.cli.replay import CallAudio, load_call_audio, replay_call
 from pipeline.service import Service
 
 from .conftest import FIXTURES, KeptDemo, collect_call_events, start_server, wait_for
@@ -164,7 +164,7 @@ async def test_console_pages_are_served_with_landmarks_and_nothing_external(tmp_
 
 
 def test_console_files_ship_as_package_data() -> None:
-    folder = resources.files("pipeline") / "console"
+    folder = resources.files("pipeline.api") / "console"
     for name in ("index.html", "call.html", "console.css", "console.js", *console_routes.STATIC):
         assert (folder / name).is_file(), name
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())

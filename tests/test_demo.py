@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.demo import sample_call_path
-from pipeline.demo_view import Styles, TimeOrderedView
+from pipeline.cli.demo import sample_call_path
+from pipeline.cli.demo_view import Styles, TimeOrderedView
 
 from .conftest import assert_seq_strict, run_cli
 

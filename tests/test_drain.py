@@ -26,7 +26,7 @@ CUSTOMER = "4:+15551234"
 
 def stored_events(data_dir, call_id: str) -> list[dict]:
     out = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "export", call_id, "--format", "jsonl", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "pipeline.cli.commands", "export", call_id, "--format", "jsonl", "--data-dir", str(data_dir)],
         capture_output=True, check=True,
     )  # fmt: skip
     return [json.loads(line) for line in out.stdout.splitlines()]

@@ -20,7 +20,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import CLOSED, CONNECTING, OPEN
 from websockets.uri import parse_uri
 
-from pipeline.replay import load_call_audio, replay_call, replay_many
+from pipeline.cli.replay import load_call_audio, replay_call, replay_many
 
 from .conftest import (
     FIXTURES,

@@ -9,8 +9,8 @@ import json
 import pytest
 from websockets.asyncio.client import connect
 
-from pipeline.replay import load_call_audio, replay_call
-from pipeline.spoken_numbers import normalize
+from pipeline.cli.replay import load_call_audio, replay_call
+from pipeline.privacy.spoken_numbers import normalize
 from workers.enrich.sentiment import LocalSentiment
 
 from .conftest import (

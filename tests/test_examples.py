@@ -17,8 +17,11 @@ from models.settings import FIELDS, env_name, load_settings
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "settings.toml"
 GUIDE = ROOT / "docs" / "connect-acs.md"
-ROUTE_SOURCES = (ROOT / "pipeline" / "app.py", ROOT / "pipeline" / "console_routes.py")
-CONTROL_PLANE = ROOT / "pipeline" / "control_plane.py"
+ROUTE_SOURCES = (
+    ROOT / "pipeline" / "api" / "app.py",
+    ROOT / "pipeline" / "api" / "console_routes.py",
+)
+CONTROL_PLANE = ROOT / "pipeline" / "api" / "control_plane.py"
 
 # "# key = value" lines: a default or an alternative, to uncomment.
 COMMENTED_SETTING = re.compile(r"^#[ \t]?([a-z][a-z0-9_]*)[ \t]*=(.*)$", re.MULTILINE)
@@ -142,7 +145,7 @@ def test_guide_paths_are_routes() -> None:
 
 def test_guide_secret_is_the_parameter_acs_events_checks() -> None:
     checked = re.findall(r"query_params\.get\(\"(\w+)\"\)", CONTROL_PLANE.read_text())
-    assert checked, "where does pipeline/control_plane.py read the callback secret?"
+    assert checked, "where does pipeline/api/control_plane.py read the callback secret?"
     text = GUIDE.read_text()
     for name in checked:
         assert f"/acs/events?{name}=" in text

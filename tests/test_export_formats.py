@@ -30,8 +30,8 @@ from models.events import (
     encode_event,
     event_type,
 )
-from pipeline.export import FORMATS, MEDIA_TYPES, ExportError, export_lines
-from pipeline.store import SqliteEventStore, StoredEvent
+from pipeline.compliance.export import FORMATS, MEDIA_TYPES, ExportError, export_lines
+from pipeline.compliance.store import SqliteEventStore, StoredEvent
 
 from .conftest import collect_call_events, start_subscribers
 from .test_e2e_media import _transcription
@@ -301,7 +301,7 @@ async def test_server_and_cli_exports(acs_server) -> None:
         bodies[fmt] = body
         cli = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "pipeline.cli", "export", call_id, "--format", fmt, "--data-dir", str(acs_server.data_dir)],
+            [sys.executable, "-m", "pipeline.cli.commands", "export", call_id, "--format", fmt, "--data-dir", str(acs_server.data_dir)],
             capture_output=True, timeout=300,
         )  # fmt: skip
         assert cli.returncode == 0, cli.stderr.decode()

@@ -43,10 +43,10 @@ from models.acs import (
     decode_message,
 )
 from models.settings import load_settings
-from pipeline.redaction import get_redactor
-from pipeline.service import Service
-from pipeline.session import MAX_AUDIO_BYTES
-from pipeline.spoken_numbers import (
+from pipeline.compliance.store import SqliteEventStore
+from pipeline.ingest.session import MAX_AUDIO_BYTES
+from pipeline.privacy.redaction import get_redactor
+from pipeline.privacy.spoken_numbers import (
     FILLERS,
     REPEATS,
     SCALES,
@@ -57,7 +57,7 @@ from pipeline.spoken_numbers import (
     normalize,
     trailing_run_start,
 )
-from pipeline.store import SqliteEventStore
+from pipeline.service import Service
 
 # ---------------------------------------------------------------- profiles
 

@@ -83,6 +83,6 @@ def test_the_service_lock_is_the_test_lock_without_the_test_tools():
 
 
 def test_a_library_whose_internals_we_subclass_has_an_upper_bound():
-    # pipeline/ws_protocol.py and http_protocol.py subclass uvicorn's protocol classes.
+    # pipeline/server/ws_protocol.py and http_protocol.py subclass uvicorn's protocol classes.
     uvicorn = next(Requirement(r) for r in project()["dependencies"] if r.startswith("uvicorn"))
     assert any(spec.operator in ("<", "<=", "~=", "==") for spec in uvicorn.specifier)

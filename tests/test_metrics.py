@@ -33,10 +33,16 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from models.settings import load_settings
-from pipeline.gc_pauses import GENERATIONS
-from pipeline.log_scrubber import JsonFormatter, ScrubbingFilter, current_call_id
-from pipeline.metrics import DROP_REASONS, SPEECH_SOURCES
-from pipeline.replay import AGENT_ID, CUSTOMER_ID, audio_message, load_call_audio, metadata_message
+from pipeline.cli.replay import (
+    AGENT_ID,
+    CUSTOMER_ID,
+    audio_message,
+    load_call_audio,
+    metadata_message,
+)
+from pipeline.observability.gc_pauses import GENERATIONS
+from pipeline.observability.metrics import DROP_REASONS, SPEECH_SOURCES
+from pipeline.privacy.log_scrubber import JsonFormatter, ScrubbingFilter, current_call_id
 
 from .conftest import (
     FIXTURES,
@@ -423,7 +429,7 @@ def test_json_formatter_call_id_from_context_or_extra() -> None:
 
 
 def test_json_logs_through_a_handler_with_the_scrubber() -> None:
-    from pipeline.log_scrubber import install_log_scrubber
+    from pipeline.privacy.log_scrubber import install_log_scrubber
 
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -448,7 +454,7 @@ def test_json_logs_through_a_handler_with_the_scrubber() -> None:
 
 
 def test_each_service_has_its_own_registry_and_lag_is_monotonic(tmp_path: Path) -> None:
-    from pipeline.metrics import render_metrics
+    from pipeline.observability.metrics import render_metrics
     from pipeline.service import Service
     from workers.stt.acs import AcsPassthroughEngine
 

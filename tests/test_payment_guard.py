@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from models.settings import load_settings
-from pipeline.payment_guard import GuardPolicy, PaymentGuard
+from pipeline.pci.payment_guard import GuardPolicy, PaymentGuard
 
 from .conftest import payment_call_session
 

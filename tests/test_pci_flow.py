@@ -15,7 +15,7 @@ from azure.communication.callautomation import CallAutomationClient
 from azure.core.credentials import AzureKeyCredential
 from websockets.asyncio.client import connect
 
-from pipeline.replay import load_call_audio, replay_call
+from pipeline.cli.replay import load_call_audio, replay_call
 
 from .conftest import (
     FIXTURES,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.recognizers import (
+from pipeline.privacy.recognizers import (
     CardExpiryRecognizer,
     CardSecurityCodeRecognizer,
     CreditCardSpeechRecognizer,
@@ -20,7 +20,7 @@ from pipeline.recognizers import (
     StreetAddressRecognizer,
     UsSsnSpeechRecognizer,
 )
-from pipeline.redaction import _has_public_suffix
+from pipeline.privacy.redaction import _has_public_suffix
 
 
 def spans(recognizer, text: str, min_score: float = 0.0) -> list[str]:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.log_scrubber import ScrubbingFilter, install_log_scrubber, scrub
-from pipeline.redaction import (
+from pipeline.privacy.log_scrubber import ScrubbingFilter, install_log_scrubber, scrub
+from pipeline.privacy.redaction import (
     FAILED_PLACEHOLDER,
     RedactionResult,
     Redactor,
@@ -131,7 +131,7 @@ def test_overlapping_entities_are_redacted_as_their_union(redactor: Redactor) ->
 def test_partial_overlaps_merge_into_the_best_scoring_union() -> None:
     from presidio_analyzer import RecognizerResult
 
-    from pipeline.redaction import _merge_overlaps
+    from pipeline.privacy.redaction import _merge_overlaps
 
     merged = _merge_overlaps(
         [
@@ -217,7 +217,7 @@ _OFFLINE_SCRIPT = textwrap.dedent(
     socket.create_connection = refuse("create_connection")
     socket.getaddrinfo = refuse("getaddrinfo")
 
-    from pipeline.redaction import Redactor
+    from pipeline.privacy.redaction import Redactor
 
     r = Redactor()
     after_construction = list(attempts)

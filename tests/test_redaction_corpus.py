@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.recognizers import KnownValuesRecognizer
-from pipeline.redaction import RedactionPolicy, Redactor, get_redactor
+from pipeline.privacy.recognizers import KnownValuesRecognizer
+from pipeline.privacy.redaction import RedactionPolicy, Redactor, get_redactor
 
 CORPUS = Path(__file__).parent / "redaction_corpus.jsonl"
 _WORDS = re.compile(r"[a-z0-9']+")

@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator
 from websockets.asyncio.client import connect
 
 from models.settings import load_settings
-from pipeline.redaction import RedactionPolicy, StickyValues, get_redactor
-from pipeline.replay import load_call_audio, replay_call
+from pipeline.cli.replay import load_call_audio, replay_call
+from pipeline.compliance.store import SqliteEventStore
+from pipeline.privacy.redaction import RedactionPolicy, StickyValues, get_redactor
+from pipeline.privacy.spoken_numbers import normalize
 from pipeline.service import Service
-from pipeline.spoken_numbers import normalize
-from pipeline.store import SqliteEventStore
 
 from .conftest import FIXTURES, collect_call_events, load_manifest, start_subscribers
 from .test_e2e_media import _transcription

@@ -43,7 +43,7 @@ def stored(server, call_id: str) -> str:
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True
+        [sys.executable, "-m", "pipeline.cli.commands", *args], capture_output=True, text=True
     )
 
 

@@ -244,7 +244,7 @@ async def test_webhook_on_b_media_on_a_pauses_the_recording_once(tmp_path, redis
 
 def test_workers_need_the_redis_bus(tmp_path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "serve", "--workers", "2", "--port", str(free_port())],
+        [sys.executable, "-m", "pipeline.cli.commands", "serve", "--workers", "2", "--port", str(free_port())],
         env={**os.environ, "CALLSTREAM_DATA_DIR": str(tmp_path), "CALLSTREAM_STT": "acs"},
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
@@ -259,7 +259,7 @@ async def test_two_workers_share_one_port_and_one_bus(tmp_path, redis_url) -> No
     env = {**os.environ, "CALLSTREAM_DATA_DIR": str(tmp_path / "data"), "CALLSTREAM_STT": "acs",
            "CALLSTREAM_BUS": redis_url, "CALLSTREAM_PORT": str(port)}  # fmt: skip
     log = open(tmp_path / "workers.log", "wb")  # noqa: ASYNC230 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--workers", "2"], env=env,  # noqa: ASYNC220
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli.commands", "serve", "--workers", "2"], env=env,  # noqa: ASYNC220
                             stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     server = Server(port, tmp_path / "data", proc, tmp_path / "workers.log")
     try:

@@ -32,7 +32,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from pipeline.replay import audio_message, metadata_message
+from pipeline.cli.replay import audio_message, metadata_message
 
 from .conftest import (
     KeptDemo,
@@ -247,7 +247,7 @@ def test_acs_jwt_without_an_audience_refuses_to_start(tmp_path, fake_acs: FakeAc
     env.pop("CALLSTREAM_ACS_AUDIENCE", None)
     env.pop("CALLSTREAM_MEDIA_AUTH", None)
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "serve", "--port", "1"],
+        [sys.executable, "-m", "pipeline.cli.commands", "serve", "--port", "1"],
         env=env,
         capture_output=True,
         text=True,
@@ -268,7 +268,7 @@ def test_replay_sends_its_token_and_reports_a_refusal(
         args = [
             sys.executable,
             "-m",
-            "pipeline.cli",
+            "pipeline.cli.commands",
             "replay",
             str(wav),
             "--url",

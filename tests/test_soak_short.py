@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 
-from pipeline.replay import load_call_audio, replay_call
+from pipeline.cli.replay import load_call_audio, replay_call
 
 from .conftest import FIXTURES, metric, start_server, wait_for
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.replay import AGENT_ID, CUSTOMER_ID
+from pipeline.cli.replay import AGENT_ID, CUSTOMER_ID
 from workers.stt import payment_lm
 from workers.stt.channel_norm import (
     MAX_FRAMES,

@@ -4,7 +4,7 @@ on, and no secret (a password in a store or bus URL, tokens, keys, the callback 
 from __future__ import annotations
 
 from models.settings import load_settings
-from pipeline.server_runner import where_and_how
+from pipeline.server.runner import where_and_how
 
 SECRETS = {
     "CALLSTREAM_STORE": "postgresql://cs:pg-Secret-1@db.internal:5432/callstream",

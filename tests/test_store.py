@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline import chain
-from pipeline.store import AuditRecord, EventStore, SqliteEventStore, StoredEvent
+from pipeline.compliance import chain
+from pipeline.compliance.store import AuditRecord, EventStore, SqliteEventStore, StoredEvent
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -20,7 +20,7 @@ def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[EventStore]:
     if request.param == "sqlite":
         s: EventStore = SqliteEventStore(tmp_path / "events.db")
     else:
-        from pipeline.store_postgres import PostgresEventStore
+        from pipeline.compliance.store_postgres import PostgresEventStore
 
         s = PostgresEventStore(request.getfixturevalue("postgres_url"))
     yield s
@@ -98,7 +98,7 @@ def reopen(store: EventStore, request: pytest.FixtureRequest) -> EventStore:
     """A second store on the same database: a restarted process, another replica."""
     if isinstance(store, SqliteEventStore):
         return SqliteEventStore(store.path)
-    from pipeline.store_postgres import PostgresEventStore
+    from pipeline.compliance.store_postgres import PostgresEventStore
 
     return PostgresEventStore(request.getfixturevalue("postgres_url"))
 

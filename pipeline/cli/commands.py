@@ -1,0 +1,571 @@
+"""The `callstream` command line: serve, demo, replay, redact, export, verify, purge."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import logging
+import math
+import os
+import re
+import sys
+import uuid
+from pathlib import Path
+from typing import NoReturn
+
+from models.settings import FIELDS, Settings, SettingsError, load_settings, mask_url
+from pipeline.version import version
+
+log = logging.getLogger("callstream")
+
+
+class CliError(Exception):
+    """A user error or a failed operation: ``main`` prints ``callstream COMMAND: MESSAGE``
+    (one line) on stderr and exits with ``code`` (2: usage or settings, 1: the operation failed)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _one_line(text: str) -> str:
+    return mask_url(re.sub(r"\s+", " ", str(text)).strip())
+
+
+def _settings(**overrides: object) -> Settings:
+    """Settings for a command, checked: a bad value is a usage error (exit 2) naming it."""
+    try:
+        return load_settings(overrides={k: v for k, v in overrides.items() if v is not None})
+    except SettingsError as exc:
+        raise CliError(str(exc), 2) from None
+
+
+def _check_data_dir(settings: Settings) -> None:
+    path = Path(settings.data_dir)
+    if path.exists() and not path.is_dir():
+        raise CliError(f"the data dir {settings.data_dir} is a file, not a directory", 2)
+
+
+def _non_negative(option: str, value: float | None) -> None:
+    if value is not None and (not math.isfinite(value) or value < 0):
+        raise CliError(f"{option} {value:g}: give a number, 0 or more", 2)
+
+
+def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Root handler on stderr, then the scrubber (and the credential filter) on it.
+
+    ``fmt="json"``: one JSON object per line with the call id (`serve`'s default, for log
+    collectors); ``"text"``: one readable line per record (the demo and the other
+    commands, which people read). Uvicorn's loggers propagate to this handler.
+    """
+    from pipeline.api.auth import install_credential_filter
+    from pipeline.privacy.log_scrubber import JsonFormatter, install_log_scrubber
+
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])  # no-op if already configured
+    if level.upper() != "DEBUG":
+        # The Azure SDK logs every request and response to ACS (URL, headers) at INFO: four
+        # lines per pause with no call id. Its warnings and errors still come through.
+        logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(
+            logging.WARNING
+        )
+    install_log_scrubber()
+    install_credential_filter()  # tokens and the callback secret never reach a log line
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def engine_setting_problems(settings: Settings) -> list[str]:
+    """Settings that load but cannot start their engine: said at start, naming what is missing,
+    instead of failing when the first call arrives (or as an error deep in an SDK)."""
+    problems = []
+    if settings.stt == "azure" and not settings.speech_endpoint:
+        if not settings.speech_region:
+            problems.append(
+                "CALLSTREAM_STT=azure needs CALLSTREAM_SPEECH_REGION (or CALLSTREAM_SPEECH_ENDPOINT)"
+            )
+        elif not settings.speech_key:
+            problems.append(
+                "CALLSTREAM_STT=azure with CALLSTREAM_SPEECH_REGION needs CALLSTREAM_SPEECH_KEY"
+            )
+    return problems
+
+
+def _claim_problems(settings: Settings) -> list[str]:
+    from pipeline.compliance.store_claim import StoreInUse, claim_store
+
+    try:
+        claim_store(settings)
+    except StoreInUse as exc:
+        return [str(exc)]
+    return []
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    if args.workers is not None and args.workers < 1:
+        raise CliError(f"--workers {args.workers}: give 1 or more", 2)
+    overrides = {f: getattr(args, f, None) for f in FIELDS if getattr(args, f, None) is not None}
+    settings = load_settings(
+        overrides=overrides, config_file=args.config
+    )  # main() says what is wrong
+    _check_data_dir(settings)
+    setup_logging(settings.log_level, settings.log_format)
+    from pipeline.api.auth import api_auth_enabled, startup_check
+
+    if not api_auth_enabled(settings) and not _is_loopback(settings.host) and not settings.insecure:
+        print(
+            f"callstream: refusing to serve an open API on {settings.host}: set CALLSTREAM_API_TOKENS, "
+            "or CALLSTREAM_INSECURE=1 to accept that risk",
+            file=sys.stderr,
+        )
+        return 2
+    errors, warnings = startup_check(settings, _is_loopback(settings.host))
+    errors += engine_setting_problems(settings)
+    errors += _claim_problems(settings)
+    for error in errors:
+        print(f"callstream: {error}", file=sys.stderr)
+    if errors:
+        return 2
+    for warning in warnings:
+        print(f"callstream: WARNING: {warning}", file=sys.stderr, flush=True)
+        log.warning("%s", warning)
+    from pipeline.server.runner import run_server, supervise_workers, worker_env_check
+
+    if args.workers and args.workers > 1:
+        problem = worker_env_check(settings, args.workers)
+        if problem:
+            print(f"callstream: {problem}", file=sys.stderr)
+            return 2
+        argv = sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "serve" else []
+        return supervise_workers(_without_workers(argv), args.workers)
+    return run_server(settings, reuse_port=args.reuse_port)
+
+
+def _without_workers(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--workers":
+            skip = True
+        elif not arg.startswith("--workers="):
+            out.append(arg)
+    return out
+
+
+def _check_ws_url(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    hint = "give a websocket URL such as ws://127.0.0.1:8080/media (or wss://...)"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        raise CliError(f"--url {url!r}: {exc}; {hint}", 2) from None
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise CliError(f"--url {url!r} is not a ws:// or wss:// URL; {hint}", 2)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from pipeline.cli.replay import load_call_audio, replay_many
+
+    _check_ws_url(args.url)
+    if args.calls < 1:
+        raise CliError(f"--calls {args.calls}: give 1 or more", 2)
+    _non_negative("--speed", args.speed)
+    try:
+        audio = load_call_audio(args.file, args.rate)
+    except ValueError as exc:  # AudioFileError: names the file and what is wrong
+        raise CliError(str(exc), 2) from None
+    call_id = args.call_id or f"replay-{uuid.uuid4().hex[:8]}"
+    mode = "unmixed" if len(audio.tracks) == 2 else "mixed"
+    print(
+        f"replaying {args.file} ({audio.duration_s:.1f} s, {mode}, {audio.rate} Hz) as {args.calls} call(s) to {args.url}"
+    )
+    from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+    progress = sys.stderr.isatty() or args.calls > 1
+    try:
+        ids = asyncio.run(
+            replay_many(
+                args.url,
+                audio,
+                call_id,
+                args.calls,
+                args.speed,
+                progress=progress,
+                token=args.token,
+            )
+        )
+    except OSError as exc:
+        raise CliError(f"cannot reach {args.url}: {exc}", 1) from None
+    except ConnectionClosed as exc:
+        code, reason = (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else (None, "")
+        raise CliError(
+            f"the server closed the stream (code {code}: {reason or 'no reason'})", 1
+        ) from None
+    except InvalidStatus as exc:
+        raise CliError(
+            f"{args.url} refused the websocket (HTTP {exc.response.status_code})", 1
+        ) from None
+    except WebSocketException as exc:
+        raise CliError(f"the websocket to {args.url} failed: {exc}", 1) from None
+    print("done:", ", ".join(ids) if len(ids) <= 5 else f"{len(ids)} calls ({ids[0]} ...)")
+    return 0
+
+
+def cmd_redact(args: argparse.Namespace) -> int:
+    from pipeline.privacy.redaction import get_redactor
+
+    redactor = get_redactor()
+    lines = [args.text] if args.text is not None else (line.rstrip("\n") for line in sys.stdin)
+    try:
+        _redact_lines(redactor, lines, args.json)
+    except UnicodeDecodeError:
+        raise CliError("standard input is not UTF-8 text", 2) from None
+    return 0
+
+
+def _redact_lines(redactor, lines, as_json: bool) -> None:
+    for line in lines:
+        result = redactor.redact_safe(line)
+        if as_json:
+            print(
+                json.dumps(
+                    {
+                        "text": result.text,
+                        "entities": [
+                            {
+                                "type": e.type,
+                                "start": e.start,
+                                "end": e.end,
+                                "score": round(e.score, 3),
+                            }
+                            for e in result.entities
+                        ],
+                    }
+                )
+            )
+        else:
+            print(result.text)
+
+
+def _open_store(settings: Settings):
+    """The configured store, for reading; CliError (exit 1) when there is none or it will not open."""
+    from pipeline.compliance.store import open_store
+
+    url = settings.store_url
+    shown = mask_url(url)
+    if not url.startswith(("postgres://", "postgresql://")):
+        if not Path(url).exists():
+            raise CliError(f"no store at {url}", 1)
+        if not Path(url).is_file():
+            raise CliError(f"no store at {url} (it is a directory)", 1)
+    try:
+        return open_store(url)
+    except Exception as exc:  # sqlite3 or psycopg: either way the store did not open
+        raise CliError(f"cannot open the store at {shown}: {_one_line(exc)}", 1) from None
+
+
+def _export_bounds(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    from pipeline.compliance.export import ExportError, utc_bound
+
+    try:
+        since = utc_bound(args.since, "--since") if args.since is not None else None
+        until = utc_bound(args.until, "--until") if args.until is not None else None
+    except ExportError as exc:
+        raise CliError(str(exc), 2) from None
+    if since is not None and until is not None and since >= until:
+        raise CliError(f"--since {args.since} is not before --until {args.until}", 2)
+    return since, until
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pipeline.compliance.export import ExportError, export_lines
+    from pipeline.compliance.manifest import write_export
+
+    if (args.call_id is None) == (args.since is None and args.until is None):
+        raise CliError("give a CALL_ID, or --since/--until with --out DIR", 2)
+    since, until = _export_bounds(args)
+    if args.call_id is None and not args.out:
+        raise CliError("bulk export needs --out DIR", 2)
+    settings = _settings(data_dir=args.data_dir)
+    out = Path(args.out) if args.out else None
+    if out is not None and args.call_id is not None:
+        if out.is_dir():
+            raise CliError(f"cannot write {out}: it is a directory (give a file name)", 1)
+        if not out.parent.is_dir():
+            raise CliError(f"cannot write {out}: no directory {out.parent}", 1)
+    if out is not None and args.call_id is None and out.exists() and not out.is_dir():
+        raise CliError(f"--out {out} is a file; bulk export writes into a directory", 1)
+    store = _open_store(settings)
+    try:
+        if args.call_id is None:
+            return _bulk_export(store, args, since, until)
+        if store.get_call(args.call_id) is None:
+            raise CliError(f"no stored call {args.call_id!r}", 1)
+        try:
+            lines = export_lines(store, args.call_id, args.format)
+        except ExportError as exc:
+            raise CliError(str(exc), 2) from None
+        try:
+            if out is not None:
+                manifest = write_export(store, args.call_id, args.format, out, lines)
+                print(f"wrote {out} ({manifest['eventCount']} events, chain head {manifest['chainHead'][:16]}...)"
+                      f" and {out}.manifest.json", file=sys.stderr)  # fmt: skip
+            else:
+                for line in lines:
+                    sys.stdout.buffer.write(line)
+        except OSError as exc:
+            if isinstance(exc, BrokenPipeError) or out is None:
+                raise
+            raise CliError(f"writing {out} failed: {exc.strerror or exc}", 1) from None
+    finally:
+        store.close()
+    return 0
+
+
+def _bulk_export(store, args: argparse.Namespace, since: str | None, until: str | None) -> int:
+    """Every call that started in [--since, --until) into --out DIR, one call at a time."""
+    from tqdm import tqdm
+
+    from pipeline.compliance.export import export_lines
+    from pipeline.compliance.manifest import write_export
+
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"cannot create {out}: {exc.strerror or exc}", 1) from None
+    # ids only: memory stays flat
+    calls = [r.call_id for r in store.calls_between(since, until)]
+    for call_id in tqdm(
+        calls, desc="export", unit="call", disable=not sys.stderr.isatty() and not args.progress
+    ):
+        target = out / f"{_safe_name(call_id)}.{args.format}"
+        try:
+            write_export(
+                store, call_id, args.format, target, export_lines(store, call_id, args.format)
+            )
+        except OSError as exc:
+            raise CliError(f"writing {target} failed: {exc.strerror or exc}", 1) from None
+    print(f"exported {len(calls)} calls to {out}", file=sys.stderr)
+    return 0
+
+
+def _safe_name(call_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in call_id)[:200]
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from pipeline.compliance.manifest import ManifestError, verify_export
+
+    try:
+        problems = verify_export(args.path)
+    except ManifestError as exc:
+        raise CliError(str(exc), 1) from None
+    if problems:
+        for p in problems:
+            print(f"FAILED: {p}")
+        return 1
+    print(f"OK: {args.path} matches its manifest")
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from pipeline.compliance.retention import purge_now
+
+    _non_negative("--days", args.days)
+    settings = _settings(data_dir=args.data_dir)
+    days = args.days if args.days is not None else settings.retention_days
+    if days is None:
+        raise CliError("set --days or CALLSTREAM_RETENTION_DAYS", 2)
+    store = _open_store(settings)
+    try:
+        purged = purge_now(store, days, actor="cli")
+    finally:
+        store.close()
+    print(f"purged {len(purged)} calls older than {days:g} days (calls on legal hold are kept)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Everything the demo is given is checked here, before it starts anything."""
+    from pipeline.cli.replay import load_call_audio, sample_call_path
+
+    _non_negative("--speed", args.speed)
+    # The demo's replay is not ACS and has no ACS token: media auth is off (loopback only).
+    # Its replayer is its own and on loopback: no message-rate limit (at --speed 0 it sends
+    # far faster than ACS would, and the throttle's warning would only be about itself).
+    # The port is chosen when the service starts.
+    settings = _settings(
+        host="127.0.0.1", port=0, data_dir=args.data_dir, media_auth="off", media_message_rate=0
+    )
+    _check_data_dir(settings)
+    if problems := _claim_problems(settings):
+        raise CliError(problems[0], 2)
+    path = Path(args.file) if args.file is not None else None
+    try:
+        audio = load_call_audio(path or sample_call_path())
+    except ValueError as exc:  # AudioFileError: names the file and what is wrong
+        raise CliError(str(exc), 2) from None
+    from pipeline.cli.demo import run_demo
+
+    return asyncio.run(run_demo(args, settings, path, audio))
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block): ``callstream replay: MESSAGE``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {_one_line(message)} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="callstream", description="Real-time ACS call pipeline")
+    p.add_argument("--version", action="version", version=f"callstream {version()}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the service")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.add_argument("--data-dir", dest="data_dir")
+    s.add_argument(
+        "--config", help="TOML file of settings (keys as in the settings table, lower case)"
+    )
+    s.add_argument("--stt", choices=["local", "azure", "acs"])
+    s.add_argument("--log-level", dest="log_level")
+    s.add_argument(
+        "--workers", type=int, default=1, metavar="N",
+        help="worker processes sharing the port (SO_REUSEPORT); more than one needs CALLSTREAM_BUS=redis://...",
+    )  # fmt: skip
+    s.add_argument("--reuse-port", dest="reuse_port", action="store_true", help=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_serve)
+
+    d = sub.add_parser(
+        "demo", help="run the service on embedded defaults and replay the bundled sample call"
+    )
+    d.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="replay speed (1 = real time, 0 = as fast as possible)",
+    )
+    d.add_argument("--data-dir", dest="data_dir", default="./callstream-data")
+    d.add_argument("--file", help="a WAV file to replay instead of the bundled sample")
+    d.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep serving (and the console) after the replay, until Ctrl-C",
+    )
+    d.set_defaults(func=cmd_demo)
+
+    r = sub.add_parser(
+        "replay", help="stream a WAV file to a callstream (or ACS-compatible) /media websocket"
+    )
+    r.add_argument("file")
+    r.add_argument("--url", required=True, help="e.g. ws://127.0.0.1:8080/media")
+    r.add_argument("--call-id", dest="call_id")
+    r.add_argument("--rate", type=int, choices=[16000, 24000])
+    r.add_argument(
+        "--speed", type=float, default=1.0, help="1 = real time; 0 = as fast as possible"
+    )
+    r.add_argument("--calls", type=int, default=1, help="concurrent calls")
+    r.add_argument(
+        "--token",
+        default=os.environ.get("CALLSTREAM_REPLAY_TOKEN") or None,
+        help="sent as 'Authorization: Bearer TOKEN' on the handshake, as ACS sends its JWT "
+        "(default: $CALLSTREAM_REPLAY_TOKEN)",
+    )
+    r.set_defaults(func=cmd_replay)
+
+    x = sub.add_parser("redact", help="redact TEXT, or each line of standard input")
+    x.add_argument("text", nargs="?")
+    x.add_argument("--json", action="store_true", help="print text and entity spans as JSON")
+    x.set_defaults(func=cmd_redact)
+
+    e = sub.add_parser(
+        "export", help="write a call's redacted transcript (and its manifest), or many calls"
+    )
+    e.add_argument("call_id", nargs="?")
+    e.add_argument("--format", default="jsonl", choices=["jsonl", "vtt", "txt", "csv"])
+    e.add_argument("--out", help="a file (one call) or a folder (--since/--until)")
+    e.add_argument("--since", help="bulk: calls that started at or after this ISO 8601 time")
+    e.add_argument("--until", help="bulk: calls that started before this ISO 8601 time")
+    e.add_argument(
+        "--progress", action="store_true", help="show the progress bar even when not on a terminal"
+    )
+    e.add_argument("--data-dir", dest="data_dir")
+    e.set_defaults(func=cmd_export)
+
+    v = sub.add_parser(
+        "verify", help="check an export against its manifest; names the event that broke the chain"
+    )
+    v.add_argument("path")
+    v.set_defaults(func=cmd_verify)
+
+    g = sub.add_parser(
+        "purge", help="delete calls older than the retention period (legal holds are kept)"
+    )
+    g.add_argument("--days", type=float)
+    g.add_argument("--data-dir", dest="data_dir")
+    g.set_defaults(func=cmd_purge)
+    return p
+
+
+def _debug(args: argparse.Namespace | None) -> bool:
+    level = getattr(args, "log_level", None) or os.environ.get("CALLSTREAM_LOG_LEVEL", "")
+    return str(level).strip().upper() == "DEBUG"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command. A user error is one line on stderr and exit 2 (usage, settings) or 1
+    (the operation failed); never a traceback, unless CALLSTREAM_LOG_LEVEL=DEBUG asks for one."""
+    args: argparse.Namespace | None = None
+    command = "callstream"
+    try:
+        args = build_parser().parse_args(argv)
+        command = f"callstream {args.command}" if args.command != "serve" else "callstream"
+        if args.command in ("redact", "export", "replay", "verify", "purge"):
+            logging.basicConfig(level="WARNING")
+        return args.func(args) or 0
+    except CliError as exc:
+        print(f"{command}: {_one_line(exc)}", file=sys.stderr)
+        return exc.code
+    except SettingsError as exc:
+        print(f"{command}: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`callstream export ID | head`): nothing more to say. Point
+        # stdout at /dev/null so the interpreter's own flush at exit does not complain.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except Exception as exc:
+        if _debug(args):
+            raise
+        print(
+            f"callstream: internal error: {type(exc).__name__}: {_one_line(exc)} "
+            "(run with CALLSTREAM_LOG_LEVEL=DEBUG for details)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,413 @@
+"""The call registry and commands between replicas.
+
+Behind a load balancer, ACS's webhook, its media websocket and an agent's click can each
+land on a different replica, but a call's session (its payment guard, its recording
+driver) lives on the one replica its media reached. The registry says which replica
+owns a call and what the control plane knows of it (server call id, recording id and
+state, payment window); a command posted on another replica runs on the owner.
+
+`Cluster` is the single-process form (the embedded default: every call is local).
+`RedisCluster` keeps the registry in Redis hashes and carries commands over Redis
+pub/sub, each with a reply list the sender waits on. Known entity values (secrets) only
+travel in commands, never into a Redis key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import socket
+import uuid
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipeline.service import Service
+
+log = logging.getLogger(__name__)
+
+OWNERS = "callstream:owners"  # hash: call id -> replica id, while the call is live
+COMMAND_TIMEOUT_S = 3.0
+# A hand-over waits this long at most for the old owner's open utterances (per step), and
+# the asking replica this long for the whole answer.
+HANDOVER_WAIT_S = 4.0
+HANDOVER_TIMEOUT_S = 15
+REGISTRY_TTL_S = 24 * 3600
+HEARTBEAT_S = 5.0
+HEARTBEAT_TTL_S = 15
+
+
+def registry_key(call_id: str) -> str:
+    return f"callstream:reg:{call_id}"
+
+
+def replica_key(replica_id: str) -> str:
+    return f"callstream:replica:{replica_id}"
+
+
+def command_channel(replica_id: str) -> str:
+    return f"callstream:cmd:{replica_id}"
+
+
+BROADCAST = command_channel("all")
+
+
+async def run_command(
+    service: Service, call_id: str, op: str, body: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Carry out ``op`` for a call on this replica (the owner). None: not live here."""
+    rec = service.recording
+    if op == "recording":  # the control plane learnt the recording (CallConnected elsewhere)
+        cc = rec.control(call_id)
+        cc.recording_id = body.get("recordingId") or cc.recording_id
+        cc.server_call_id = body.get("serverCallId") or cc.server_call_id
+        if body.get("recordingState"):
+            rec.on_state(cc, body["recordingState"])
+        return {}
+    if op == "recording-state":
+        cc = rec.control(call_id)
+        cc.recording_id = cc.recording_id or body.get("recordingId")
+        rec.on_state(cc, str(body.get("state", "")))
+        return {}
+    if op == "known":
+        count = service.known.add(call_id, [(t, v) for t, v in body.get("values", [])])
+        return {"knownValues": count}
+    session = service.calls.get(call_id)
+    if session is None or session.ended:
+        return None
+    if op == "handover":  # ACS reconnected the call's media to the replica asking
+        known = service.known.values(call_id)  # dropped here with the session
+        state = await session.hand_over(HANDOVER_WAIT_S)
+        await service.journal.flush()  # the new owner reads on from the store
+        # and its events are on the firehose before the new owner's: readers skip repeats
+        await service.bus.flush(HANDOVER_WAIT_S)
+        await service.cluster.settled()  # and this replica's registry writes are in
+        if known and body.get("replica"):
+            # Sent as a command (pub/sub: never stored in Redis), before this answer.
+            await service.cluster.tell(str(body["replica"]), call_id, "known", {"values": known})
+        return {**state, "knownValues": len(known)}
+    if op == "manual":
+        decision = session.manual(str(body.get("action")))
+        cc = rec.calls.get(call_id)
+        return {
+            "payment": "open" if session.guard.is_open else "closed",
+            "changed": decision is not None,
+            "recordingId": cc.recording_id if cc else None,
+        }
+    if op == "end":
+        session.end_now(str(body.get("reason") or "call-disconnected"))
+        return {}
+    raise ValueError(f"unknown command {op!r}")
+
+
+class Cluster:
+    """One process: the registry is the process's own memory, every call is local."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.replica_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.commands_sent = 0
+        self.commands_run = 0
+        # How long a call must look not live before a stream gives up on it.
+        self.liveness_settle_s = 0.0
+
+    async def start(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+    def claim(self, call_id: str) -> None:
+        """This replica now streams the call."""
+
+    def release(self, call_id: str) -> None:
+        """The call ended here."""
+
+    def note(self, call_id: str, **fields: str | None) -> None:
+        """Record what the control plane learnt of a call (recording id, state, ...)."""
+
+    async def lookup(self, call_id: str) -> dict[str, str]:
+        return {}
+
+    async def refresh(self, call_id: str) -> None:
+        """Nothing to take from other replicas."""
+
+    def owns(self, call_id: str) -> bool:
+        session = self.service.calls.get(call_id)
+        return session is not None and not session.ended
+
+    async def is_live(self, call_id: str) -> bool:
+        return self.owns(call_id)
+
+    async def live_calls(self) -> list[str]:
+        return list(self.service.calls)
+
+    async def send(
+        self, call_id: str, op: str, body: dict[str, Any], timeout: float = COMMAND_TIMEOUT_S
+    ) -> dict[str, Any] | None:
+        """Run ``op`` on the replica that owns the call. None: no replica has it live."""
+        return await run_command(self.service, call_id, op, body)
+
+    async def take_over(self, call_id: str) -> dict[str, Any] | None:
+        """Media for a call this replica does not have: if another live replica streams it
+        (ACS reconnected here), that one hands it over. None: nobody else has it."""
+        return None
+
+    async def settled(self) -> None:
+        """Every registry write queued so far is applied."""
+
+    async def tell(self, replica_id: str, call_id: str, op: str, body: dict[str, Any]) -> None:
+        """Run ``op`` on one replica, without an answer."""
+
+    async def broadcast(self, call_id: str, op: str, body: dict[str, Any]) -> None:
+        await run_command(self.service, call_id, op, body)
+
+    async def shared_secret(self, candidate: str) -> str:
+        """The callback secret every replica uses (here: this process's)."""
+        return candidate
+
+    async def lock_orphan(self, call_id: str) -> bool:
+        """May this replica close a call left open by a dead process? (one process: yes)"""
+        return True
+
+
+class RedisCluster(Cluster):
+    def __init__(self, service: Service, url: str) -> None:
+        super().__init__(service)
+        self.url = url
+        self._redis: Any = None
+        self._pubsub: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._writes: asyncio.Queue[tuple[str, tuple]] = asyncio.Queue()
+        self._closing = False
+        self.liveness_settle_s = 2 * HEARTBEAT_S + 2
+
+    async def start(self) -> None:
+        from pipeline.delivery.redis_bus import (
+            redis_client,  # redis is imported only when the cluster is
+        )
+
+        self._redis = redis_client(self.url, socket_timeout=5, decode_responses=True)
+        await self._redis.ping()
+        await self._heartbeat_once()
+        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        await self._pubsub.subscribe(command_channel(self.replica_id), BROADCAST)
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="cluster-commands"),
+            asyncio.create_task(self._write_loop(), name="cluster-registry"),
+            asyncio.create_task(self._heartbeat(), name="cluster-heartbeat"),
+        ]
+        log.info("replica %s joined the cluster", self.replica_id)
+
+    async def aclose(self) -> None:
+        self._closing = True
+        await self._writes.join()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await self._redis.delete(replica_key(self.replica_id))
+            await self._pubsub.aclose()
+        except Exception as exc:
+            log.warning("leaving the cluster: %s", type(exc).__name__)
+        await self._redis.aclose()
+
+    # ----- registry writes, in order, off the caller's path ----------------------------
+    def _write(self, kind: str, *args: Any) -> None:
+        self._writes.put_nowait((kind, args))
+
+    def claim(self, call_id: str) -> None:
+        self._write("claim", call_id)
+
+    def release(self, call_id: str) -> None:
+        self._write("release", call_id)
+
+    def note(self, call_id: str, **fields: str | None) -> None:
+        values = {k: v for k, v in fields.items() if v is not None}
+        if values:
+            self._write("note", call_id, values)
+
+    async def _write_loop(self) -> None:
+        while True:
+            kind, args = await self._writes.get()
+            try:
+                await self._apply(kind, *args)
+            except Exception as exc:  # Redis away: the registry misses this, the call goes on
+                log.error("call registry: %s failed (%s)", kind, type(exc).__name__)
+            finally:
+                self._writes.task_done()
+
+    async def _apply(self, kind: str, call_id: str, values: dict[str, str] | None = None) -> None:
+        key = registry_key(call_id)
+        pipe = self._redis.pipeline(transaction=False)
+        if kind == "claim":
+            pipe.hset(OWNERS, call_id, self.replica_id)
+            pipe.hset(key, mapping={"owner": self.replica_id})
+        elif kind == "release":
+            # Only if still ours: a reconnect may have moved the call to another replica.
+            if await self._redis.hget(OWNERS, call_id) == self.replica_id:
+                pipe.hdel(OWNERS, call_id)
+            pipe.hset(key, mapping={"owner": "", "payment": "closed"})
+        else:
+            pipe.hset(key, mapping=values or {})
+        pipe.expire(key, REGISTRY_TTL_S)
+        await pipe.execute()
+        if kind == "claim":
+            await self.refresh(call_id)
+
+    async def refresh(self, call_id: str) -> None:
+        """Take what another replica learnt of the call (its recording) into this one's."""
+        reg = await self.lookup(call_id)
+        if reg.get("recordingId") or reg.get("serverCallId"):
+            await run_command(self.service, call_id, "recording", reg)
+
+    async def lookup(self, call_id: str) -> dict[str, str]:
+        return await self._redis.hgetall(registry_key(call_id))
+
+    async def _owner(self, call_id: str) -> str | None:
+        """The replica streaming the call, if it is still alive."""
+        owner = await self._redis.hget(OWNERS, call_id)
+        if not owner:
+            return None
+        if owner != self.replica_id and not await self._redis.exists(replica_key(owner)):
+            return None  # that replica died without releasing its calls
+        return owner
+
+    async def is_live(self, call_id: str) -> bool:
+        if self.owns(call_id):
+            return True
+        try:
+            return await self._owner(call_id) is not None
+        except Exception:
+            return False
+
+    async def live_calls(self) -> list[str]:
+        owners = await self._redis.hgetall(OWNERS)
+        return sorted(set(owners) | set(self.service.calls))
+
+    # ----- commands ----------------------------------------------------------------------
+    async def send(
+        self, call_id: str, op: str, body: dict[str, Any], timeout: float = COMMAND_TIMEOUT_S
+    ) -> dict[str, Any] | None:
+        if self.owns(call_id):
+            return await run_command(self.service, call_id, op, body)
+        owner = await self._owner(call_id)
+        if owner is None or owner == self.replica_id:
+            return None
+        reply_key = f"callstream:reply:{uuid.uuid4().hex}"
+        message = json.dumps({"op": op, "callId": call_id, "body": body, "reply": reply_key})
+        self.commands_sent += 1
+        if not await self._redis.publish(command_channel(owner), message):
+            return None  # nobody listening: the owner is gone
+        answer = await self._redis.blpop([reply_key], timeout=timeout)
+        if answer is None:
+            log.warning("call %s: replica %s did not answer %s in time", call_id, owner, op)
+            return None
+        doc = json.loads(answer[1])
+        return doc.get("result")
+
+    async def take_over(self, call_id: str) -> dict[str, Any] | None:
+        owner = await self._owner(call_id)
+        if owner is None or owner == self.replica_id:
+            return None
+        state = await self.send(
+            call_id, "handover", {"replica": self.replica_id}, timeout=HANDOVER_TIMEOUT_S
+        )
+        if state is None:
+            log.warning(
+                "call %s: replica %s did not hand the call over; going on from the store",
+                call_id,
+                owner,
+            )
+            return None
+        # The call's known entity values come as a command of their own, sent just before
+        # the answer: wait (briefly) until they are here, so redaction never runs without them.
+        want = int(state.get("knownValues", 0))
+        for _ in range(100):
+            if len(self.service.known.values(call_id)) >= want:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            log.warning(
+                "call %s: its known entity values did not arrive with the hand-over", call_id
+            )
+        return state
+
+    async def tell(self, replica_id: str, call_id: str, op: str, body: dict[str, Any]) -> None:
+        self.commands_sent += 1
+        await self._redis.publish(
+            command_channel(replica_id), json.dumps({"op": op, "callId": call_id, "body": body})
+        )
+
+    async def settled(self) -> None:
+        await self._writes.join()
+
+    async def broadcast(self, call_id: str, op: str, body: dict[str, Any]) -> None:
+        self.commands_sent += 1
+        await self._redis.publish(
+            BROADCAST, json.dumps({"op": op, "callId": call_id, "body": body})
+        )
+
+    async def _listen(self) -> None:
+        async for message in self._pubsub.listen():
+            if message.get("type") != "message":
+                continue
+            try:
+                doc = json.loads(message["data"])
+                call_id, op = str(doc["callId"]), str(doc["op"])
+            except (ValueError, KeyError, TypeError):
+                log.warning("cluster: a malformed command was ignored")
+                continue
+            asyncio.create_task(self._run(call_id, op, doc.get("body") or {}, doc.get("reply")))
+
+    async def _run(self, call_id: str, op: str, body: dict[str, Any], reply: str | None) -> None:
+        try:
+            result = await run_command(self.service, call_id, op, body)
+            self.commands_run += 1
+        except Exception as exc:
+            log.error("call %s: command %s failed (%s)", call_id, op, type(exc).__name__)
+            result = None
+        if reply:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.rpush(reply, json.dumps({"result": result}))
+            pipe.expire(reply, 30)
+            await pipe.execute()
+
+    async def _heartbeat_once(self) -> None:
+        """Say this replica is alive, and which calls it streams: a Redis that restarted
+        without its data learns them again within one period."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(replica_key(self.replica_id), "1", ex=HEARTBEAT_TTL_S)
+        live = [cid for cid, s in self.service.calls.items() if not s.ended]
+        if live:
+            pipe.hset(OWNERS, mapping=dict.fromkeys(live, self.replica_id))
+        await pipe.execute()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            try:
+                await self._heartbeat_once()
+            except Exception as exc:
+                log.warning("cluster heartbeat failed (%s)", type(exc).__name__)
+
+    async def lock_orphan(self, call_id: str) -> bool:
+        return bool(
+            await self._redis.set(f"callstream:orphan:{call_id}", self.replica_id, nx=True, ex=300)
+        )
+
+    async def shared_secret(self, candidate: str) -> str:
+        """The first replica's generated callback secret wins; every replica then uses it,
+        so a callback URL handed to ACS by one replica is accepted by all."""
+        key = "callstream:callback-secret"
+        await self._redis.set(key, candidate, nx=True)
+        return await self._redis.get(key) or candidate
+
+
+def make_cluster(service: Service) -> Cluster:
+    url = service.settings.bus
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisCluster(service, url)
+    return Cluster(service)

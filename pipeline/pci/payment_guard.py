@@ -1,0 +1,253 @@
+"""The payment guard: one small state machine per call, closed or open.
+
+It reads raw transcripts (partials included, so it fires as early as possible), keypad
+tones and manual commands, and decides when a card payment starts and ends. It does no
+I/O: the session turns its decisions into events, the redaction hook and recording
+pause/resume requests. Raw text never leaves this module; only triggers and offsets do.
+
+Opening: an intent phrase ("card number", "take a payment") from either participant; a
+run of spoken or written digits that looks like a card (a *late* trigger: the digits
+before it may already be on the recording, so the window records an exposure from the
+start of that utterance); a DTMF tone (late too); or the manual API.
+Closing: a closing phrase ("payment has gone through"), a quiet period after the last
+digit, a maximum window length, or the manual API. Text from an utterance that began
+before the last window closed cannot reopen it (the partials of the closing sentence
+keep arriving after it closed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+
+from pipeline.privacy.recognizers.credit_card import known_card_prefix
+from pipeline.privacy.spoken_numbers import normalize
+
+__all__ = ["GuardPolicy", "PaymentGuard", "Window"]
+
+# A digit run this long is a card being read out, whatever was said before it.
+CARD_RUN_DIGITS = 12
+# ... or this long if it starts like a card (4..., 51..., 37...).
+CARD_PREFIX_RUN_DIGITS = 8
+
+_PUNCT = re.compile(r"[^\w\s']+")
+_SPACES = re.compile(r"\s+")
+
+
+def _phrases(spec: str) -> tuple[str, ...]:
+    return tuple(p.strip().lower() for p in spec.split("|") if p.strip())
+
+
+def _matcher(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
+    if not phrases:
+        return None
+    alts = "|".join(
+        r"\s+".join(map(re.escape, p.split())) for p in sorted(phrases, key=len, reverse=True)
+    )
+    return re.compile(rf"(?<![\w'])(?:{alts})(?![\w'])")
+
+
+@dataclass(frozen=True)
+class GuardPolicy:
+    intent: tuple[str, ...]
+    closing: tuple[str, ...]
+    quiet_ms: int
+    max_ms: int
+    withhold_audio: bool
+
+    @classmethod
+    def from_settings(cls, settings) -> GuardPolicy:
+        return cls(
+            intent=_phrases(settings.payment_intent_phrases),
+            closing=_phrases(settings.payment_closing_phrases),
+            quiet_ms=int(settings.payment_quiet_s * 1000),
+            max_ms=int(settings.payment_max_s * 1000),
+            withhold_audio=bool(settings.payment_withhold_audio),
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "intentPhrases": list(self.intent),
+            "closingPhrases": list(self.closing),
+            "quietMs": self.quiet_ms,
+            "maxMs": self.max_ms,
+            "withholdAudio": self.withhold_audio,
+            "cardRunDigits": CARD_RUN_DIGITS,
+            "cardPrefixRunDigits": CARD_PREFIX_RUN_DIGITS,
+        }
+
+    @property
+    def version(self) -> str:
+        """A short hash of everything that decides when a window opens and closes."""
+        blob = json.dumps(self.as_dict(), sort_keys=True).encode()
+        return "sha256:" + hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass
+class Window:
+    """One payment window, on the call's timeline (ms from the first audio frame)."""
+
+    number: int
+    trigger: str
+    start_ms: int
+    exposure_from_ms: int | None = None  # a late trigger: digits may precede the window
+    last_digit_ms: int = 0
+    end_ms: int | None = None
+    end_trigger: str | None = None
+    confirmed_ms: int | None = None  # when ACS confirmed the pause
+    customer_activity_ms: int | None = None  # first customer speech or tone before that
+    exposures: list[tuple[int, int]] = field(default_factory=list)
+    audited_exposures: int = 0  # how many of ``exposures`` are on record already
+
+    @property
+    def open(self) -> bool:
+        return self.end_ms is None
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # "open" | "close"
+    trigger: str  # intent | digits | dtmf | manual | phrase | timeout
+    window: Window
+
+
+class PaymentGuard:
+    def __init__(self, policy: GuardPolicy) -> None:
+        self.policy = policy
+        self._intent = _matcher(policy.intent)
+        self._closing = _matcher(policy.closing)
+        self.window: Window | None = None
+        self.windows: list[Window] = []
+        self.closed_at_ms = -1
+        self._closed_by_utterance: int | None = None  # start of the line that last closed one
+
+    @property
+    def is_open(self) -> bool:
+        return self.window is not None
+
+    # ----- inputs ------------------------------------------------------------------------
+    def on_text(
+        self, text: str, role: str, utterance_start_ms: int, now_ms: int
+    ) -> Decision | None:
+        """A raw partial or final transcript. Returns what changed, if anything."""
+        flat = _SPACES.sub(" ", _PUNCT.sub(" ", text.lower()))
+        w = self.window
+        if w is not None:
+            if role != "agent":
+                self._customer_activity(now_ms)
+            if any(r.digits for r in normalize(text).runs):
+                w.last_digit_ms = max(w.last_digit_ms, now_ms)
+            # A closing line closes one window: its later partials and final, arriving after
+            # a new window opened (a manual pause), are the same sentence said once.
+            spent = utterance_start_ms == self._closed_by_utterance
+            if self._closing is not None and not spent and self._closing.search(flat):
+                self._closed_by_utterance = utterance_start_ms
+                return self._close("phrase", now_ms)
+            return None
+        if utterance_start_ms < self.closed_at_ms:
+            return None  # still the utterance that was spoken while the last window closed
+        if self._intent is not None and self._intent.search(flat):
+            return self._open("intent", now_ms)
+        if self._looks_like_card(text):
+            # The digits began with the utterance, at the latest now (offsets reported by a
+            # remote recognizer can run ahead of our clock).
+            return self._open("digits", now_ms, exposure_from_ms=min(utterance_start_ms, now_ms))
+        return None
+
+    def on_dtmf(self, now_ms: int) -> Decision | None:
+        if self.window is not None:
+            self.window.last_digit_ms = now_ms
+            self._customer_activity(now_ms)
+            return None
+        return self._open("dtmf", now_ms, exposure_from_ms=now_ms)
+
+    def on_customer_speech(self, now_ms: int) -> None:
+        """The customer's channel started an utterance (VAD): audio the recording may hold."""
+        if self.window is not None:
+            self._customer_activity(now_ms)
+
+    def manual(self, action: str, now_ms: int) -> Decision | None:
+        if action == "pause" and self.window is None:
+            return self._open("manual", now_ms)
+        if action == "resume" and self.window is not None:
+            return self._close("manual", now_ms)
+        return None
+
+    def call_ended(self, now_ms: int) -> Decision | None:
+        """The call is over with the window still open: close it (as a timeout)."""
+        return self._close("timeout", now_ms) if self.window is not None else None
+
+    def check_timers(self, now_ms: int) -> Decision | None:
+        w = self.window
+        if w is None:
+            return None
+        if (
+            now_ms - w.start_ms >= self.policy.max_ms
+            or now_ms - w.last_digit_ms >= self.policy.quiet_ms
+        ):
+            return self._close("timeout", now_ms)
+        return None
+
+    def confirmed(self, now_ms: int) -> None:
+        """ACS confirmed the pause: from here on, nothing said is on the recording."""
+        w = self.window
+        if w is not None and w.confirmed_ms is None:
+            w.confirmed_ms = now_ms
+            self._settle_exposure(w, now_ms)
+
+    # ----- hand-over between replicas ----------------------------------------------------
+    def export(self) -> dict:
+        """The windows so far (the last one may be open), for the replica taking the call."""
+        return {"windows": [asdict(w) for w in self.windows], "closedAtMs": self.closed_at_ms}
+
+    def restore(self, state: dict) -> None:
+        self.windows = [
+            Window(**{**w, "exposures": [tuple(e) for e in w.get("exposures", [])]})
+            for w in state.get("windows", [])
+        ]
+        self.window = self.windows[-1] if self.windows and self.windows[-1].open else None
+        self.closed_at_ms = int(state.get("closedAtMs", -1))
+
+    # ----- internals ---------------------------------------------------------------------
+    def _customer_activity(self, now_ms: int) -> None:
+        w = self.window
+        if w is not None and w.confirmed_ms is None and w.customer_activity_ms is None:
+            w.customer_activity_ms = now_ms
+
+    @staticmethod
+    def _looks_like_card(text: str) -> bool:
+        for run in normalize(text).runs:
+            d = run.digits
+            if len(d) >= CARD_RUN_DIGITS or (
+                len(d) >= CARD_PREFIX_RUN_DIGITS and known_card_prefix(d)
+            ):
+                return True
+        return False
+
+    def _open(self, trigger: str, now_ms: int, exposure_from_ms: int | None = None) -> Decision:
+        w = Window(len(self.windows) + 1, trigger, now_ms, exposure_from_ms, last_digit_ms=now_ms)
+        self.window = w
+        self.windows.append(w)
+        return Decision("open", trigger, w)
+
+    def _close(self, trigger: str, now_ms: int) -> Decision:
+        w = self.window
+        assert w is not None
+        w.end_ms = now_ms
+        w.end_trigger = trigger
+        if w.confirmed_ms is None:
+            self._settle_exposure(w, now_ms)
+        self.window = None
+        self.closed_at_ms = now_ms
+        return Decision("close", trigger, w)
+
+    @staticmethod
+    def _settle_exposure(w: Window, until_ms: int) -> None:
+        """Audio that may be on the recording: a late trigger's digits, or the customer
+        speaking (or keying) before ACS confirmed the pause, from the window's start."""
+        if w.exposure_from_ms is not None:
+            w.exposures.append((w.exposure_from_ms, until_ms))
+        elif w.customer_activity_ms is not None:
+            w.exposures.append((w.start_ms, until_ms))

@@ -1,0 +1,353 @@
+"""Recording control through ACS Call Automation: pause when a payment starts, resume after.
+
+PCI fails closed (ARCHITECTURE.md, invariant 3): a pause is sent the moment a window
+opens and retried until ACS confirms it or the window ends; every attempt is an event and
+an audit record. The SDK is synchronous, so calls run in a small thread pool, never on
+the event loop. Its own retry policy is switched off (by default it would resend a 5xx
+four times over about five seconds, silently): here the first retry comes after 200 ms,
+then 0.5, 1, 2, 4 s, while the window is open, each attempt bounded by
+``recording_attempt_timeout_s``. A pause counts as confirmed when ACS reports the
+recording inactive, by a ``RecordingStateChanged`` callback or, if none comes within a
+second, by ``get_recording_properties``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from models.events import RecordingError, RecordingPaused, RecordingResumed
+
+if TYPE_CHECKING:
+    from models.settings import Settings
+    from pipeline.ingest.session import CallSession
+    from pipeline.pci.payment_guard import Window
+
+log = logging.getLogger(__name__)
+
+CALLBACK_WAIT_S = 0.25
+CONFIRM_WAIT_S = 1.0
+MAX_BACKOFF_S = 4.0
+
+
+class AcsNotConfigured(RuntimeError):
+    pass
+
+
+def parse_connection_string(conn: str) -> tuple[str, str]:
+    """(endpoint, access key) from "endpoint=...;accesskey=...". The SDK's own
+    ``from_connection_string`` forces https, which an emulator on http:// cannot serve."""
+    parts = dict(p.split("=", 1) for p in conn.split(";") if "=" in p)
+    lower = {k.strip().lower(): v.strip() for k, v in parts.items()}
+    if "endpoint" not in lower or "accesskey" not in lower:
+        raise ValueError("the ACS connection string needs endpoint=...;accesskey=...")
+    return lower["endpoint"], lower["accesskey"]
+
+
+def websocket_url(public_url: str, path: str) -> str:
+    """The wss:// (or ws://) URL of ``path`` under the service's public base URL."""
+    parts = urlsplit(public_url)
+    scheme = {"https": "wss", "http": "ws"}.get(parts.scheme, parts.scheme)
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + path, "", ""))
+
+
+def http_url(public_url: str, path: str) -> str:
+    parts = urlsplit(public_url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + path, "", ""))
+
+
+def describe_error(exc: BaseException) -> str:
+    """What went wrong, for events and the audit: the kind and HTTP status, no payloads."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return "timeout"
+    name = type(exc).__name__
+    if "Timeout" in name or "timed out" in str(exc).lower():
+        return f"timeout ({name})"
+    return f"{name} (HTTP {status})" if status else name
+
+
+@dataclass
+class CallControl:
+    """What callstream knows of one call's control plane (keyed by callConnectionId)."""
+
+    call_id: str
+    server_call_id: str | None = None
+    recording_id: str | None = None
+    recording_state: str | None = None  # active | inactive
+    state_changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class RecordingController:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.configured = settings.acs_configured
+        self.timeout_s = settings.recording_attempt_timeout_s
+        self._client: Any = None
+        # Pause and resume requests get threads of their own, so that a state poll or an
+        # answer in flight never delays the request that keeps a card number off the
+        # recording.
+        self._urgent = ThreadPoolExecutor(max_workers=8, thread_name_prefix="acs-pause")
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="acs")
+        self.calls: dict[str, CallControl] = {}
+        # Set by the service with several replicas: fills a call's CallControl from the registry.
+        self.refresh: Callable[[str], Awaitable[None]] | None = None
+        self.pause_failures = 0
+
+    # ----- the SDK, off the loop ---------------------------------------------------------
+    def client(self) -> Any:
+        if self._client is None:
+            if not self.configured:
+                raise AcsNotConfigured("ACS is not configured (CALLSTREAM_ACS_ENDPOINT + _KEY)")
+            from azure.communication.callautomation import CallAutomationClient
+            from azure.core.credentials import AzureKeyCredential
+
+            s = self.settings
+            if s.acs_connection_string:
+                endpoint, key = parse_connection_string(s.acs_connection_string)
+            else:
+                endpoint, key = s.acs_endpoint or "", s.acs_key or ""
+            # The constructor keeps an http:// endpoint as given; retries are ours.
+            # A trailing slash would be signed as part of the host (the SDK answers 401).
+            self._client = CallAutomationClient(
+                endpoint.rstrip("/"), AzureKeyCredential(key), retry_total=0
+            )
+        return self._client
+
+    async def _call(
+        self, method: str, *args: Any, on_sent: Callable[[], None] | None = None, **kwargs: Any
+    ) -> Any:
+        t = self.timeout_s
+        if on_sent is not None:
+            kwargs["raw_request_hook"] = lambda _request: on_sent()
+        fn = functools.partial(
+            getattr(self.client(), method), *args, connection_timeout=t, read_timeout=t, **kwargs
+        )
+        pool = self._urgent if method in ("pause_recording", "resume_recording") else self._pool
+        loop = asyncio.get_running_loop()
+        return await asyncio.wait_for(loop.run_in_executor(pool, fn), timeout=2 * t + 1)
+
+    def control(self, call_id: str) -> CallControl:
+        cc = self.calls.get(call_id)
+        if cc is None:
+            cc = self.calls[call_id] = CallControl(call_id)
+        return cc
+
+    def by_recording(self, recording_id: str) -> CallControl | None:
+        return next((c for c in self.calls.values() if c.recording_id == recording_id), None)
+
+    # ----- answering and recording -------------------------------------------------------
+    async def answer(
+        self, incoming_call_context: str, callback_url: str, transport_url: str
+    ) -> Any:
+        from azure.communication.callautomation import (
+            AudioFormat,
+            MediaStreamingAudioChannelType,
+            MediaStreamingContentType,
+            MediaStreamingOptions,
+            StreamingTransportType,
+        )
+
+        media = MediaStreamingOptions(
+            transport_url=transport_url,
+            transport_type=StreamingTransportType.WEBSOCKET,
+            content_type=MediaStreamingContentType.AUDIO,
+            audio_channel_type=MediaStreamingAudioChannelType.UNMIXED,
+            start_media_streaming=True,
+            audio_format=AudioFormat.PCM16_K_MONO,
+            enable_dtmf_tones=True,
+        )
+        return await self._call(
+            "answer_call", incoming_call_context, callback_url, media_streaming=media
+        )
+
+    async def start_recording(self, cc: CallControl, state_callback_url: str) -> None:
+        props = await self._call(
+            "start_recording",
+            server_call_id=cc.server_call_id,
+            recording_state_callback_url=state_callback_url,
+        )
+        cc.recording_id = props.recording_id
+        cc.recording_state = str(props.recording_state).lower() if props.recording_state else None
+
+    def on_state(self, cc: CallControl, state: str) -> None:
+        cc.recording_state = state.lower()
+        cc.state_changed.set()
+
+    async def _wait_state(self, cc: CallControl, want: str, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while cc.recording_state != want:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            cc.state_changed.clear()
+            try:
+                await asyncio.wait_for(cc.state_changed.wait(), left)
+            except TimeoutError:
+                return cc.recording_state == want
+        return True
+
+    async def _poll_state(self, cc: CallControl) -> str | None:
+        try:
+            props = await self._call("get_recording_properties", cc.recording_id)
+        except Exception as exc:
+            log.warning(
+                "call %s: recording state poll failed (%s)",
+                cc.call_id,
+                describe_error(exc),
+                extra={"callId": cc.call_id},
+            )
+            return None
+        cc.recording_state = str(props.recording_state).lower()
+        return cc.recording_state
+
+    async def _confirm(self, cc: CallControl, want: str) -> str:
+        """Wait for ACS to report ``want``: its callback usually comes within tens of
+        milliseconds; if not (a recording started elsewhere sends its callbacks elsewhere),
+        ask with ``get_recording_properties``, then wait once more. Returns how it was
+        confirmed, or ``unconfirmed``."""
+        if await self._wait_state(cc, want, CALLBACK_WAIT_S):
+            return "callback"
+        if await self._poll_state(cc) == want:
+            return "poll"
+        if await self._wait_state(cc, want, CONFIRM_WAIT_S):
+            return "callback"
+        return "poll" if await self._poll_state(cc) == want else "unconfirmed"
+
+    # ----- payment windows ---------------------------------------------------------------
+    def window_opened(self, session: CallSession, window: Window, t0: float) -> None:
+        session.track(
+            asyncio.get_running_loop().create_task(self._drive(session, window, t0, "pause"))
+        )
+
+    def window_closed(self, session: CallSession, window: Window, t0: float) -> None:
+        session.track(
+            asyncio.get_running_loop().create_task(self._drive(session, window, t0, "resume"))
+        )
+
+    async def _drive(self, session: CallSession, window: Window, t0: float, action: str) -> None:
+        """Send pause (or resume) until ACS confirms, or until the window changes state."""
+        try:
+            await self._drive_once(session, window, t0, action)
+        except asyncio.CancelledError:
+            session.audit(
+                "recording.abandoned",
+                {"action": action, "window": window.number, "reason": "the call ended"},
+            )
+            raise
+
+    async def _drive_once(
+        self, session: CallSession, window: Window, t0: float, action: str
+    ) -> None:
+        cc = self.control(session.call_id)
+        pausing = action == "pause"
+        if self.configured and cc.recording_id is None and self.refresh is not None:
+            # Another replica may have started the recording (its CallConnected landed there).
+            try:
+                await self.refresh(session.call_id)
+            except Exception as exc:
+                log.warning(
+                    "call %s: the call registry could not be read (%s)",
+                    session.call_id,
+                    type(exc).__name__,
+                )
+        if not self.configured or cc.recording_id is None:
+            reason = (
+                "ACS is not configured"
+                if not self.configured
+                else "no recording is known for this call"
+            )
+            session.audit(
+                "recording.skipped", {"action": action, "window": window.number, "reason": reason}
+            )
+            return
+        rid = cc.recording_id
+        want = "inactive" if pausing else "active"
+        attempt = 0
+        observed = (
+            False  # the window's first pause request on the wire is its intent-to-pause latency
+        )
+
+        def still_wanted() -> bool:
+            return (
+                window.open if pausing else (window.open is False and session.guard.window is None)
+            )
+
+        while still_wanted():
+            attempt += 1
+            sent: list[float] = []
+            method = "pause_recording" if pausing else "resume_recording"
+            try:
+                await self._call(method, rid, on_sent=lambda s=sent: s.append(time.monotonic()))
+            except Exception as exc:
+                if pausing and sent and not observed:
+                    observed = True  # sent, even if ACS then failed it: how fast we reacted
+                    session.service.metrics.pause_latency.observe(sent[0] - t0)
+                latency = round((time.monotonic() - t0) * 1000, 1)
+                error = describe_error(exc)
+                if pausing:
+                    self.pause_failures += 1
+                session.emit(
+                    RecordingError(
+                        callId=session.call_id,
+                        recordingId=rid,
+                        latencyMs=latency,
+                        attempt=attempt,
+                        error=error,
+                    )
+                )
+                session.audit(
+                    "recording.request",
+                    {"action": action, "window": window.number, "recordingId": rid, "attempt": attempt,
+                     "outcome": "error", "error": error, "latencyMs": latency,
+                     "sentAfterMs": round((sent[0] - t0) * 1000, 1) if sent else None},
+                )  # fmt: skip
+                await asyncio.sleep(
+                    0.2 if attempt == 1 else min(MAX_BACKOFF_S, 0.5 * 2 ** (attempt - 2))
+                )
+                continue
+            if pausing and sent and not observed:
+                observed = True
+                session.service.metrics.pause_latency.observe(sent[0] - t0)
+            # Accepted: on record at once, whatever happens while we wait for confirmation.
+            session.audit(
+                "recording.request",
+                {"action": action, "window": window.number, "recordingId": rid, "attempt": attempt,
+                 "outcome": "ok", "latencyMs": round((time.monotonic() - t0) * 1000, 1),
+                 "sentAfterMs": round((sent[0] - t0) * 1000, 1) if sent else None},
+            )  # fmt: skip
+            how = (
+                await self._confirm(cc, want)
+                if still_wanted()
+                else "not awaited (the window changed)"
+            )
+            latency = round((time.monotonic() - t0) * 1000, 1)
+            if pausing and how in ("callback", "poll"):
+                session.guard.confirmed(session.now_ms())
+                session.audit_exposures(window)
+            cls = RecordingPaused if pausing else RecordingResumed
+            session.emit(
+                cls(callId=session.call_id, recordingId=rid, latencyMs=latency, attempt=attempt)
+            )
+            session.audit(
+                "recording.confirmed",
+                {"action": action, "window": window.number, "recordingId": rid, "state": cc.recording_state,
+                 "confirmedBy": how, "latencyMs": latency},
+            )  # fmt: skip
+            return
+        session.audit(
+            "recording.abandoned",
+            {"action": action, "window": window.number, "recordingId": rid, "attempts": attempt,
+             "reason": "the window closed before ACS confirmed" if pausing else "a new window opened"},
+        )  # fmt: skip
+
+    def close(self) -> None:
+        self._urgent.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
