@@ -29,6 +29,7 @@ from pipeline.pci.recording import RecordingController
 from pipeline.privacy.known_entities import KnownEntities
 from pipeline.privacy.redaction import Redactor, get_redactor
 from pipeline.privacy.redaction_runner import RedactionRunner
+from pipeline.tasks import TaskSet
 from workers.stt.base import SpeechEngine
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,9 @@ class Service:
         self.ready = False
         self.draining = False
         self.started_at = time.time()
-        self._retention_task: asyncio.Task | None = None
+        # Work started off the request path (answering an incoming call, cluster commands,
+        # retention): owned here and cancelled by stop().
+        self.tasks = TaskSet("service")
         self._gc_observer = GcPauseObserver(self.metrics.observe_gc)
 
     async def start(self) -> None:
@@ -180,9 +183,7 @@ class Service:
         await self._close_orphans()
         await self.engine.start()
         if self.settings.retention_days is not None:
-            self._retention_task = asyncio.create_task(
-                self._retention_loop(self.settings.retention_days)
-            )
+            self.tasks.spawn(self._retention_loop(self.settings.retention_days), "retention")
         self.ready = True
         log.info(
             "service ready in %.1f s (speech engine: %s)",
@@ -240,14 +241,13 @@ class Service:
     async def stop(self) -> None:
         """Drain: end every live call (publishing its finals), flush the store, stop engines."""
         self.ready = False
-        if self._retention_task is not None:
-            self._retention_task.cancel()
         self.draining = True
         for session in list(self.calls.values()):
             session.end_now("server-shutdown")
         pending = [s.close_task for s in self.calls.values() if s.close_task is not None]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        await self.tasks.aclose()
         await self.journal.flush()
         await self.journal.aclose()
         await self.bus.aclose()
