@@ -47,7 +47,7 @@ if __name__ == "__main__":
 
     from models.settings import load_settings
     from pipeline.api.app import create_app
-    from pipeline.cli.commands import setup_logging
+    from pipeline.cli.log_setup import setup_logging
     from pipeline.service import Service
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

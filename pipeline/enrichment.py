@@ -13,21 +13,36 @@ import logging
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
+from models.events import Event, Summary, Translation
 from models.events import Sentiment as SentimentEvent
-from models.events import Summary, Translation
+from pipeline.tasks import TaskSet
 from workers.enrich.llm import LlmClient, LlmError
 from workers.enrich.sentiment import LocalSentiment, Sentiment
 
 if TYPE_CHECKING:
     from models.settings import Settings
-    from pipeline.ingest.session import CallSession
 
 log = logging.getLogger(__name__)
 
 # Weight of the newest utterance in a participant's rolling score.
 ROLLING_WEIGHT = 0.3
+
+
+class EnrichedCall(Protocol):
+    """What enrichment needs of a call: who it is, whether it has ended, where its
+    events go, its rolling sentiment, its redacted finals (for the summary), and a way to
+    make the call wait for enrichment in flight before its `call.ended`."""
+
+    call_id: str
+    ended: bool
+    rolling_sentiment: dict[str, float]
+    finals: list[tuple[str, str]]
+
+    def emit(self, event: Event) -> None: ...
+    def track(self, task: asyncio.Future) -> None: ...
+    def track_new(self, coro) -> asyncio.Task: ...
 
 
 def make_llm(settings: Settings) -> LlmClient | None:
@@ -52,8 +67,13 @@ class Enricher:
         self.translate_to = [t.strip() for t in settings.translate_to.split(",") if t.strip()]
         self.translator = settings.translator if self.translate_to else "off"
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="enrich")
-        self._batch: list[tuple[CallSession, str, str, str]] = []
-        self._batch_task: asyncio.Task | None = None
+        # Model sentiment is rated in batches that may span calls. The batch belongs to the
+        # enricher (its tasks), never to one of its calls: each call only waits on a future
+        # of its own that the batch resolves, so one call ending cancels nothing of another.
+        self._batch: list[tuple[EnrichedCall, str, str, str]] = []
+        self._batch_waiters: dict[int, tuple[EnrichedCall, asyncio.Future[None]]] = {}
+        self._batch_timer: asyncio.Task | None = None
+        self._tasks = TaskSet("enrichment")
         self.errors: Counter[str] = Counter()
         self.sentiment_seconds = 0.0
         self.sentiment_count = 0
@@ -67,17 +87,26 @@ class Enricher:
             )
             self.translator = "off"
 
+    @property
+    def wants_finals(self) -> bool:
+        """A model will write the end-of-call summary: calls keep their redacted finals."""
+        return self.llm is not None
+
     # ----- per utterance -----------------------------------------------------------------
     def on_final(
-        self, session: CallSession, participant: str, utterance_id: str, text: str
+        self, session: EnrichedCall, participant: str, utterance_id: str, text: str
     ) -> None:
         """A redacted final was published: rate it, translate it (on the loop, never waits)."""
         if self.use_llm_sentiment:
             self._batch.append((session, participant, utterance_id, text))
+            if id(session) not in self._batch_waiters:
+                waiter = asyncio.get_running_loop().create_future()
+                self._batch_waiters[id(session)] = (session, waiter)
+                session.track(waiter)
             if len(self._batch) >= self.settings.sentiment_batch_max:
                 self._flush_now()
-            elif self._batch_task is None:
-                self._batch_task = session.track_new(self._flush_later())
+            elif self._batch_timer is None:
+                self._batch_timer = self._tasks.spawn(self._flush_later(), "sentiment-batch-timer")
         else:
             loop = asyncio.get_running_loop()
             fut = loop.run_in_executor(self._pool, self._score_local, text)
@@ -97,7 +126,7 @@ class Enricher:
         return result
 
     def _emit_sentiment(
-        self, session: CallSession, participant: str, utterance_id: str, s: Sentiment
+        self, session: EnrichedCall, participant: str, utterance_id: str, s: Sentiment
     ) -> None:
         if session.ended:
             return
@@ -119,13 +148,17 @@ class Enricher:
 
     def _flush_now(self) -> None:
         batch, self._batch = self._batch, []
-        if self._batch_task is not None and self._batch_task is not asyncio.current_task():
-            self._batch_task.cancel()
-        self._batch_task = None
+        waiters, self._batch_waiters = list(self._batch_waiters.values()), {}
+        if self._batch_timer is not None and self._batch_timer is not asyncio.current_task():
+            self._batch_timer.cancel()
+        self._batch_timer = None
         if batch:
-            batch[0][0].track_new(self._rate_batch(batch))
+            task = self._tasks.spawn(self._rate_batch(batch), "sentiment-batch")
+            task.add_done_callback(lambda _t: _resolve(waiters))
+        else:
+            _resolve(waiters)
 
-    async def _rate_batch(self, batch: list[tuple[CallSession, str, str, str]]) -> None:
+    async def _rate_batch(self, batch: list[tuple[EnrichedCall, str, str, str]]) -> None:
         assert self.llm is not None
         keyed = {f"{i}": item for i, item in enumerate(batch)}
         try:
@@ -147,7 +180,7 @@ class Enricher:
             self._emit_sentiment(session, participant, uid, s)
 
     async def _translate(
-        self, session: CallSession, participant: str, uid: str, text: str, target: str
+        self, session: EnrichedCall, participant: str, uid: str, text: str, target: str
     ) -> None:
         assert self.llm is not None
         try:
@@ -168,7 +201,7 @@ class Enricher:
             )
 
     def translation_from_engine(
-        self, session: CallSession, participant: str, uid: str, language: str, redacted: str
+        self, session: EnrichedCall, participant: str, uid: str, language: str, redacted: str
     ) -> None:
         """Azure live translation, already redacted by the session."""
         if not session.ended and redacted.strip():
@@ -183,7 +216,7 @@ class Enricher:
             )
 
     # ----- per call ----------------------------------------------------------------------
-    async def summary(self, session: CallSession) -> None:
+    async def summary(self, session: EnrichedCall) -> None:
         """At call end, when a model is configured: a short summary of the redacted finals."""
         if self.llm is None or not session.finals:
             return
@@ -200,6 +233,14 @@ class Enricher:
             self._flush_now()
 
     async def aclose(self) -> None:
+        await self._tasks.aclose()
         self._pool.shutdown(wait=True)
         if self.llm is not None:
             await self.llm.aclose()
+
+
+def _resolve(waiters: list[tuple[EnrichedCall, asyncio.Future[None]]]) -> None:
+    """The batch these calls waited on is done (or gone): let each call go on."""
+    for _call, waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)

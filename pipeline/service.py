@@ -10,20 +10,24 @@ import asyncio
 import logging
 import secrets
 import time
-from dataclasses import dataclass, fields
+from typing import Any
 
 from models.events import CallEnded, utc_now_iso
 from models.settings import Settings
 from pipeline.compliance.journal import Journal
-from pipeline.compliance.store import CallRecord, EventStore, open_store
+from pipeline.compliance.store import CallRecord, EventStore
+from pipeline.compliance.stores import open_store
 from pipeline.delivery.bus import MemoryBus
-from pipeline.delivery.cluster import make_cluster
+from pipeline.delivery.cluster import HANDOVER_WAIT_S, make_cluster
 from pipeline.delivery.redis_bus import RedisBus
 from pipeline.enrichment import Enricher
+from pipeline.ingest.handover import from_wire, to_wire
 from pipeline.ingest.participants import RoleMap
+from pipeline.ingest.ports import CallPorts
 from pipeline.ingest.session import CallSession
 from pipeline.observability.gc_pauses import GcPauseObserver
 from pipeline.observability.metrics import ServiceMetrics
+from pipeline.observability.stats import Stats
 from pipeline.pci.payment_guard import GuardPolicy
 from pipeline.pci.recording import RecordingController
 from pipeline.privacy.known_entities import KnownEntities
@@ -33,48 +37,6 @@ from pipeline.tasks import TaskSet
 from workers.stt.base import SpeechEngine
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Stats:
-    """Plain integer counters: the per-frame path only ever adds 1 to an attribute."""
-
-    frames_received: int = 0
-    frames_audio: int = 0
-    frames_silent: int = 0
-    frames_malformed: int = 0
-    frames_unknown: int = 0
-    dtmf_tones: int = 0
-    utterances: int = 0
-    empty_finals: int = 0
-    calls_started: int = 0
-    calls_ended: int = 0
-    media_connections: int = 0
-    payment_windows: int = 0
-    speech_errors: int = 0
-    # Messages received and not used, by reason (metrics.DROP_REASONS names them). All but
-    # call_ended and message_too_large are malformed frames too (frames_malformed).
-    dropped_invalid: int = 0
-    dropped_unsupported_format: int = 0
-    dropped_before_metadata: int = 0
-    dropped_bad_size: int = 0
-    dropped_payload_too_large: int = 0
-    dropped_internal_error: int = 0
-    dropped_call_ended: int = 0
-    dropped_message_too_large: int = 0
-    # VAD frames of ended calls, folded in when a call ends; live channels keep their own
-    # counts (Segmenter.frames / speech_frames) and metrics add them at scrape time.
-    vad_frames: int = 0
-    vad_speech_frames: int = 0
-    media_auth_refused: int = 0
-    media_ended_call_refused: int = 0  # media for a call whose call.ended is on record
-    http_header_timeouts: int = (
-        0  # connections closed for not sending their request headers in time
-    )
-    media_throttled: int = 0  # times a websocket over CALLSTREAM_MEDIA_MESSAGE_RATE was held back
-
-    def as_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def make_engine(settings: Settings) -> SpeechEngine:
@@ -145,13 +107,13 @@ class Service:
         self._store = store
         self.store: EventStore
         self.bus = make_bus(settings)
-        self.cluster = make_cluster(self)
+        self.cluster = make_cluster(self, settings.bus)
         self.journal: Journal
         self.redaction: RedactionRunner
         self.calls: dict[str, CallSession] = {}
         self.known = KnownEntities()
         self.guard_policy = GuardPolicy.from_settings(settings)
-        self.recording = RecordingController(settings)
+        self.recording = RecordingController(settings, self.metrics.pause_latency.observe)
         self.recording.refresh = self.cluster.refresh
         self.enricher = Enricher(settings)
         self.ready = False
@@ -259,12 +221,62 @@ class Service:
         self.store.close()
         self._gc_observer.remove()
 
+    async def run_command(
+        self, call_id: str, op: str, body: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Carry out a cluster command ``op`` for a call this replica owns (the registry
+        routes it here). None: the call is not live here."""
+        rec = self.recording
+        if op == "recording":  # the control plane learnt the recording (CallConnected elsewhere)
+            cc = rec.control(call_id)
+            cc.recording_id = body.get("recordingId") or cc.recording_id
+            cc.server_call_id = body.get("serverCallId") or cc.server_call_id
+            if body.get("recordingState"):
+                rec.on_state(cc, body["recordingState"])
+            return {}
+        if op == "recording-state":
+            cc = rec.control(call_id)
+            cc.recording_id = cc.recording_id or body.get("recordingId")
+            rec.on_state(cc, str(body.get("state", "")))
+            return {}
+        if op == "known":
+            count = self.known.add(call_id, [(t, v) for t, v in body.get("values", [])])
+            return {"knownValues": count}
+        session = self.calls.get(call_id)
+        if session is None or session.ended:
+            return None
+        if op == "handover":  # ACS reconnected the call's media to the replica asking
+            known = self.known.values(call_id)  # dropped here with the session
+            state = await session.hand_over(HANDOVER_WAIT_S)
+            state.recording = self.recording.export(call_id)
+            state.known_values = len(known)
+            await self.journal.flush()  # the new owner reads on from the store
+            # and its events are on the firehose before the new owner's: readers skip repeats
+            await self.bus.flush(HANDOVER_WAIT_S)
+            await self.cluster.settled()  # and this replica's registry writes are in
+            if known and body.get("replica"):
+                # Sent as a command (pub/sub: never stored in Redis), before this answer.
+                await self.cluster.tell(str(body["replica"]), call_id, "known", {"values": known})
+            return to_wire(state)
+        if op == "manual":
+            decision = session.manual(str(body.get("action")))
+            cc = rec.calls.get(call_id)
+            return {
+                "payment": "open" if session.guard.is_open else "closed",
+                "changed": decision is not None,
+                "recordingId": cc.recording_id if cc else None,
+            }
+        if op == "end":
+            session.end_now(str(body.get("reason") or "call-disconnected"))
+            return {}
+        raise ValueError(f"unknown command {op!r}")
+
     def session(self, call_id: str, stored: CallRecord | None = None) -> CallSession:
         """The call's live session, or a new one (continuing ``stored``, the call's record
         if the store already has it)."""
         s = self.calls.get(call_id)
         if s is None or s.ended:
-            s = CallSession(call_id, self)
+            s = CallSession(call_id, self._call_ports())
             if stored is not None:
                 s.resume(stored.last_seq)
             self.calls[call_id] = s
@@ -272,6 +284,32 @@ class Service:
             self.stats.calls_started += 1
             self.cluster.claim(call_id)
         return s
+
+    def _call_ports(self) -> CallPorts:
+        """What a call may use of the service (ports.py): built per call, after start()."""
+        return CallPorts(
+            settings=self.settings,
+            stats=self.stats,
+            engine=self.engine,
+            guard_policy=self.guard_policy,
+            roles=self.roles,
+            events=self.journal,
+            redaction=self.redaction,
+            recording=self.recording,
+            enrichment=self.enricher,
+            notes=self.cluster,
+            known=self.known,
+            observe_speech_final=self.metrics.observe_speech_final,
+            ended=self.forget,
+            final_timeout_s=self.final_timeout_s,
+        )
+
+    def adopt(self, session: CallSession, handed: dict[str, Any]) -> None:
+        """Go on with a call another replica handed over: its session state, and the
+        recording it was driving."""
+        state = from_wire(handed)
+        session.adopt(state)
+        self.recording.restore(session.call_id, state.recording)
 
     def forget(self, session: CallSession) -> None:
         if self.calls.get(session.call_id) is session:

@@ -283,7 +283,7 @@ def test_config_validation_and_repr() -> None:
         AzureSpeechEngine(key=None, region="westeurope")
     eng = AzureSpeechEngine(key="secret-key-123", region="westeurope")
     assert "secret-key-123" not in repr(eng)
-    assert eng.source == "azure" and eng.remote and eng.continuous
+    assert eng.source == "azure" and eng.capabilities.remote and eng.capabilities.continuous
 
 
 async def test_dropped_connection_is_resumed_by_the_sdk(fake: FakeSpeech) -> None:

@@ -168,7 +168,7 @@ def test_console_files_ship_as_package_data() -> None:
     for name in ("index.html", "call.html", "console.css", "console.js", *console_routes.STATIC):
         assert (folder / name).is_file(), name
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert "console/*" in config["tool"]["setuptools"]["package-data"]["pipeline"]
+    assert "console/*" in config["tool"]["setuptools"]["package-data"]["pipeline.api"]
     assert any(
         d.startswith("playwright") for d in config["project"]["optional-dependencies"]["test"]
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from models.settings import load_settings
 from pipeline.pci.payment_guard import GuardPolicy, PaymentGuard
+from workers.stt.base import Capabilities
 
 from .conftest import payment_call_session
 
@@ -96,7 +97,9 @@ class _RemoteEngine:
     """A stand-in cloud recognizer: records what audio it was given, never answers."""
 
     source = "azure"
-    remote = True
+    capabilities = Capabilities(
+        audio_input=True, continuous=False, interim_results=False, remote=True
+    )
 
     def __init__(self) -> None:
         self.pushed: dict[str, int] = {}

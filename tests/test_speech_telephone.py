@@ -26,6 +26,7 @@ import pytest
 
 from pipeline.cli.replay import AGENT_ID, CUSTOMER_ID
 from workers.stt import payment_lm
+from workers.stt.base import Capabilities
 from workers.stt.channel_norm import (
     MAX_FRAMES,
     ChannelNorm,
@@ -235,7 +236,9 @@ class _LocalLikeEngine:
     """Stands in for the local engine: records the hints each utterance was opened with."""
 
     source = "local"
-    remote = False
+    capabilities = Capabilities(
+        audio_input=True, continuous=False, interim_results=False, remote=False
+    )
 
     def __init__(self) -> None:
         self.opened: list[tuple[str, str | None, bool]] = []

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from models.settings import FIELDS, Settings, SettingsError, load_settings, mask_url
+from pipeline.cli.log_setup import setup_logging
 from pipeline.version import version
 
 log = logging.getLogger("callstream")
@@ -51,32 +52,6 @@ def _check_data_dir(settings: Settings) -> None:
 def _non_negative(option: str, value: float | None) -> None:
     if value is not None and (not math.isfinite(value) or value < 0):
         raise CliError(f"{option} {value:g}: give a number, 0 or more", 2)
-
-
-def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
-    """Root handler on stderr, then the scrubber (and the credential filter) on it.
-
-    ``fmt="json"``: one JSON object per line with the call id (`serve`'s default, for log
-    collectors); ``"text"``: one readable line per record (the demo and the other
-    commands, which people read). Uvicorn's loggers propagate to this handler.
-    """
-    from pipeline.api.auth import install_credential_filter
-    from pipeline.privacy.log_scrubber import JsonFormatter, install_log_scrubber
-
-    handler = logging.StreamHandler()
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[handler])  # no-op if already configured
-    if level.upper() != "DEBUG":
-        # The Azure SDK logs every request and response to ACS (URL, headers) at INFO: four
-        # lines per pause with no call id. Its warnings and errors still come through.
-        logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(
-            logging.WARNING
-        )
-    install_log_scrubber()
-    install_credential_filter()  # tokens and the callback secret never reach a log line
 
 
 def _is_loopback(host: str) -> bool:
@@ -265,7 +240,7 @@ def _redact_lines(redactor, lines, as_json: bool) -> None:
 
 def _open_store(settings: Settings):
     """The configured store, for reading; CliError (exit 1) when there is none or it will not open."""
-    from pipeline.compliance.store import open_store
+    from pipeline.compliance.stores import open_store
 
     url = settings.store_url
     shown = mask_url(url)

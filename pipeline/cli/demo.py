@@ -102,7 +102,7 @@ async def run_demo(
 ) -> int:
     """The demo on ``settings`` (checked by the CLI, port 0: a free one is taken here),
     replaying ``audio`` (read from ``path``, or the bundled call when None)."""
-    from pipeline.cli.commands import setup_logging
+    from pipeline.cli.log_setup import setup_logging
 
     setup_logging("WARNING")
     port = free_port()

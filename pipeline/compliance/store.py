@@ -322,11 +322,3 @@ class SqliteEventStore:
     def close(self) -> None:
         with self._write_lock:
             self._writer.close()
-
-
-def open_store(url: str) -> EventStore:
-    if url.startswith(("postgres://", "postgresql://")):
-        from pipeline.compliance.store_postgres import PostgresEventStore
-
-        return PostgresEventStore(url)
-    return SqliteEventStore(url)

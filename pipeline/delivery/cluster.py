@@ -21,10 +21,10 @@ import os
 import secrets
 import socket
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from pipeline.service import Service
+from pipeline.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,27 @@ HANDOVER_TIMEOUT_S = 15
 REGISTRY_TTL_S = 24 * 3600
 HEARTBEAT_S = 5.0
 HEARTBEAT_TTL_S = 15
+
+
+class _LiveCall(Protocol):
+    ended: bool
+
+
+class _KnownValues(Protocol):
+    def values(self, call_id: str) -> list[tuple[str, str]]: ...
+
+
+class ClusterHost(Protocol):
+    """What the registry needs of the process it serves: its live calls, the count of
+    known values a call holds here, and a way to carry out a command on one of its calls
+    (`Service.run_command`; None: the call is not live here)."""
+
+    calls: Mapping[str, _LiveCall]
+    known: _KnownValues
+
+    async def run_command(
+        self, call_id: str, op: str, body: dict[str, Any]
+    ) -> dict[str, Any] | None: ...
 
 
 def registry_key(call_id: str) -> str:
@@ -54,59 +75,11 @@ def command_channel(replica_id: str) -> str:
 BROADCAST = command_channel("all")
 
 
-async def run_command(
-    service: Service, call_id: str, op: str, body: dict[str, Any]
-) -> dict[str, Any] | None:
-    """Carry out ``op`` for a call on this replica (the owner). None: not live here."""
-    rec = service.recording
-    if op == "recording":  # the control plane learnt the recording (CallConnected elsewhere)
-        cc = rec.control(call_id)
-        cc.recording_id = body.get("recordingId") or cc.recording_id
-        cc.server_call_id = body.get("serverCallId") or cc.server_call_id
-        if body.get("recordingState"):
-            rec.on_state(cc, body["recordingState"])
-        return {}
-    if op == "recording-state":
-        cc = rec.control(call_id)
-        cc.recording_id = cc.recording_id or body.get("recordingId")
-        rec.on_state(cc, str(body.get("state", "")))
-        return {}
-    if op == "known":
-        count = service.known.add(call_id, [(t, v) for t, v in body.get("values", [])])
-        return {"knownValues": count}
-    session = service.calls.get(call_id)
-    if session is None or session.ended:
-        return None
-    if op == "handover":  # ACS reconnected the call's media to the replica asking
-        known = service.known.values(call_id)  # dropped here with the session
-        state = await session.hand_over(HANDOVER_WAIT_S)
-        await service.journal.flush()  # the new owner reads on from the store
-        # and its events are on the firehose before the new owner's: readers skip repeats
-        await service.bus.flush(HANDOVER_WAIT_S)
-        await service.cluster.settled()  # and this replica's registry writes are in
-        if known and body.get("replica"):
-            # Sent as a command (pub/sub: never stored in Redis), before this answer.
-            await service.cluster.tell(str(body["replica"]), call_id, "known", {"values": known})
-        return {**state, "knownValues": len(known)}
-    if op == "manual":
-        decision = session.manual(str(body.get("action")))
-        cc = rec.calls.get(call_id)
-        return {
-            "payment": "open" if session.guard.is_open else "closed",
-            "changed": decision is not None,
-            "recordingId": cc.recording_id if cc else None,
-        }
-    if op == "end":
-        session.end_now(str(body.get("reason") or "call-disconnected"))
-        return {}
-    raise ValueError(f"unknown command {op!r}")
-
-
 class Cluster:
     """One process: the registry is the process's own memory, every call is local."""
 
-    def __init__(self, service: Service) -> None:
-        self.service = service
+    def __init__(self, host: ClusterHost) -> None:
+        self.host = host
         self.replica_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.commands_sent = 0
         self.commands_run = 0
@@ -135,20 +108,20 @@ class Cluster:
         """Nothing to take from other replicas."""
 
     def owns(self, call_id: str) -> bool:
-        session = self.service.calls.get(call_id)
+        session = self.host.calls.get(call_id)
         return session is not None and not session.ended
 
     async def is_live(self, call_id: str) -> bool:
         return self.owns(call_id)
 
     async def live_calls(self) -> list[str]:
-        return list(self.service.calls)
+        return list(self.host.calls)
 
     async def send(
         self, call_id: str, op: str, body: dict[str, Any], timeout: float = COMMAND_TIMEOUT_S
     ) -> dict[str, Any] | None:
         """Run ``op`` on the replica that owns the call. None: no replica has it live."""
-        return await run_command(self.service, call_id, op, body)
+        return await self.host.run_command(call_id, op, body)
 
     async def take_over(self, call_id: str) -> dict[str, Any] | None:
         """Media for a call this replica does not have: if another live replica streams it
@@ -162,7 +135,7 @@ class Cluster:
         """Run ``op`` on one replica, without an answer."""
 
     async def broadcast(self, call_id: str, op: str, body: dict[str, Any]) -> None:
-        await run_command(self.service, call_id, op, body)
+        await self.host.run_command(call_id, op, body)
 
     async def shared_secret(self, candidate: str) -> str:
         """The callback secret every replica uses (here: this process's)."""
@@ -174,14 +147,15 @@ class Cluster:
 
 
 class RedisCluster(Cluster):
-    def __init__(self, service: Service, url: str) -> None:
-        super().__init__(service)
+    def __init__(self, host: ClusterHost, url: str) -> None:
+        super().__init__(host)
         self.url = url
         self._redis: Any = None
         self._pubsub: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._writes: asyncio.Queue[tuple[str, tuple]] = asyncio.Queue()
         self._closing = False
+        self._commands = TaskSet("cluster commands")  # each command received, until it is done
         self.liveness_settle_s = 2 * HEARTBEAT_S + 2
 
     async def start(self) -> None:
@@ -207,6 +181,7 @@ class RedisCluster(Cluster):
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._commands.aclose()
         try:
             await self._redis.delete(replica_key(self.replica_id))
             await self._pubsub.aclose()
@@ -261,7 +236,7 @@ class RedisCluster(Cluster):
         """Take what another replica learnt of the call (its recording) into this one's."""
         reg = await self.lookup(call_id)
         if reg.get("recordingId") or reg.get("serverCallId"):
-            await run_command(self.service, call_id, "recording", reg)
+            await self.host.run_command(call_id, "recording", reg)
 
     async def lookup(self, call_id: str) -> dict[str, str]:
         return await self._redis.hgetall(registry_key(call_id))
@@ -285,14 +260,14 @@ class RedisCluster(Cluster):
 
     async def live_calls(self) -> list[str]:
         owners = await self._redis.hgetall(OWNERS)
-        return sorted(set(owners) | set(self.service.calls))
+        return sorted(set(owners) | set(self.host.calls))
 
     # ----- commands ----------------------------------------------------------------------
     async def send(
         self, call_id: str, op: str, body: dict[str, Any], timeout: float = COMMAND_TIMEOUT_S
     ) -> dict[str, Any] | None:
         if self.owns(call_id):
-            return await run_command(self.service, call_id, op, body)
+            return await self.host.run_command(call_id, op, body)
         owner = await self._owner(call_id)
         if owner is None or owner == self.replica_id:
             return None
@@ -326,7 +301,7 @@ class RedisCluster(Cluster):
         # the answer: wait (briefly) until they are here, so redaction never runs without them.
         want = int(state.get("knownValues", 0))
         for _ in range(100):
-            if len(self.service.known.values(call_id)) >= want:
+            if len(self.host.known.values(call_id)) >= want:
                 break
             await asyncio.sleep(0.02)
         else:
@@ -360,11 +335,13 @@ class RedisCluster(Cluster):
             except (ValueError, KeyError, TypeError):
                 log.warning("cluster: a malformed command was ignored")
                 continue
-            asyncio.create_task(self._run(call_id, op, doc.get("body") or {}, doc.get("reply")))
+            self._commands.spawn(
+                self._run(call_id, op, doc.get("body") or {}, doc.get("reply")), f"cluster-{op}"
+            )
 
     async def _run(self, call_id: str, op: str, body: dict[str, Any], reply: str | None) -> None:
         try:
-            result = await run_command(self.service, call_id, op, body)
+            result = await self.host.run_command(call_id, op, body)
             self.commands_run += 1
         except Exception as exc:
             log.error("call %s: command %s failed (%s)", call_id, op, type(exc).__name__)
@@ -380,7 +357,7 @@ class RedisCluster(Cluster):
         without its data learns them again within one period."""
         pipe = self._redis.pipeline(transaction=False)
         pipe.set(replica_key(self.replica_id), "1", ex=HEARTBEAT_TTL_S)
-        live = [cid for cid, s in self.service.calls.items() if not s.ended]
+        live = [cid for cid, s in self.host.calls.items() if not s.ended]
         if live:
             pipe.hset(OWNERS, mapping=dict.fromkeys(live, self.replica_id))
         await pipe.execute()
@@ -406,8 +383,7 @@ class RedisCluster(Cluster):
         return await self._redis.get(key) or candidate
 
 
-def make_cluster(service: Service) -> Cluster:
-    url = service.settings.bus
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisCluster(service, url)
-    return Cluster(service)
+def make_cluster(host: ClusterHost, bus_url: str) -> Cluster:
+    if bus_url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisCluster(host, bus_url)
+    return Cluster(host)

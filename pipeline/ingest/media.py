@@ -110,7 +110,7 @@ class MediaEndpoint:
             return
         session = service.session(call_id, stored)
         if handed is not None:
-            session.adopt(handed)
+            service.adopt(session, handed)
         session.attach()
         on_message = session.on_message
         close_code: int | None = None

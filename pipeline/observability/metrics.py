@@ -20,12 +20,14 @@ participant id, a phone number or any text, so no label can leak transcript cont
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
 
 from pipeline.observability.gc_pauses import GENERATIONS
+from pipeline.observability.stats import Stats
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -33,7 +35,23 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from pipeline.delivery.bus import Subscription
-    from pipeline.service import Service
+
+
+class Service(Protocol):
+    """What the collector reads at scrape time: the service's own counters and the
+    state of its parts. Structural, so that this module needs nothing of the service
+    but these names (the service is what wires the metrics in)."""
+
+    stats: Stats
+    calls: Mapping[str, Any]  # call id -> session: its channels' VAD counts
+    bus: Any  # subscriber counts and subscriptions
+    cluster: Any  # commands sent and run
+    journal: Any  # store writes, errors, buffered events
+    redaction: Any  # count and seconds of redactions
+    recording: Any  # pause failures
+    enricher: Any  # sentiment counts, errors
+    metrics: ServiceMetrics
+
 
 _COUNTERS = {
     "frames_received": "ACS websocket messages received",

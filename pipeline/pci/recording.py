@@ -20,21 +20,34 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from models.events import RecordingError, RecordingPaused, RecordingResumed
+from models.events import Event, RecordingError, RecordingPaused, RecordingResumed
 
 if TYPE_CHECKING:
     from models.settings import Settings
-    from pipeline.ingest.session import CallSession
-    from pipeline.pci.payment_guard import Window
+    from pipeline.pci.payment_guard import PaymentGuard, Window
 
 log = logging.getLogger(__name__)
 
 CALLBACK_WAIT_S = 0.25
 CONFIRM_WAIT_S = 1.0
 MAX_BACKOFF_S = 4.0
+
+
+class RecordedCall(Protocol):
+    """What driving a call's recording needs of the call: who it is, its guard (is the
+    window still open, the pause confirmed), its clock, and its record."""
+
+    call_id: str
+    guard: PaymentGuard
+
+    def now_ms(self) -> int: ...
+    def emit(self, event: Event) -> None: ...
+    def audit(self, kind: str, body: dict) -> None: ...
+    def audit_exposures(self, window: Window) -> None: ...
+    def track(self, task: asyncio.Future) -> None: ...
 
 
 class AcsNotConfigured(RuntimeError):
@@ -86,8 +99,12 @@ class CallControl:
 
 
 class RecordingController:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, observe_pause_latency: Callable[[float], None] | None = None
+    ) -> None:
         self.settings = settings
+        # Seconds from the moment a window opened to its first pause request on the wire.
+        self._observe_pause_latency = observe_pause_latency or (lambda _s: None)
         self.configured = settings.acs_configured
         self.timeout_s = settings.recording_attempt_timeout_s
         self._client: Any = None
@@ -139,6 +156,27 @@ class RecordingController:
         if cc is None:
             cc = self.calls[call_id] = CallControl(call_id)
         return cc
+
+    def export(self, call_id: str) -> dict[str, str | None]:
+        """What another replica needs to drive this call's recording (a hand-over)."""
+        cc = self.calls.get(call_id)
+        if cc is None:
+            return {}
+        return {
+            "recordingId": cc.recording_id,
+            "serverCallId": cc.server_call_id,
+            "recordingState": cc.recording_state,
+        }
+
+    def restore(self, call_id: str, state: dict[str, str | None]) -> None:
+        """Take over a call's recording from the replica that handed the call over."""
+        if not (state.get("recordingId") or state.get("serverCallId")):
+            return
+        cc = self.control(call_id)
+        cc.recording_id = cc.recording_id or state.get("recordingId")
+        cc.server_call_id = cc.server_call_id or state.get("serverCallId")
+        if state.get("recordingState"):
+            self.on_state(cc, str(state["recordingState"]))
 
     def by_recording(self, recording_id: str) -> CallControl | None:
         return next((c for c in self.calls.values() if c.recording_id == recording_id), None)
@@ -222,17 +260,17 @@ class RecordingController:
         return "poll" if await self._poll_state(cc) == want else "unconfirmed"
 
     # ----- payment windows ---------------------------------------------------------------
-    def window_opened(self, session: CallSession, window: Window, t0: float) -> None:
+    def window_opened(self, session: RecordedCall, window: Window, t0: float) -> None:
         session.track(
             asyncio.get_running_loop().create_task(self._drive(session, window, t0, "pause"))
         )
 
-    def window_closed(self, session: CallSession, window: Window, t0: float) -> None:
+    def window_closed(self, session: RecordedCall, window: Window, t0: float) -> None:
         session.track(
             asyncio.get_running_loop().create_task(self._drive(session, window, t0, "resume"))
         )
 
-    async def _drive(self, session: CallSession, window: Window, t0: float, action: str) -> None:
+    async def _drive(self, session: RecordedCall, window: Window, t0: float, action: str) -> None:
         """Send pause (or resume) until ACS confirms, or until the window changes state."""
         try:
             await self._drive_once(session, window, t0, action)
@@ -244,7 +282,7 @@ class RecordingController:
             raise
 
     async def _drive_once(
-        self, session: CallSession, window: Window, t0: float, action: str
+        self, session: RecordedCall, window: Window, t0: float, action: str
     ) -> None:
         cc = self.control(session.call_id)
         pausing = action == "pause"
@@ -289,7 +327,7 @@ class RecordingController:
             except Exception as exc:
                 if pausing and sent and not observed:
                     observed = True  # sent, even if ACS then failed it: how fast we reacted
-                    session.service.metrics.pause_latency.observe(sent[0] - t0)
+                    self._observe_pause_latency(sent[0] - t0)
                 latency = round((time.monotonic() - t0) * 1000, 1)
                 error = describe_error(exc)
                 if pausing:
@@ -315,7 +353,7 @@ class RecordingController:
                 continue
             if pausing and sent and not observed:
                 observed = True
-                session.service.metrics.pause_latency.observe(sent[0] - t0)
+                self._observe_pause_latency(sent[0] - t0)
             # Accepted: on record at once, whatever happens while we wait for confirmation.
             session.audit(
                 "recording.request",

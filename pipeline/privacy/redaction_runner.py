@@ -13,10 +13,27 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 from pipeline.privacy.redaction import RedactionPolicy, RedactionResult, Redactor
 
 log = logging.getLogger(__name__)
+
+
+class RedactionJob(Protocol):
+    """One text to redact, with what its redaction depends on.
+
+    ``policy`` runs on the redaction thread just before the text is analyzed, so it sees
+    what earlier jobs recorded (the previous turn's words as context, a partial's
+    redacted values) however fast texts were submitted; ``redacted`` records this job's
+    result there, in order; ``deliver`` gets the result on the event loop.
+    """
+
+    text: str
+
+    def policy(self) -> RedactionPolicy: ...
+    def redacted(self, result: RedactionResult) -> None: ...
+    def deliver(self, result: RedactionResult) -> None: ...
 
 
 class RedactionRunner:
@@ -36,46 +53,26 @@ class RedactionRunner:
         self.count = 0
         self.seconds = 0.0
 
-    def submit(
-        self,
-        text: str,
-        on_done: Callable[[RedactionResult], None],
-        policy: RedactionPolicy | Callable[[], RedactionPolicy] | None = None,
-        after: Callable[[RedactionResult], None] | None = None,
-    ) -> None:
-        """Redact ``text``; ``on_done`` gets the result on the event loop.
-
-        ``policy`` may be a callable: it is then evaluated on the redaction thread just
-        before the text is analyzed, so it sees what ``after`` hooks of earlier texts
-        recorded (the previous turn's words as context, a partial's redacted values),
-        however fast the texts were submitted.
-        """
+    def submit(self, job: RedactionJob) -> None:
+        """Redact ``job.text`` on the redaction thread; ``job.deliver`` gets the result on
+        the event loop, in the order jobs were submitted."""
         loop = self._loop or asyncio.get_running_loop()
         self._loop = loop
         self.in_flight += 1
         self._drained.clear()
-        self._pool.submit(self._work, loop, text, on_done, policy, after, time.perf_counter())
+        self._pool.submit(self._work, loop, job, time.perf_counter())
 
-    def _work(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        text: str,
-        on_done: Callable[[RedactionResult], None],
-        policy: RedactionPolicy | Callable[[], RedactionPolicy] | None,
-        after: Callable[[RedactionResult], None] | None,
-        submitted: float,
-    ) -> None:
+    def _work(self, loop: asyncio.AbstractEventLoop, job: RedactionJob, submitted: float) -> None:
         t0 = time.perf_counter()
         try:
-            resolved = policy() if callable(policy) else policy or RedactionPolicy()
+            policy = job.policy()
         except Exception:  # a broken policy must not let text through unredacted
-            resolved = RedactionPolicy(all_digits=True)
-        result = self.redactor.redact_safe(text, resolved)
-        if after is not None:
-            try:
-                after(result)
-            except Exception as exc:
-                log.error("redaction after-hook failed (%s)", type(exc).__name__)
+            policy = RedactionPolicy(all_digits=True)
+        result = self.redactor.redact_safe(job.text, policy)
+        try:
+            job.redacted(result)
+        except Exception as exc:
+            log.error("redaction job's record failed (%s)", type(exc).__name__)
         done = time.perf_counter()
         self.seconds += done - t0
         self.count += 1
@@ -84,12 +81,12 @@ class RedactionRunner:
                 self._observe_latency(done - submitted)
             except Exception:  # a metric must never keep a result from being delivered
                 pass
-        loop.call_soon_threadsafe(self._deliver, on_done, result)
+        loop.call_soon_threadsafe(self._deliver, job, result)
 
-    def _deliver(self, on_done: Callable[[RedactionResult], None], result: RedactionResult) -> None:
+    def _deliver(self, job: RedactionJob, result: RedactionResult) -> None:
         self.in_flight -= 1
         try:
-            on_done(result)
+            job.deliver(result)
         finally:
             if self.in_flight == 0:
                 self._drained.set()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from models.acs import ResultStatus, TranscriptionDataPayload, ticks_to_ms
 from models.speech import SpeechResult
-from workers.stt.base import ResultCallback
+from workers.stt.base import Capabilities, UnsupportedMode
 
 SOURCE = "acs"
 DEFAULT_LANGUAGE = "en-US"
@@ -106,35 +106,19 @@ class AcsTranscriptionAdapter:
         )
 
 
-class _NullStream:
-    """Accepts and drops audio; never produces a result."""
-
-    __slots__ = ()
-
-    def push(self, pcm16k: bytes) -> None:
-        return None
-
-    def end(self, end_ms: int) -> None:
-        return None
-
-    def cancel(self) -> None:
-        return None
-
-
-_NULL_STREAM = _NullStream()
-
-
 class AcsPassthroughEngine:
     """SpeechEngine for `CALLSTREAM_STT=acs`: transcripts come from TranscriptionData.
 
-    THE ONE EXCEPTION TO THE CONTRACT: its streams' `end()` does NOT emit a final (and
-    nothing else is ever emitted either). The text of the call arrives separately through
-    `AcsTranscriptionAdapter.on_transcription`; a caller must not wait for a final from
-    this engine's streams.
+    It takes no audio at all (`audio_input` is False): the text of the call arrives in
+    ACS's own TranscriptionData frames and goes through `AcsTranscriptionAdapter`, so a
+    caller opens neither streams nor channels on it.
     """
 
     source = SOURCE
-    remote = False  # ACS transcribes on its side; callstream sends it nothing
+    # ACS transcribes on its side; callstream sends it nothing.
+    capabilities = Capabilities(
+        audio_input=False, continuous=False, interim_results=True, remote=False
+    )
 
     async def start(self) -> None:
         return None
@@ -142,13 +126,8 @@ class AcsPassthroughEngine:
     async def aclose(self) -> None:
         return None
 
-    def open_stream(
-        self,
-        utterance_id: str,
-        start_ms: int,
-        on_result: ResultCallback,
-        language: str = "en-US",
-        channel: str | None = None,
-        digits: bool = False,
-    ) -> _NullStream:
-        return _NULL_STREAM
+    def open_stream(self, utterance_id: str, start_ms: int, *args: object, **kw: object):
+        raise UnsupportedMode("ACS transcription takes no audio: its text comes in frames")
+
+    def open_channel(self, channel_id: str, start_ms: int, *args: object, **kw: object):
+        raise UnsupportedMode("ACS transcription takes no audio: its text comes in frames")

@@ -4,7 +4,7 @@ WHY a different shape ("continuous" mode): Azure segments speech itself and work
 a participant's whole audio, so instead of one stream per utterance (`open_stream`) this
 engine opens one *channel* per participant (`open_channel`) and pushes all of that
 participant's audio into it; Azure decides where phrases start and end. The session uses
-`open_channel()` when `engine.continuous` is True.
+`open_channel()` because the engine declares `capabilities.continuous`.
 
 Per channel: a `PushAudioInputStream` (PCM16 LE mono 16 kHz) feeding a `SpeechRecognizer`
 (or a `TranslationRecognizer` when `translate_to` is set) in continuous recognition. The
@@ -57,7 +57,13 @@ from typing import Any
 
 from models.speech import SpeechResult
 from workers.stt.acs import participant_short
-from workers.stt.base import ResultCallback
+from workers.stt.base import (
+    Capabilities,
+    ContinuousOnly,
+    ErrorCallback,
+    ResultCallback,
+    TranslationCallback,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +74,6 @@ BYTES_PER_MS = 32  # 16 kHz * 2 bytes
 DRAIN_TIMEOUT_S = 10.0  # after close(): wait this long for the service's last results
 CLOSE_TIMEOUT_S = 8.0  # aclose(): bound on stopping every channel
 MAX_THREADS = 32  # lifecycle threads mostly wait (drain, stop); they are cheap
-
-TranslationCallback = Callable[[str, str, dict[str, str], bool], None]
-ErrorCallback = Callable[[str], None]
 
 
 def _sdk() -> Any:
@@ -462,12 +465,14 @@ class AzureChannel:
             self._settle()
 
 
-class AzureSpeechEngine:
+class AzureSpeechEngine(ContinuousOnly):
     """Azure Speech (cloud) recognizer shared by all calls of the process."""
 
     source = SOURCE
-    remote = True  # audio leaves the machine
-    continuous = True  # sessions use open_channel(), not open_stream()
+    # Audio leaves the machine; Azure segments a participant's whole audio itself.
+    capabilities = Capabilities(
+        audio_input=True, continuous=True, interim_results=True, remote=True
+    )
 
     def __init__(
         self,

@@ -70,7 +70,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from models.speech import SpeechResult
-from workers.stt.base import ResultCallback
+from workers.stt.base import Capabilities, ResultCallback, SegmentedOnly
 from workers.stt.channel_norm import ChannelNorm
 from workers.stt.local_decoding import DEFAULT_WARM_MS
 
@@ -261,11 +261,13 @@ class LocalSpeechStream:
         self._buf = bytearray()
 
 
-class LocalSpeechEngine:
+class LocalSpeechEngine(SegmentedOnly):
     """SpeechEngine backed by pocketsphinx in `workers` spawned processes."""
 
     source = SOURCE
-    remote = False
+    capabilities = Capabilities(
+        audio_input=True, continuous=False, interim_results=True, remote=False
+    )
 
     def __init__(
         self,

@@ -1,0 +1,35 @@
+"""Logging for every command: one handler on stderr, the scrubber and credential filter on it.
+
+Its own module so that `demo` (run by the CLI) and the CLI's commands share it without
+importing each other.
+"""
+
+from __future__ import annotations
+
+import logging
+
+
+def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Root handler on stderr, then the scrubber (and the credential filter) on it.
+
+    ``fmt="json"``: one JSON object per line with the call id (`serve`'s default, for log
+    collectors); ``"text"``: one readable line per record (the demo and the other
+    commands, which people read). Uvicorn's loggers propagate to this handler.
+    """
+    from pipeline.api.auth import install_credential_filter
+    from pipeline.privacy.log_scrubber import JsonFormatter, install_log_scrubber
+
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])  # no-op if already configured
+    if level.upper() != "DEBUG":
+        # The Azure SDK logs every request and response to ACS (URL, headers) at INFO: four
+        # lines per pause with no call id. Its warnings and errors still come through.
+        logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(
+            logging.WARNING
+        )
+    install_log_scrubber()
+    install_credential_filter()  # tokens and the callback secret never reach a log line

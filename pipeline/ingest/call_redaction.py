@@ -1,0 +1,116 @@
+"""A call's redaction: one object per call that knows what its texts' redaction depends on.
+
+Each recognized text becomes one job on the redaction queue and comes back as one
+result. What the job's policy is made of lives here: whether a payment window is open
+(every digit goes), the call's known values, the values earlier partials of the same
+utterance redacted (sticky), and the words of the last turns as context ("and the expiry
+date?"). Sticky values and context are read and written on the redaction thread only,
+in submission order, so a fast burst of partials sees exactly what came before it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from pipeline.privacy.redaction import RedactionPolicy, RedactionResult, StickyValues
+
+if TYPE_CHECKING:
+    from models.speech import SpeechResult
+    from pipeline.ingest.ports import KnownValues, RedactionQueue
+
+# How many earlier final utterances lend their words as context to the redactor ("and the
+# expiry date?" makes the customer's bare "twelve twenty eight" an expiry date). Earlier
+# on the call's timeline, not in the order they were recognized: when audio arrives
+# faster than real time, a later turn can be recognized first.
+CONTEXT_UTTERANCES = 2
+CONTEXT_KEPT = 8
+_CONTEXT_WORD = re.compile(r"[a-z]+")
+_TAG = re.compile(r"\[[A-Z0-9_]+\]")  # "[CARD_SECURITY_CODE]" must not read as "security code"
+
+
+class CallRedaction:
+    def __init__(self, call_id: str, queue: RedactionQueue, known: KnownValues) -> None:
+        self.call_id = call_id
+        self._queue = queue
+        self._known = known
+        self.all_digits = False  # a payment window is open
+        # Per open utterance; their contents are read and written on the redaction thread.
+        self.sticky: dict[str, StickyValues] = {}
+        # (endMs, words) of the last final utterances; on the redaction thread only.
+        self.context: deque[tuple[int, tuple[str, ...]]] = deque(maxlen=CONTEXT_KEPT)
+        self.counts: Counter[str] = Counter()  # redacted entity types, for the audit
+
+    def policy(self, sticky: StickyValues | None = None, start_ms: int | None = None):
+        """The policy for the next text; evaluated on the redaction thread."""
+        earlier = [
+            words for end, words in self.context if start_ms is None or end <= start_ms + 500
+        ]
+        return RedactionPolicy(
+            all_digits=self.all_digits,
+            known=self._known.recognizer(self.call_id),
+            sticky=sticky.recognizer if sticky is not None else None,
+            context=tuple(w for words in earlier[-CONTEXT_UTTERANCES:] for w in words),
+        )
+
+    def result(
+        self, result: SpeechResult, deliver: Callable[[SpeechResult, RedactionResult], None]
+    ) -> None:
+        """Redact a recognized text; ``deliver`` gets it, redacted, on the event loop."""
+        sticky = self.sticky.get(result.utterance_id)
+        if sticky is None:
+            sticky = self.sticky[result.utterance_id] = StickyValues()
+        self._queue.submit(_ResultJob(self, result, sticky, deliver))
+
+    def translation(self, text: str, deliver: Callable[[str], None]) -> None:
+        """Live translation from the engine is raw speech too: redacted like the rest."""
+        self._queue.submit(_TextJob(self, text, deliver))
+
+
+class _ResultJob:
+    __slots__ = ("_call", "_result", "_sticky", "_deliver", "text")
+
+    def __init__(
+        self,
+        call: CallRedaction,
+        result: SpeechResult,
+        sticky: StickyValues,
+        deliver: Callable[[SpeechResult, RedactionResult], None],
+    ) -> None:
+        self._call = call
+        self._result = result
+        self._sticky = sticky
+        self._deliver = deliver
+        self.text = result.text
+
+    def policy(self) -> RedactionPolicy:
+        return self._call.policy(self._sticky, self._result.start_ms)
+
+    def redacted(self, rr: RedactionResult) -> None:
+        self._sticky.remember(self.text, rr)
+        if self._result.is_final:
+            words = tuple(_CONTEXT_WORD.findall(_TAG.sub(" ", rr.text).lower()))
+            self._call.context.append((self._result.end_ms, words))
+
+    def deliver(self, rr: RedactionResult) -> None:
+        self._deliver(self._result, rr)
+
+
+class _TextJob:
+    __slots__ = ("_call", "_deliver", "text")
+
+    def __init__(self, call: CallRedaction, text: str, deliver: Callable[[str], None]) -> None:
+        self._call = call
+        self._deliver = deliver
+        self.text = text
+
+    def policy(self) -> RedactionPolicy:
+        return self._call.policy()
+
+    def redacted(self, rr: RedactionResult) -> None:
+        pass
+
+    def deliver(self, rr: RedactionResult) -> None:
+        self._deliver(rr.text)
