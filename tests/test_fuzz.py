@@ -44,7 +44,7 @@ from models.acs import (
 )
 from models.settings import load_settings
 from pipeline.compliance.store import SqliteEventStore
-from pipeline.ingest.session import MAX_AUDIO_BYTES
+from pipeline.ingest.frames import MAX_AUDIO_BYTES
 from pipeline.privacy.redaction import get_redactor
 from pipeline.privacy.spoken_numbers import (
     FILLERS,
