@@ -6,7 +6,7 @@ on this shared machine hits both equally:
 
 - **callstream**: `pipeline.privacy.redaction.get_redactor().redact(text)` (what the service does
   at the privacy boundary; construction and its own warm-up are not timed).
-- **stock**: Presidio's `AnalyzerEngine(nlp_engine=_BlankSpacyNlpEngine("en"),
+- **stock**: Presidio's `AnalyzerEngine(nlp_engine=BlankSpacyNlpEngine("en"),
   supported_languages=["en"])` with its *default* registry (every predefined recognizer,
   default score threshold 0), then `AnonymizerEngine().anonymize(...)` with the default
   operators; one timed span covers analyze + anonymize. The blank spaCy pipeline is the
@@ -532,10 +532,11 @@ def build_variants() -> dict[str, Callable[[str], str]]:
     from presidio_analyzer import AnalyzerEngine
     from presidio_anonymizer import AnonymizerEngine
 
-    from pipeline.privacy.redaction import _BlankSpacyNlpEngine, get_redactor
+    from pipeline.privacy.presidio_setup import BlankSpacyNlpEngine
+    from pipeline.privacy.redaction import get_redactor
 
     redactor = get_redactor()
-    analyzer = AnalyzerEngine(nlp_engine=_BlankSpacyNlpEngine("en"), supported_languages=["en"])
+    analyzer = AnalyzerEngine(nlp_engine=BlankSpacyNlpEngine("en"), supported_languages=["en"])
     anonymizer = AnonymizerEngine()
 
     def callstream(text: str) -> str:

@@ -341,7 +341,7 @@ async def test_an_utterance_whose_partials_never_end_is_bounded(acs_service: Ser
     """A client that sends partials and never the final: what the utterance keeps in memory
     (its sticky redacted values) stops growing, every partial is still redacted, and the
     final, when it comes, closes it."""
-    from pipeline.privacy.redaction import StickyValues
+    from pipeline.privacy.partials import StickyValues
 
     from .test_e2e_media import _transcription
 

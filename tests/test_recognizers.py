@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.privacy.presidio_setup import has_public_suffix
 from pipeline.privacy.recognizers import (
     CardExpiryRecognizer,
     CardSecurityCodeRecognizer,
@@ -20,7 +21,6 @@ from pipeline.privacy.recognizers import (
     StreetAddressRecognizer,
     UsSsnSpeechRecognizer,
 )
-from pipeline.privacy.redaction import _has_public_suffix
 
 
 def spans(recognizer, text: str, min_score: float = 0.0) -> list[str]:
@@ -81,7 +81,7 @@ def test_phone() -> None:
 
 
 def test_spoken_email() -> None:
-    r = SpokenEmailRecognizer(_has_public_suffix)
+    r = SpokenEmailRecognizer(has_public_suffix)
     assert spans(r, "it's john dot smith at contoso dot com ok") == [
         "john dot smith at contoso dot com"
     ]

@@ -14,7 +14,8 @@ from websockets.asyncio.client import connect
 from models.settings import load_settings
 from pipeline.cli.replay import load_call_audio, replay_call
 from pipeline.compliance.store import SqliteEventStore
-from pipeline.privacy.redaction import RedactionPolicy, StickyValues, get_redactor
+from pipeline.privacy.partials import StickyValues
+from pipeline.privacy.redaction import RedactionPolicy, get_redactor
 from pipeline.privacy.spoken_numbers import normalize
 from pipeline.service import Service
 

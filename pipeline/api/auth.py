@@ -16,35 +16,29 @@
 - ``/acs/*``: callstream puts ``?secret=`` into the callback URLs it hands to ACS;
   `secret_matches` compares it in constant time.
 
-Nothing here logs a token, a secret or a key; `CredentialFilter` masks any that a log
-line (uvicorn's, say) carries in a URL or a header, as a second line of defence.
+Nothing here logs a token, a secret or a key; `CredentialFilter` (credential_filter.py)
+masks any that a log line (uvicorn's, say) carries in a URL or a header, as a second line of defence.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
-import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
-import jwt
 from starlette.requests import cookie_parser
 
 from models.settings import Settings
+from pipeline.api.jwt_verifier import AuthError, JwtVerifier
 
 log = logging.getLogger(__name__)
 
 ACS_ISSUER = "https://acscallautomation.communication.azure.com"
 MEDIA_ALGORITHMS = ("RS256",)  # what ACS signs with; nothing else is ever accepted on /media
 API_ALGORITHMS = ("RS256", "ES256")  # asymmetric only: a JWKS never verifies an HMAC token
-LEEWAY_S = 30  # clock skew allowed on exp/nbf/iat
-JWKS_TIMEOUT_S = 5.0
-JWKS_LIFESPAN_S = 3600.0  # the cached key set is refetched this often (and on an unknown kid)
-MAX_TOKEN_BYTES = 8192
 COOKIE = "callstream_token"
 ACCESS_TOKEN_PARAM = "access_token"  # websockets only
 CONSOLE_TOKEN_PARAM = "token"  # /console?token=... sets the cookie
@@ -53,10 +47,6 @@ MEDIA_AUTH_MODES = ("acs-jwt", "off")
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
-
-
-class AuthError(Exception):
-    """A credential was refused; the message is a fixed phrase, never the credential."""
 
 
 # ---------------------------------------------------------------- settings
@@ -112,77 +102,6 @@ def startup_check(settings: Settings, loopback: bool) -> tuple[list[str], list[s
             "carries it (?secret=...); set it to a fixed value"
         )
     return errors, warnings
-
-
-# ---------------------------------------------------------------- JWTs
-
-
-class JwtVerifier:
-    """Checks a JWT's signature against a JWKS, and its issuer, audience and expiry.
-
-    The key client is PyJWT's: keys are cached by ``kid`` and the key set is refetched
-    when a token names an unknown one. A key that stays cached keeps verifying while the
-    JWKS endpoint is unreachable, so an outage of the key endpoint does not refuse every
-    call; a key removed from the set stays trusted until the process restarts.
-    """
-
-    def __init__(
-        self, jwks_url: str, issuer: str, audience: str, algorithms: tuple[str, ...]
-    ) -> None:
-        self.issuer = issuer
-        self.audience = audience
-        self.algorithms = list(algorithms)
-        self._keys = jwt.PyJWKClient(
-            jwks_url, cache_keys=True, lifespan=JWKS_LIFESPAN_S, timeout=JWKS_TIMEOUT_S
-        )
-
-    async def verify(self, token: str) -> dict[str, Any]:
-        """The token's claims; raises AuthError. Key fetches block, so this runs in a thread."""
-        return await asyncio.to_thread(self._verify, token)
-
-    def _verify(self, token: str) -> dict[str, Any]:
-        if len(token) > MAX_TOKEN_BYTES:
-            raise AuthError("token too large")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise AuthError("malformed token") from None
-        if header.get("alg") not in self.algorithms:
-            raise AuthError("unsupported token algorithm")
-        kid = header.get("kid")
-        if not isinstance(kid, str) or not kid:
-            raise AuthError("token names no signing key")
-        try:
-            key = self._keys.get_signing_key(kid)
-        except jwt.PyJWKClientConnectionError as exc:
-            log.error("signing keys unavailable (%s)", type(exc.__cause__ or exc).__name__)
-            raise AuthError("signing keys unavailable") from None
-        except jwt.PyJWTError:
-            raise AuthError("unknown signing key") from None
-        try:
-            return jwt.decode(
-                token,
-                key.key,
-                algorithms=self.algorithms,
-                audience=self.audience,
-                issuer=self.issuer,
-                leeway=LEEWAY_S,
-                options={"require": ["exp", "iss", "aud"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise AuthError("token expired") from None
-        except jwt.InvalidAudienceError:
-            raise AuthError("wrong audience") from None
-        except jwt.InvalidIssuerError:
-            raise AuthError("wrong issuer") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise AuthError(f"token lacks the {exc.claim} claim") from None
-        except jwt.InvalidSignatureError:
-            raise AuthError("bad signature") from None
-        except jwt.ImmatureSignatureError:
-            raise AuthError("token not yet valid") from None
-        except jwt.PyJWTError:
-            raise AuthError("invalid token") from None
 
 
 def bearer_from_headers(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -454,39 +373,3 @@ def secret_matches(given: str | None, expected: str) -> bool:
     if not given:
         return False
     return hmac.compare_digest(_digest(given), _digest(expected))
-
-
-# ---------------------------------------------------------------- logs
-
-
-_CREDENTIAL_PARAM = re.compile(r"(?i)\b((?:access_token|token|secret)=)[^&\s\"'#]+")
-_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/]{8,}=*")  # 8+: not "bearer token"
-
-
-def mask_credentials(text: str) -> str:
-    return _BEARER.sub(r"\1***", _CREDENTIAL_PARAM.sub(r"\1***", text))
-
-
-class CredentialFilter(logging.Filter):
-    """Masks ``?access_token=``, ``?token=``, ``?secret=`` values and bearer tokens in log lines."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:
-            return True  # the scrubber deals with broken records
-        masked = mask_credentials(message)
-        if masked != message:
-            record.msg, record.args = masked, None
-        return True
-
-
-def install_credential_filter() -> None:
-    """Add a CredentialFilter to every root handler (and the last-resort one)."""
-    root = logging.getLogger()
-    handlers = list(root.handlers)
-    if logging.lastResort is not None:
-        handlers.append(logging.lastResort)
-    for handler in handlers:
-        if not any(isinstance(f, CredentialFilter) for f in handler.filters):
-            handler.addFilter(CredentialFilter())

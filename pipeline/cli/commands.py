@@ -7,51 +7,19 @@ import asyncio
 import ipaddress
 import json
 import logging
-import math
 import os
-import re
 import sys
 import uuid
 from pathlib import Path
 from typing import NoReturn
 
-from models.settings import FIELDS, Settings, SettingsError, load_settings, mask_url
+from models.settings import FIELDS, Settings, SettingsError, load_settings
+from pipeline.cli.common import CliError, check_data_dir, checked_settings, non_negative, one_line
 from pipeline.cli.log_setup import setup_logging
+from pipeline.cli.records import cmd_export, cmd_purge, cmd_verify
 from pipeline.version import version
 
 log = logging.getLogger("callstream")
-
-
-class CliError(Exception):
-    """A user error or a failed operation: ``main`` prints ``callstream COMMAND: MESSAGE``
-    (one line) on stderr and exits with ``code`` (2: usage or settings, 1: the operation failed)."""
-
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _one_line(text: str) -> str:
-    return mask_url(re.sub(r"\s+", " ", str(text)).strip())
-
-
-def _settings(**overrides: object) -> Settings:
-    """Settings for a command, checked: a bad value is a usage error (exit 2) naming it."""
-    try:
-        return load_settings(overrides={k: v for k, v in overrides.items() if v is not None})
-    except SettingsError as exc:
-        raise CliError(str(exc), 2) from None
-
-
-def _check_data_dir(settings: Settings) -> None:
-    path = Path(settings.data_dir)
-    if path.exists() and not path.is_dir():
-        raise CliError(f"the data dir {settings.data_dir} is a file, not a directory", 2)
-
-
-def _non_negative(option: str, value: float | None) -> None:
-    if value is not None and (not math.isfinite(value) or value < 0):
-        raise CliError(f"{option} {value:g}: give a number, 0 or more", 2)
 
 
 def _is_loopback(host: str) -> bool:
@@ -96,7 +64,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = load_settings(
         overrides=overrides, config_file=args.config
     )  # main() says what is wrong
-    _check_data_dir(settings)
+    check_data_dir(settings)
     setup_logging(settings.log_level, settings.log_format)
     from pipeline.api.auth import api_auth_enabled, startup_check
 
@@ -160,7 +128,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     _check_ws_url(args.url)
     if args.calls < 1:
         raise CliError(f"--calls {args.calls}: give 1 or more", 2)
-    _non_negative("--speed", args.speed)
+    non_negative("--speed", args.speed)
     try:
         audio = load_call_audio(args.file, args.rate)
     except ValueError as exc:  # AudioFileError: names the file and what is wrong
@@ -238,158 +206,19 @@ def _redact_lines(redactor, lines, as_json: bool) -> None:
             print(result.text)
 
 
-def _open_store(settings: Settings):
-    """The configured store, for reading; CliError (exit 1) when there is none or it will not open."""
-    from pipeline.compliance.stores import open_store
-
-    url = settings.store_url
-    shown = mask_url(url)
-    if not url.startswith(("postgres://", "postgresql://")):
-        if not Path(url).exists():
-            raise CliError(f"no store at {url}", 1)
-        if not Path(url).is_file():
-            raise CliError(f"no store at {url} (it is a directory)", 1)
-    try:
-        return open_store(url)
-    except Exception as exc:  # sqlite3 or psycopg: either way the store did not open
-        raise CliError(f"cannot open the store at {shown}: {_one_line(exc)}", 1) from None
-
-
-def _export_bounds(args: argparse.Namespace) -> tuple[str | None, str | None]:
-    from pipeline.compliance.export import ExportError, utc_bound
-
-    try:
-        since = utc_bound(args.since, "--since") if args.since is not None else None
-        until = utc_bound(args.until, "--until") if args.until is not None else None
-    except ExportError as exc:
-        raise CliError(str(exc), 2) from None
-    if since is not None and until is not None and since >= until:
-        raise CliError(f"--since {args.since} is not before --until {args.until}", 2)
-    return since, until
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from pipeline.compliance.export import ExportError, export_lines
-    from pipeline.compliance.manifest import write_export
-
-    if (args.call_id is None) == (args.since is None and args.until is None):
-        raise CliError("give a CALL_ID, or --since/--until with --out DIR", 2)
-    since, until = _export_bounds(args)
-    if args.call_id is None and not args.out:
-        raise CliError("bulk export needs --out DIR", 2)
-    settings = _settings(data_dir=args.data_dir)
-    out = Path(args.out) if args.out else None
-    if out is not None and args.call_id is not None:
-        if out.is_dir():
-            raise CliError(f"cannot write {out}: it is a directory (give a file name)", 1)
-        if not out.parent.is_dir():
-            raise CliError(f"cannot write {out}: no directory {out.parent}", 1)
-    if out is not None and args.call_id is None and out.exists() and not out.is_dir():
-        raise CliError(f"--out {out} is a file; bulk export writes into a directory", 1)
-    store = _open_store(settings)
-    try:
-        if args.call_id is None:
-            return _bulk_export(store, args, since, until)
-        if store.get_call(args.call_id) is None:
-            raise CliError(f"no stored call {args.call_id!r}", 1)
-        try:
-            lines = export_lines(store, args.call_id, args.format)
-        except ExportError as exc:
-            raise CliError(str(exc), 2) from None
-        try:
-            if out is not None:
-                manifest = write_export(store, args.call_id, args.format, out, lines)
-                print(f"wrote {out} ({manifest['eventCount']} events, chain head {manifest['chainHead'][:16]}...)"
-                      f" and {out}.manifest.json", file=sys.stderr)  # fmt: skip
-            else:
-                for line in lines:
-                    sys.stdout.buffer.write(line)
-        except OSError as exc:
-            if isinstance(exc, BrokenPipeError) or out is None:
-                raise
-            raise CliError(f"writing {out} failed: {exc.strerror or exc}", 1) from None
-    finally:
-        store.close()
-    return 0
-
-
-def _bulk_export(store, args: argparse.Namespace, since: str | None, until: str | None) -> int:
-    """Every call that started in [--since, --until) into --out DIR, one call at a time."""
-    from tqdm import tqdm
-
-    from pipeline.compliance.export import export_lines
-    from pipeline.compliance.manifest import write_export
-
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CliError(f"cannot create {out}: {exc.strerror or exc}", 1) from None
-    # ids only: memory stays flat
-    calls = [r.call_id for r in store.calls_between(since, until)]
-    for call_id in tqdm(
-        calls, desc="export", unit="call", disable=not sys.stderr.isatty() and not args.progress
-    ):
-        target = out / f"{_safe_name(call_id)}.{args.format}"
-        try:
-            write_export(
-                store, call_id, args.format, target, export_lines(store, call_id, args.format)
-            )
-        except OSError as exc:
-            raise CliError(f"writing {target} failed: {exc.strerror or exc}", 1) from None
-    print(f"exported {len(calls)} calls to {out}", file=sys.stderr)
-    return 0
-
-
-def _safe_name(call_id: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in call_id)[:200]
-
-
-def cmd_verify(args: argparse.Namespace) -> int:
-    from pipeline.compliance.manifest import ManifestError, verify_export
-
-    try:
-        problems = verify_export(args.path)
-    except ManifestError as exc:
-        raise CliError(str(exc), 1) from None
-    if problems:
-        for p in problems:
-            print(f"FAILED: {p}")
-        return 1
-    print(f"OK: {args.path} matches its manifest")
-    return 0
-
-
-def cmd_purge(args: argparse.Namespace) -> int:
-    from pipeline.compliance.retention import purge_now
-
-    _non_negative("--days", args.days)
-    settings = _settings(data_dir=args.data_dir)
-    days = args.days if args.days is not None else settings.retention_days
-    if days is None:
-        raise CliError("set --days or CALLSTREAM_RETENTION_DAYS", 2)
-    store = _open_store(settings)
-    try:
-        purged = purge_now(store, days, actor="cli")
-    finally:
-        store.close()
-    print(f"purged {len(purged)} calls older than {days:g} days (calls on legal hold are kept)")
-    return 0
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     """Everything the demo is given is checked here, before it starts anything."""
     from pipeline.cli.replay import load_call_audio, sample_call_path
 
-    _non_negative("--speed", args.speed)
+    non_negative("--speed", args.speed)
     # The demo's replay is not ACS and has no ACS token: media auth is off (loopback only).
     # Its replayer is its own and on loopback: no message-rate limit (at --speed 0 it sends
     # far faster than ACS would, and the throttle's warning would only be about itself).
     # The port is chosen when the service starts.
-    settings = _settings(
+    settings = checked_settings(
         host="127.0.0.1", port=0, data_dir=args.data_dir, media_auth="off", media_message_rate=0
     )
-    _check_data_dir(settings)
+    check_data_dir(settings)
     if problems := _claim_problems(settings):
         raise CliError(problems[0], 2)
     path = Path(args.file) if args.file is not None else None
@@ -406,7 +235,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error (no usage block): ``callstream replay: MESSAGE``."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {_one_line(message)} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -518,10 +347,10 @@ def main(argv: list[str] | None = None) -> int:
             logging.basicConfig(level="WARNING")
         return args.func(args) or 0
     except CliError as exc:
-        print(f"{command}: {_one_line(exc)}", file=sys.stderr)
+        print(f"{command}: {one_line(exc)}", file=sys.stderr)
         return exc.code
     except SettingsError as exc:
-        print(f"{command}: {_one_line(exc)}", file=sys.stderr)
+        print(f"{command}: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -535,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         if _debug(args):
             raise
         print(
-            f"callstream: internal error: {type(exc).__name__}: {_one_line(exc)} "
+            f"callstream: internal error: {type(exc).__name__}: {one_line(exc)} "
             "(run with CALLSTREAM_LOG_LEVEL=DEBUG for details)",
             file=sys.stderr,
         )

@@ -16,7 +16,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     collectors); ``"text"``: one readable line per record (the demo and the other
     commands, which people read). Uvicorn's loggers propagate to this handler.
     """
-    from pipeline.api.auth import install_credential_filter
+    from pipeline.api.credential_filter import install_credential_filter
     from pipeline.privacy.log_scrubber import JsonFormatter, install_log_scrubber
 
     handler = logging.StreamHandler()

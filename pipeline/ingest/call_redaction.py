@@ -15,7 +15,8 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from pipeline.privacy.redaction import RedactionPolicy, RedactionResult, StickyValues
+from pipeline.privacy.partials import StickyValues
+from pipeline.privacy.redaction import RedactionPolicy, RedactionResult
 
 if TYPE_CHECKING:
     from models.speech import SpeechResult

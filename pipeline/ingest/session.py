@@ -34,7 +34,7 @@ from workers.stt.acs import AcsTranscriptionAdapter
 if TYPE_CHECKING:
     from models.speech import SpeechResult
     from pipeline.ingest.ports import CallPorts
-    from pipeline.privacy.redaction import StickyValues
+    from pipeline.privacy.partials import StickyValues
     from workers.stt.base import SpeechChannel
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from models.events import SpeechError, TranscriptFinal, TranscriptPartial
 from pipeline.ingest.channel import Utterance
-from pipeline.privacy.redaction import RedactionResult, hold_back_unfinished
+from pipeline.privacy.partials import hold_back_unfinished
+from pipeline.privacy.redaction import RedactionResult
 
 if TYPE_CHECKING:
     from models.events import Event

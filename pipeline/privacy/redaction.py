@@ -8,7 +8,7 @@ Design choices, and why:
 
 - **Blank spaCy pipeline.** There is no spaCy model on this machine's package mirror and
   nothing may be downloaded at run time, so Presidio's default engine (``en_core_web_lg``,
-  auto-downloaded) is unusable. ``_BlankSpacyNlpEngine`` gives Presidio a
+  auto-downloaded) is unusable. ``BlankSpacyNlpEngine`` gives Presidio a
   ``spacy.blank(lang)`` tokenizer. NER recognizers (PERSON, LOCATION, ...) therefore
   cannot work and are not registered; a deployment that ships a model can add them.
   A blank pipeline has no lemmatizer, so every ``token.lemma_`` is empty and Presidio's
@@ -61,40 +61,33 @@ import re
 import threading
 from typing import NamedTuple
 
-_PRESIDIO_LOGGERS = ("presidio-analyzer", "presidio-anonymizer", "decision_process")
-
-# Before Presidio is imported: its import logs an INFO line ("Using device of type").
-for _name in _PRESIDIO_LOGGERS:
-    if logging.getLogger(_name).level < logging.WARNING:
-        logging.getLogger(_name).setLevel(logging.WARNING)
-
-import spacy  # noqa: E402
-import tldextract  # noqa: E402
-import tldextract.tldextract  # noqa: E402
-from presidio_analyzer import AnalyzerEngine, Pattern, RecognizerRegistry, RecognizerResult  # noqa: E402
-from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer  # noqa: E402
-from presidio_analyzer.nlp_engine import NlpArtifacts, SlimSpacyNlpEngine  # noqa: E402
-from presidio_analyzer.predefined_recognizers import (  # noqa: E402
+from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResult
+from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
+from presidio_analyzer.predefined_recognizers import (
     CryptoRecognizer,
-    EmailRecognizer,
     IbanRecognizer,
     IpRecognizer,
     UkNinoRecognizer,
-    UrlRecognizer,
     UsItinRecognizer,
 )
-from presidio_anonymizer import AnonymizerEngine  # noqa: E402
-from presidio_anonymizer.entities import ConflictResolutionStrategy, OperatorConfig  # noqa: E402
-from spacy.attrs import IDX, LENGTH  # noqa: E402
-from spacy.tokens import Doc  # noqa: E402
+from presidio_anonymizer import AnonymizerEngine
+from presidio_anonymizer.entities import ConflictResolutionStrategy, OperatorConfig
 
-from models.events import Redaction  # noqa: E402
-from pipeline.privacy.recognizers import (  # noqa: E402
+from models.events import Redaction
+from pipeline.privacy.presidio_setup import (
+    BlankSpacyNlpEngine,
+    BoundedUrlRecognizer,
+    OfflineEmailRecognizer,
+    has_public_suffix,
+    make_tldextract_offline,
+    quiet_presidio_logs,
+)
+from pipeline.privacy.recognizers import (
     KnownValuesRecognizer,
     PaymentDigitsRecognizer,
     speech_recognizers,
 )
-from pipeline.privacy.spoken_numbers import normalize, trailing_run_start  # noqa: E402
+from pipeline.privacy.spoken_numbers import normalize
 
 __all__ = [
     "ENTITY_TYPES",
@@ -103,9 +96,7 @@ __all__ = [
     "RedactionPolicy",
     "RedactionResult",
     "Redactor",
-    "StickyValues",
     "get_redactor",
-    "hold_back_unfinished",
 ]
 
 logger = logging.getLogger(__name__)
@@ -169,131 +160,6 @@ class RedactionResult(NamedTuple):
     entities: list[Entity]
 
 
-# --------------------------------------------------------------------------- offline
-
-
-def _offline_tld_extractor() -> tldextract.TLDExtract:
-    """A TLDExtract that can only read the public-suffix snapshot bundled in the wheel.
-
-    No URLs means no HTTP; ``cache_dir=None`` means no disk cache either, so the
-    behaviour does not depend on whatever a previous run left in ``~/.cache``.
-    """
-    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
-
-
-_TLD_EXTRACTOR = _offline_tld_extractor()
-
-
-def _has_public_suffix(domain: str) -> bool:
-    """True if ``domain`` ends in a real public suffix ("contoso.com", not "the.lobby")."""
-    return _TLD_EXTRACTOR(domain).suffix != "" and "." in domain.strip(".")
-
-
-def _make_tldextract_offline() -> None:
-    """Point ``tldextract.extract`` (used by Presidio) at the offline extractor.
-
-    ``tldextract.extract`` looks up the module global ``TLD_EXTRACTOR`` at call time,
-    so replacing it covers Presidio recognizers we do not subclass (and any future one).
-    """
-    tldextract.tldextract.TLD_EXTRACTOR = _TLD_EXTRACTOR
-
-
-class _OfflineEmailRecognizer(EmailRecognizer):
-    """Presidio's e-mail recognizer, validating domains against the bundled PSL snapshot."""
-
-    def validate_result(self, pattern_text: str) -> bool:
-        return _TLD_EXTRACTOR(pattern_text).fqdn != ""
-
-
-class _BoundedUrlRecognizer(UrlRecognizer):
-    """Presidio's URL recognizer, but a match must start and end on a word boundary.
-
-    The stock patterns have no boundaries, so "thanks.bye" matched "thanks.by" (.by is
-    a TLD) and the redacted text read "[URL]e"; a URL must not begin or end mid-word.
-    The quoted variants are already delimited by their quotes and are kept as they are.
-    """
-
-    PATTERNS = [
-        Pattern(p.name, r"(?i)(?<![\w.-])" + p.regex.removeprefix("(?i)") + r"(?![\w@-])", p.score)
-        if p.name in ("Standard Url", "Non schema URL")
-        else p
-        for p in UrlRecognizer.PATTERNS
-    ]
-
-
-# ------------------------------------------------------------------------ nlp engine
-
-
-class _BlankSpacyNlpEngine(SlimSpacyNlpEngine):
-    """Presidio NLP engine on ``spacy.blank(lang)``: tokens only, never a download.
-
-    ``SlimSpacyNlpEngine`` already produces artifacts without NER; we only replace
-    ``load`` (it would ``spacy.load``/download ``en_core_web_sm``) and substitute the
-    lower-cased token where the blank pipeline has no lemma, so that the context
-    enhancer can still match words such as "phone" or "card".
-    """
-
-    def __init__(self, language: str) -> None:
-        super().__init__(
-            models=[{"lang_code": language, "model_name": "blank"}], auto_download=False
-        )
-        self._language = language
-
-    def load(self) -> None:
-        self.nlp = {self._language: spacy.blank(self._language)}
-
-    def _doc_to_nlp_artifact(self, doc: Doc, language: str) -> NlpArtifacts:
-        # Offsets straight from the doc's arrays, not Token objects (this runs per
-        # utterance); a blank pipeline never has lemmas, so the lower-cased token text
-        # stands in for every one of them.
-        text = doc.text
-        spans = doc.to_array([IDX, LENGTH]).tolist() if len(doc) else []
-        return NlpArtifacts(
-            entities=[],
-            tokens=doc,
-            tokens_indices=[i for i, _ in spans],
-            lemmas=[text[i : i + n].lower() for i, n in spans],
-            nlp_engine=self,
-            language=language,
-            scores=[],
-        )
-
-
-# ------------------------------------------------------------------- presidio logs
-
-
-class _WithholdArgs(logging.Filter):
-    """Keep Presidio's log templates but drop their arguments and exception text.
-
-    Presidio interpolates analyzed text into some messages (IBAN validation errors);
-    the template says what went wrong without saying what the customer said.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
-            record.msg = f"{record.msg} [args withheld]"
-            record.args = None
-        if record.exc_info and record.exc_info[0] is not None:
-            record.msg = f"{record.msg} [{record.exc_info[0].__name__}]"
-        record.exc_info = None
-        record.exc_text = None
-        return True
-
-
-def _quiet_presidio_logs() -> None:
-    """Cap Presidio's loggers at WARNING and withhold arguments; idempotent.
-
-    Presidio logs one INFO line per ``analyze`` call and one per recognizer at start-up,
-    which floods a service running at INFO. Warnings and errors still come through.
-    """
-    for name in _PRESIDIO_LOGGERS:
-        lg = logging.getLogger(name)
-        if lg.level < logging.WARNING:
-            lg.setLevel(logging.WARNING)
-        if not any(isinstance(f, _WithholdArgs) for f in lg.filters):
-            lg.addFilter(_WithholdArgs())
-
-
 # ------------------------------------------------------------------------- redactor
 
 
@@ -333,8 +199,8 @@ class Redactor:
     """
 
     def __init__(self, language: str = "en", score_threshold: float = 0.4) -> None:
-        _make_tldextract_offline()
-        _quiet_presidio_logs()
+        make_tldextract_offline()
+        quiet_presidio_logs()
         self.language = language
         self.score_threshold = score_threshold
 
@@ -344,18 +210,18 @@ class Redactor:
         # time) and the UK NHS checksum (which typed US phone numbers as NHS numbers).
         recognizers = [
             CryptoRecognizer(supported_language=language),
-            _OfflineEmailRecognizer(supported_language=language),
+            OfflineEmailRecognizer(supported_language=language),
             IbanRecognizer(supported_language=language),
             IpRecognizer(supported_language=language),
             UkNinoRecognizer(supported_language=language),
-            _BoundedUrlRecognizer(supported_language=language),
+            BoundedUrlRecognizer(supported_language=language),
             UsItinRecognizer(supported_language=language),
-            *speech_recognizers(_has_public_suffix, language),
+            *speech_recognizers(has_public_suffix, language),
         ]
         registry = RecognizerRegistry(recognizers=recognizers, supported_languages=[language])
         self._analyzer = AnalyzerEngine(
             registry=registry,
-            nlp_engine=_BlankSpacyNlpEngine(language),
+            nlp_engine=BlankSpacyNlpEngine(language),
             supported_languages=[language],
             default_score_threshold=score_threshold,
             # Spoken numbers are long: look eight words back ("the three digit code on the
@@ -474,67 +340,3 @@ def get_redactor() -> Redactor:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-# The spoken e-mail recognizer cannot judge "john dot smith at contoso" until the domain
-# ends; a trailing chain of words joined by spoken separators is held back in partials.
-_TRAILING_SPOKEN_CHAIN = re.compile(
-    r"(?i)(?<![a-z0-9'])(?:(?!(?:is|it's|its|my|email|mail|address|at|the|to|me|was|and|or|uh|um)\b)[a-z0-9]+\s+)?[a-z0-9]+(?:\s+(?:dot|at|underscore|dash|hyphen)\s+[a-z0-9]+)*"
-    r"\s+(?:dot|at|underscore|dash|hyphen)(?:\s+[a-z0-9]+)?[\s.,]*$"
-)
-
-
-def hold_back_unfinished(result: RedactionResult) -> RedactionResult:
-    """For partials: cut an entity that may still be growing off the end of the text.
-
-    A number run ("4111 1111 1111", "four one one") may be the start of a card number
-    that no recognizer can judge yet; a spoken e-mail may lack its domain. The held-back
-    words reappear, judged, in a later partial or the final. Cutting only at the end
-    keeps every earlier redaction span valid.
-    """
-    text = result.text
-    cut = trailing_run_start(text)
-    m = _TRAILING_SPOKEN_CHAIN.search(text)
-    if m is not None and (cut is None or m.start() < cut):
-        cut = m.start()
-    if cut is None:
-        return result
-    return RedactionResult(
-        text[:cut].rstrip(),
-        [r for r in result.redactions if r.end <= cut],
-        result.entities,
-    )
-
-
-class StickyValues:
-    """Values one utterance's partials have redacted, to keep redacted until its final.
-
-    Recognizers judge each partial afresh, and a revised partial can stop looking like
-    a card ("four one one one ..." becomes "for one ..."); what was redacted once must
-    stay redacted. Raw values live here, in memory, for the utterance's lifetime only,
-    and are touched only on the redaction thread (the runner is first-in first-out).
-    """
-
-    __slots__ = ("_values", "recognizer")
-
-    # An utterance whose partials never end (a client that never sends its final) would
-    # grow this, and rebuild its recognizer, forever. Past this many values nothing more
-    # is remembered: every partial is still redacted afresh, only the stickiness stops.
-    MAX_VALUES = 64
-
-    def __init__(self) -> None:
-        self._values: set[tuple[str, str]] = set()
-        self.recognizer: KnownValuesRecognizer | None = None
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def remember(self, text: str, result: RedactionResult) -> None:
-        new = {(e.type, text[e.start : e.end]) for e in result.entities} - self._values
-        room = self.MAX_VALUES - len(self._values)
-        if len(new) > room:
-            new = set(sorted(new)[: max(0, room)])
-        if new:
-            self._values |= new
-            # Above the threshold, below any fresh finding: a partial's guess never
-            # overrides the type a later, longer text earns ("555" then a phone number).
-            self.recognizer = KnownValuesRecognizer(sorted(self._values), score=0.5) or None
