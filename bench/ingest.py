@@ -1,6 +1,6 @@
 """Ingest benchmark: server CPU per 20 ms frame, latency and frames handled, vs a naive floor.
 
-Method (/work/shared/BENCHMARKING.md): the server under test is pinned to core 0
+Method (bench/README.md): the server under test is pinned to core 0
 (`taskset -c 0`), this generator to core 1. For each load (N concurrent unmixed two-party
 calls = N x 100 AudioData messages/s) it streams the fixture in real time, reads the
 server's utime+stime from /proc/PID/stat before and after a steady window, and reports
@@ -74,8 +74,15 @@ def pct(values: list[float], q: float) -> float:
 
 class Target:
     def __init__(
-        self, name: str, cmd: list[str], env: dict[str, str], port: int, counter_path: str
+        self,
+        name: str,
+        cmd: list[str],
+        env: dict[str, str],
+        port: int,
+        counter_path: str,
+        cwd: Path = REPO,
     ) -> None:
+        self.cwd = cwd
         self.name, self.cmd, self.env, self.port, self.counter_path = (
             name,
             cmd,
@@ -89,7 +96,7 @@ class Target:
         self.proc = subprocess.Popen(
             ["taskset", "-c", str(core), *self.cmd],
             env=self.env,
-            cwd=REPO,
+            cwd=self.cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
@@ -226,6 +233,26 @@ HEADER = (
 )
 
 
+def baseline_target(path: str, py: str, cs_env: dict[str, str], port: int) -> Target:
+    """Another checkout of callstream (say, the commit before a change), served from its own
+    tree with its own data dir, measured in the same run as this one."""
+    base = Path(path).resolve()
+    new_layout = (base / "pipeline" / "cli" / "commands.py").exists()
+    return Target(
+        "baseline",
+        [py, "-m", "pipeline.cli.commands" if new_layout else "pipeline.cli", "serve"],
+        cs_env
+        | {
+            "CALLSTREAM_PORT": str(port),
+            "CALLSTREAM_DATA_DIR": tempfile.mkdtemp(prefix="callstream-bench-base-"),
+            "PYTHONPATH": str(base),
+        },
+        port,
+        "/metrics",
+        cwd=base,
+    )
+
+
 async def amain(args: argparse.Namespace) -> int:
     os.sched_setaffinity(0, {args.client_core})
     meta, pairs = build_frames(Path(args.fixture))
@@ -257,6 +284,8 @@ async def amain(args: argparse.Namespace) -> int:
         ws_impl, port = name.split(":", 1)[1], args.port + 2 + k
         cmd = [py, str(REPO / "bench" / "serve_variant.py"), "--ws", ws_impl, "--port", str(port)]
         targets[name] = Target(name, cmd, cs_env | {"CALLSTREAM_PORT": str(port)}, port, "/metrics")
+    if args.baseline:
+        targets["baseline"] = baseline_target(args.baseline, py, cs_env, args.port + 9)
     chosen = [targets[n] for n in args.targets.split(",")]
     results = []
     try:
@@ -328,13 +357,18 @@ def main() -> int:
     ap.add_argument(
         "--targets",
         default="callstream,naive",
-        help="callstream, naive, and callstream:<uvicorn ws impl> (via bench/serve_variant.py)",
+        help="callstream, naive, baseline (--baseline) and callstream:<uvicorn ws impl> "
+        "(via bench/serve_variant.py)",
     )
     ap.add_argument(
         "--port", type=int, default=18780, help="callstream port; the naive server uses port+1"
     )
     ap.add_argument(
         "--ping-interval", type=float, default=1.0, help="latency ping per connection, seconds"
+    )
+    ap.add_argument(
+        "--baseline",
+        help="a checkout of another callstream commit: target 'baseline' serves from it",
     )
     ap.add_argument("--server-core", type=int, default=0)
     ap.add_argument("--client-core", type=int, default=1)

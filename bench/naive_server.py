@@ -1,4 +1,4 @@
-"""The reference floor of BENCHMARKING.md: the plainest ACS media server one could write.
+"""The reference floor of the benchmarking method (bench/README.md): the plainest ACS media server one could write.
 
 A `websockets` (asyncio) server that, per message, does `json.loads`, base64-decodes
 `audioData.data` and runs `webrtcvad.Vad(2).is_speech` on the 640-byte frame (one Vad per

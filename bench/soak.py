@@ -8,7 +8,7 @@ With one window the growth and p99 checks compare that window with itself (they 
 trivially); the short run checks the rest: every message handled, every final delivered,
 the server back to no call afterwards. Exit status 1 when the verdict is FAIL.
 
-Method (/work/shared/BENCHMARKING.md): `callstream serve` with `CALLSTREAM_STT=acs` (the
+Method (bench/README.md): `callstream serve` with `CALLSTREAM_STT=acs` (the
 pipeline's own cost: ingest, VAD, redaction, store, bus; no speech decoding) and a
 temporary data dir, pinned to core 0; this generator on core 1. The audio generator is
 bench/ingest.py's, in bench/load_driver.py (raw asyncio websocket client, pre-encoded

@@ -17,9 +17,8 @@ from models.settings import Settings
 from pipeline.compliance.journal import Journal
 from pipeline.compliance.store import CallRecord, EventStore
 from pipeline.compliance.stores import open_store
-from pipeline.delivery.bus import MemoryBus
-from pipeline.delivery.cluster import HANDOVER_WAIT_S, make_cluster
-from pipeline.delivery.redis_bus import RedisBus
+from pipeline.delivery.backends import make_bus, make_cluster
+from pipeline.delivery.cluster import HANDOVER_WAIT_S, CallRegistry
 from pipeline.enrichment import Enricher
 from pipeline.ingest.handover import from_wire, to_wire
 from pipeline.ingest.participants import RoleMap
@@ -76,14 +75,6 @@ def make_engine(settings: Settings) -> SpeechEngine:
 ORPHAN_REASON = "server-crashed"
 
 
-def make_bus(settings: Settings) -> MemoryBus | RedisBus:
-    if settings.bus.startswith(("redis://", "rediss://", "unix://")):
-        return RedisBus(settings.bus, settings.subscriber_queue)
-    if settings.bus != "memory":
-        raise ValueError(f"CALLSTREAM_BUS={settings.bus!r}: use memory or redis://host:port/db")
-    return MemoryBus(settings.subscriber_queue)
-
-
 class Service:
     def __init__(
         self,
@@ -106,8 +97,8 @@ class Service:
         self._redactor = redactor
         self._store = store
         self.store: EventStore
-        self.bus = make_bus(settings)
-        self.cluster = make_cluster(self, settings.bus)
+        self.bus = make_bus(settings.bus, settings.subscriber_queue)
+        self.cluster: CallRegistry = make_cluster(self, settings.bus)
         self.journal: Journal
         self.redaction: RedactionRunner
         self.calls: dict[str, CallSession] = {}

@@ -1,4 +1,4 @@
-"""The ACS wire parser: every message shape of ACS-PROTOCOL.md, and a fuzz of malformed frames."""
+"""The ACS wire parser: every message shape ACS sends (README, "Connect a real ACS resource"), and a fuzz of malformed frames."""
 
 from __future__ import annotations
 

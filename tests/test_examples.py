@@ -17,10 +17,6 @@ from models.settings import FIELDS, env_name, load_settings
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "settings.toml"
 GUIDE = ROOT / "docs" / "connect-acs.md"
-ROUTE_SOURCES = (
-    ROOT / "pipeline" / "api" / "app.py",
-    ROOT / "pipeline" / "api" / "console_routes.py",
-)
 CONTROL_PLANE = ROOT / "pipeline" / "api" / "control_plane.py"
 
 # "# key = value" lines: a default or an alternative, to uncomment.
@@ -42,7 +38,6 @@ SERVICE_URL = re.compile(
 )
 FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
 CODE_SPAN = re.compile(r"`([^`\n]+)`")
-ROUTE_DEF = re.compile(r"\b(?:WebSocketRoute|Route)\(\s*\"([^\"]+)\"")
 PLACEHOLDER = re.compile(r"\{[^}/]*\}|<[^>/]*>")
 
 
@@ -113,11 +108,18 @@ def test_guide_setting_names_are_settings() -> None:
 
 
 def _routes() -> list[tuple[str, re.Pattern[str]]]:
+    """Every path the app mounts, from the route table `create_app` mounts."""
+    from pipeline.api.routes import ROUTES
+    from pipeline.api.spec import Operation
+
+    templates = [entry.path for entry in ROUTES]
+    templates += [
+        path for entry in ROUTES if isinstance(entry, Operation) for path in entry.also_at
+    ]
     routes = []
-    for source in ROUTE_SOURCES:
-        for template in ROUTE_DEF.findall(source.read_text()):
-            pattern = re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(template))
-            routes.append((template, re.compile(pattern + r"\Z")))
+    for template in templates:
+        pattern = re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(template))
+        routes.append((template, re.compile(pattern + r"\Z")))
     return routes
 
 

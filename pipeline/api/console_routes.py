@@ -4,10 +4,11 @@
 - ``GET /console/{callId}``: one call, live (the page reads ``WS /calls/{callId}/events``).
 - ``GET /console/static/{name}``: the pages' stylesheet, script and icon.
 
-The pages are static files in ``pipeline/console/`` (package data): the call id is read by
-the script from the address, so nothing from a request is ever written into the HTML. A
-strict Content-Security-Policy allows only this origin (no inline script, nothing fetched
-from anywhere else).
+The routes are declared in `routes.py`. The pages are static files in
+``pipeline/api/console/`` (package data): the call id is read by the script from the
+address, so nothing from a request is ever written into the HTML. A strict
+Content-Security-Policy allows only this origin (no inline script, nothing fetched from
+anywhere else).
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from importlib import resources
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
 
-_TYPES = {
+MEDIA_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".css": "text/css; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -46,7 +46,7 @@ def _read(name: str) -> bytes:
 
 def _file(name: str) -> Response:
     suffix = name[name.rfind(".") :]
-    return Response(_read(name), media_type=_TYPES[suffix], headers=HEADERS)
+    return Response(_read(name), media_type=MEDIA_TYPES[suffix], headers=HEADERS)
 
 
 async def to_console(request: Request) -> Response:
@@ -69,10 +69,6 @@ async def console_static(request: Request) -> Response:
     return _file(name)
 
 
-routes = [
-    Route("/", to_console),
-    Route("/console", console_index),
-    Route("/console/", console_index),
-    Route("/console/static/{name}", console_static),
-    Route("/console/{callId}", console_call),
-]
+def media_type(name: str) -> str:
+    """The type a console file is served as, without its parameters (for the document)."""
+    return MEDIA_TYPES[name[name.rfind(".") :]].split(";", 1)[0]

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 from typing import Any
@@ -21,10 +22,27 @@ from urllib.parse import urlencode
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from pipeline.api.auth import secret_matches
+from pipeline.api.wire import (
+    AcsAnswer,
+    AcsEvent,
+    AcsEventData,
+    AcsEvents,
+    Audit,
+    Error,
+    Hold,
+    HoldRequest,
+    Manifest,
+    ManualControl,
+    RecordingRegistered,
+    RecordingRegistration,
+    respond,
+)
 from pipeline.compliance.audit_summary import summarize
+from pipeline.compliance.export import ExportError, export_lines
+from pipeline.compliance.manifest import build_manifest
 from pipeline.pci.recording import describe_error, http_url, websocket_url
 from pipeline.service import Service
 
@@ -33,6 +51,7 @@ log = logging.getLogger(__name__)
 VALIDATION = "Microsoft.EventGrid.SubscriptionValidationEvent"
 INCOMING_CALL = "Microsoft.Communication.IncomingCall"
 MAX_BODY = 1 << 20
+MANUAL_ACTIONS = ("pause", "resume")
 
 
 def _public_url(service: Service, request: Request) -> str:
@@ -59,50 +78,21 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
     return b"".join(parts)
 
 
-async def _json_array(request: Request) -> list[dict] | Response:
+_EVENTS = msgspec.json.Decoder(AcsEvents)
+
+
+async def _events(request: Request) -> list[AcsEvent] | Response:
+    """The posted event(s), decoded into the very type the document describes."""
     body = await _read_limited(request, MAX_BODY)
     if body is None:
-        return JSONResponse({"error": "body too large"}, status_code=413)
+        return respond(Error(error="body too large"), 413)
     try:
-        doc = json.loads(body)
-    except ValueError:
-        return JSONResponse({"error": "body is not JSON"}, status_code=400)
-    items = doc if isinstance(doc, list) else [doc]
-    if not all(isinstance(i, dict) for i in items):
-        return JSONResponse({"error": "expected an event or an array of events"}, status_code=400)
-    for i, ev in enumerate(items):
-        problem = _event_problem(ev)
-        if problem is not None:
-            return JSONResponse({"error": f"event {i}: {problem}"}, status_code=400)
-    return items
-
-
-# The fields the handlers below read; ACS sends them as strings (or leaves them out).
-_EVENT_FIELDS = ("eventType", "type")
-_DATA_FIELDS = (
-    "validationCode",
-    "incomingCallContext",
-    "callConnectionId",
-    "serverCallId",
-    "recordingId",
-    "state",
-)
-
-
-def _event_problem(ev: dict) -> str | None:
-    """Why an event cannot be read (a field of the wrong type), or None."""
-    for name in _EVENT_FIELDS:
-        if not isinstance(ev.get(name), str | None):
-            return f"{name} is not a string"
-    data = ev.get("data")
-    if data is None:
-        return None
-    if not isinstance(data, dict):
-        return "data is not an object"
-    for name in _DATA_FIELDS:
-        if not isinstance(data.get(name), str | None):
-            return f"data.{name} is not a string"
-    return None
+        doc = _EVENTS.decode(body)
+    except msgspec.ValidationError as exc:  # names the path and the type, never a value
+        return respond(Error(error=f"expected an event or an array of events ({exc})"), 400)
+    except (msgspec.DecodeError, RecursionError):
+        return respond(Error(error="body is not JSON"), 400)
+    return doc if isinstance(doc, list) else [doc]
 
 
 def _recording_wanted(service: Service) -> bool:
@@ -110,13 +100,13 @@ def _recording_wanted(service: Service) -> bool:
     return service.recording.configured and setting != "off"
 
 
-async def _acs_request(request: Request) -> tuple[Service, list[dict], str] | Response:
+async def _acs_request(request: Request) -> tuple[Service, list[AcsEvent], str] | Response:
     """The service, the posted events and the public base URL (or the error answer)."""
     service: Service = request.app.state.service
     if not secret_matches(request.query_params.get("secret"), service.callback_secret):
         log.warning("POST %s refused: missing or wrong callback secret", request.url.path)
-        return JSONResponse({"error": "unauthorized"}, status_code=401)
-    items = await _json_array(request)
+        return respond(Error(error="unauthorized"), 401)
+    items = await _events(request)
     if isinstance(items, Response):
         return items
     return service, items, _public_url(service, request)
@@ -128,18 +118,20 @@ async def acs_events(request: Request) -> Response:
         return parsed
     service, items, public = parsed
     for ev in items:
-        kind = ev.get("eventType") or ev.get("type")
-        data = ev.get("data") or {}
+        kind = ev.event_type or ev.type
+        data = ev.data or AcsEventData()
         if kind == VALIDATION:
-            return JSONResponse({"validationResponse": data.get("validationCode")})
+            return respond(AcsAnswer(validation_response=data.validation_code))
         if kind == INCOMING_CALL:
-            context = data.get("incomingCallContext")
+            context = data.incoming_call_context
             if not context:
-                return JSONResponse(
-                    {"error": "IncomingCall without incomingCallContext"}, status_code=400
-                )
-            asyncio.get_running_loop().create_task(_answer(service, context, public))
-    return JSONResponse({})
+                return respond(Error(error="IncomingCall without incomingCallContext"), 400)
+            try:
+                # Owned by the service: held until done, logged if it fails, cancelled at stop.
+                service.tasks.spawn(_answer(service, context, public), name="acs-answer")
+            except RuntimeError:  # stopping: Event Grid retries, another replica answers
+                return respond(Error(error="shutting down"), 503)
+    return respond(AcsAnswer())
 
 
 async def _answer(service: Service, context: str, public: str) -> None:
@@ -163,26 +155,26 @@ async def acs_callbacks(request: Request) -> Response:
     service, items, public = parsed
     for ev in items:
         await _callback(service, ev, public)
-    return JSONResponse({})
+    return respond(AcsAnswer())
 
 
-async def _callback(service: Service, ev: dict, public: str) -> None:
-    kind = str(ev.get("type") or ev.get("eventType") or "").removeprefix("Microsoft.Communication.")
-    data = ev.get("data") or {}
+async def _callback(service: Service, ev: AcsEvent, public: str) -> None:
+    kind = (ev.type or ev.event_type or "").removeprefix("Microsoft.Communication.")
+    data = ev.data or AcsEventData()
     rec = service.recording
-    call_id = data.get("callConnectionId")
-    cc = rec.control(call_id) if call_id else rec.by_recording(str(data.get("recordingId") or ""))
+    call_id = data.call_connection_id
+    cc = rec.control(call_id) if call_id else rec.by_recording(data.recording_id or "")
     if cc is None:
         log.warning("ACS callback %s for an unknown call ignored", kind or "?")
         return
-    if data.get("serverCallId"):
-        cc.server_call_id = data["serverCallId"]
+    if data.server_call_id:
+        cc.server_call_id = data.server_call_id
     audit: dict[str, Any] = {"type": kind}
     if kind == "RecordingStateChanged":
-        state = str(data.get("state") or "").lower()
-        if data.get("recordingId") and cc.recording_id is None:
-            cc.recording_id = data["recordingId"]
-        audit |= {"recordingId": data.get("recordingId"), "state": state}
+        state = (data.state or "").lower()
+        if data.recording_id and cc.recording_id is None:
+            cc.recording_id = data.recording_id
+        audit |= {"recordingId": data.recording_id, "state": state}
         if state:
             rec.on_state(cc, state)
             service.cluster.note(cc.call_id, recordingId=cc.recording_id, recordingState=state)
@@ -227,41 +219,40 @@ async def _callback(service: Service, ev: dict, public: str) -> None:
             )
 
 
-class _RecordingBody(msgspec.Struct, forbid_unknown_fields=True):
-    recordingId: str
-
-
 async def register_recording(request: Request) -> Response:
     service: Service = request.app.state.service
     call_id = request.path_params["callId"]
     try:
-        body = msgspec.json.decode(await request.body(), type=_RecordingBody)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return JSONResponse({"error": 'expected {"recordingId": "..."}'}, status_code=400)
+        body = msgspec.json.decode(await request.body(), type=RecordingRegistration)
+    except (msgspec.DecodeError, RecursionError):
+        return respond(Error(error='expected {"recordingId": "..."}'), 400)
+    recording_id = body.recording_id
     cc = service.recording.control(call_id)
-    cc.recording_id = body.recordingId
-    service.cluster.note(call_id, recordingId=body.recordingId)
+    cc.recording_id = recording_id
+    service.cluster.note(call_id, recordingId=recording_id)
     if not service.cluster.owns(call_id):
-        await service.cluster.send(call_id, "recording", {"recordingId": body.recordingId})
-    service.journal.audit(call_id, "recording.registered", {"recordingId": body.recordingId})
-    return JSONResponse({"callId": call_id, "recordingId": body.recordingId})
+        await service.cluster.send(call_id, "recording", {"recordingId": recording_id})
+    service.journal.audit(call_id, "recording.registered", {"recordingId": recording_id})
+    return respond(RecordingRegistered(call_id=call_id, recording_id=recording_id))
 
 
 async def manual_control(request: Request) -> Response:
     service: Service = request.app.state.service
     call_id = request.path_params["callId"]
     action = request.path_params["action"]
-    if action not in ("pause", "resume"):
-        return JSONResponse(
-            {"error": "use .../recording/pause or .../recording/resume"}, status_code=404
-        )
+    if action not in MANUAL_ACTIONS:
+        return respond(Error(error="use .../recording/pause or .../recording/resume"), 404)
     # Runs where the call's media is: here, or on the replica that owns it.
     result = await service.cluster.send(call_id, "manual", {"action": action})
     if result is None:
-        return JSONResponse({"error": f"no live call {call_id!r}"}, status_code=404)
-    return JSONResponse(
-        {"callId": call_id, **result}, status_code=202 if result["changed"] else 200
+        return respond(Error(error=f"no live call {call_id!r}"), 404)
+    body = ManualControl(
+        call_id=call_id,
+        payment=result["payment"],
+        changed=result["changed"],
+        recording_id=result["recordingId"],
     )
+    return respond(body, 202 if body.changed else 200)
 
 
 async def audit(request: Request) -> Response:
@@ -269,14 +260,11 @@ async def audit(request: Request) -> Response:
     call_id = request.path_params["callId"]
     stored = await asyncio.to_thread(service.store.audit, call_id)
     if not stored and await asyncio.to_thread(service.store.get_call, call_id) is None:
-        return JSONResponse({"error": f"no stored call {call_id!r}"}, status_code=404)
+        return respond(Error(error=f"no stored call {call_id!r}"), 404)
     records = [json.loads(a.body) for a in stored]
-    return JSONResponse({"callId": call_id, **summarize(records), "records": records})
-
-
-class _HoldBody(msgspec.Struct, forbid_unknown_fields=True):
-    hold: bool = True
-    reason: str | None = None
+    # Converted, not spread into a dict: the answer has the fields Audit declares, no more.
+    doc = {"callId": call_id, **summarize(records), "records": records}
+    return respond(msgspec.convert(doc, Audit))
 
 
 async def legal_hold(request: Request) -> Response:
@@ -284,31 +272,25 @@ async def legal_hold(request: Request) -> Response:
     service: Service = request.app.state.service
     call_id = request.path_params["callId"]
     try:
-        body = msgspec.json.decode(await request.body() or b"{}", type=_HoldBody)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return JSONResponse(
-            {"error": 'expected {"hold": true|false, "reason": "..."}'}, status_code=400
-        )
+        body = msgspec.json.decode(await request.body() or b"{}", type=HoldRequest)
+    except (msgspec.DecodeError, RecursionError):
+        return respond(Error(error='expected {"hold": true|false, "reason": "..."}'), 400)
     if not await asyncio.to_thread(service.store.set_hold, call_id, body.hold):
-        return JSONResponse({"error": f"no stored call {call_id!r}"}, status_code=404)
+        return respond(Error(error=f"no stored call {call_id!r}"), 404)
     service.journal.audit(call_id, "legal-hold", {"hold": body.hold, "reason": body.reason})
-    return JSONResponse({"callId": call_id, "hold": body.hold})
+    return respond(Hold(call_id=call_id, hold=body.hold))
 
 
 async def manifest(request: Request) -> Response:
-    """``GET /calls/{callId}/manifest?format=``: the manifest of that export, as the CLI writes it."""
-    import hashlib
-
-    from pipeline.compliance.export import ExportError, export_lines
-    from pipeline.compliance.manifest import build_manifest
-
+    """``GET /calls/{callId}/manifest?format=``: the manifest of that export, as the CLI
+    writes it."""
     service: Service = request.app.state.service
     call_id = request.path_params["callId"]
     fmt = request.query_params.get("format", "jsonl")
     if await asyncio.to_thread(service.store.get_call, call_id) is None:
-        return JSONResponse({"error": f"no stored call {call_id!r}"}, status_code=404)
+        return respond(Error(error=f"no stored call {call_id!r}"), 404)
 
-    def build() -> dict:
+    def build() -> dict[str, Any]:
         digest = hashlib.sha256()
         for line in export_lines(service.store, call_id, fmt):
             digest.update(line)
@@ -317,5 +299,5 @@ async def manifest(request: Request) -> Response:
     try:
         doc = await asyncio.to_thread(build)
     except ExportError as exc:
-        return JSONResponse({"error": str(exc)}, status_code=400)
-    return JSONResponse(doc)
+        return respond(Error(error=str(exc)), 400)
+    return respond(msgspec.convert(doc, Manifest))

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from models.events import CallEnded, CallStarted, Event, encode_event, event_type, utc_now_iso
 from pipeline.compliance.store import AuditRecord, EventStore, StoredEvent
-from pipeline.delivery.bus import MemoryBus
+from pipeline.delivery.bus import EventBus
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ class Journal:
     def __init__(
         self,
         store: EventStore,
-        bus: MemoryBus,
+        bus: EventBus,
         max_batch: int = 512,
         observe_write: Callable[[float], None] | None = None,
         max_pending: int = 50_000,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from models.events import Lagged, encode_event, utc_now_iso
 
@@ -87,7 +87,33 @@ class Subscription:
             self._bus._unsubscribe(self)
 
 
+class EventBus(Protocol):
+    """What every bus does (in memory here, Redis Streams in redis_bus.py): take stored
+    events without ever blocking the publisher, and hand them to subscribers of one call
+    or of every call, with `lagged` notices for what a slow one missed."""
+
+    async def start(self) -> None: ...
+    async def aclose(self) -> None: ...
+    def publish(self, call_id: str, seq: int, raw: bytes) -> None: ...
+    def subscribe(self, call_id: str | None = None, maxsize: int | None = None) -> Subscription:
+        """A queue of one call's events (None: every call's, the firehose)."""
+        ...
+
+    async def history(self, call_id: str, since: int) -> list[tuple[int, bytes]]:
+        """Events of a call after ``since`` that this bus still holds (a resume)."""
+        ...
+
+    async def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every event published so far has left this process."""
+        ...
+
+    def subscriber_count(self) -> int: ...
+    def subscriptions(self) -> list[Subscription]: ...
+
+
 class MemoryBus:
+    """The embedded default: one process, its subscribers in memory."""
+
     def __init__(self, default_maxsize: int = 256) -> None:
         self.default_maxsize = default_maxsize
         self._by_call: dict[str, set[Subscription]] = {}

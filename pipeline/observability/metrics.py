@@ -15,7 +15,7 @@ two metrics of the same name.
 
 Labels are fixed enumerations only (`reason`, `kind`, `source`): never a call id, a
 participant id, a phone number or any text, so no label can leak transcript content
-(ARCHITECTURE.md, invariant 1) or explode the series count.
+(README, Architecture: invariant 1) or explode the series count.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Recording control through ACS Call Automation: pause when a payment starts, resume after.
 
-PCI fails closed (ARCHITECTURE.md, invariant 3): a pause is sent the moment a window
+PCI fails closed (README, Architecture: invariant 3): a pause is sent the moment a window
 opens and retried until ACS confirms it or the window ends; every attempt is an event and
 an audit record. The SDK is synchronous, so calls run in a small thread pool, never on
 the event loop. Its own retry policy is switched off (by default it would resend a 5xx

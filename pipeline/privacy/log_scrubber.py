@@ -1,6 +1,6 @@
 """Second line of defence for the privacy boundary: mask card-like numbers in logs.
 
-The Redactor is the real boundary (ARCHITECTURE.md, invariant 1); this filter exists for
+The Redactor is the real boundary (README, Architecture: invariant 1); this filter exists for
 the day someone logs a raw value by mistake (an exception message quoting the input,
 an f-string in a debug line, a third-party library interpolating its argument). It masks
 every digit of

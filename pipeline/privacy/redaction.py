@@ -1,7 +1,7 @@
 """The privacy boundary: Presidio on a blank spaCy pipeline, fully offline.
 
 Raw transcript text exists only in memory between the speech worker and this module
-(ARCHITECTURE.md, invariant 1). Everything downstream (events, store, exports, logs,
+(README, Architecture: invariant 1). Everything downstream (events, store, exports, logs,
 LLM prompts) sees ``RedactionResult.text`` only.
 
 Design choices, and why:

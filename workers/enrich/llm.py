@@ -1,7 +1,7 @@
 """An OpenAI-compatible chat model for sentiment, translation and summaries.
 
 Any server that speaks the chat-completions API will do (`OPENAI_BASE_URL`), Azure
-OpenAI included. Only redacted text is ever sent (ARCHITECTURE.md, invariant 1): the
+OpenAI included. Only redacted text is ever sent (README, Architecture: invariant 1): the
 caller passes what the Redactor produced. The client's own retries are off: a slow or
 failing model must degrade to the fallback within the timeout, not retry in silence.
 """

@@ -106,12 +106,31 @@ class AcsTranscriptionAdapter:
         )
 
 
+class _NullStream:
+    """Accepts and drops audio; never produces a result."""
+
+    __slots__ = ()
+
+    def push(self, pcm16k: bytes) -> None:
+        return None
+
+    def end(self, end_ms: int) -> None:
+        return None
+
+    def cancel(self) -> None:
+        return None
+
+
+_NULL_STREAM = _NullStream()
+
+
 class AcsPassthroughEngine:
     """SpeechEngine for `CALLSTREAM_STT=acs`: transcripts come from TranscriptionData.
 
     It takes no audio at all (`audio_input` is False): the text of the call arrives in
     ACS's own TranscriptionData frames and goes through `AcsTranscriptionAdapter`, so a
-    caller opens neither streams nor channels on it.
+    caller reading its capabilities opens neither streams nor channels on it. A stream
+    opened anyway drops its audio and never emits (nothing is ever sent to ACS).
     """
 
     source = SOURCE
@@ -127,7 +146,7 @@ class AcsPassthroughEngine:
         return None
 
     def open_stream(self, utterance_id: str, start_ms: int, *args: object, **kw: object):
-        raise UnsupportedMode("ACS transcription takes no audio: its text comes in frames")
+        return _NULL_STREAM
 
     def open_channel(self, channel_id: str, start_ms: int, *args: object, **kw: object):
         raise UnsupportedMode("ACS transcription takes no audio: its text comes in frames")
