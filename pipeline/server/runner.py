@@ -57,7 +57,7 @@ class DrainingServer(uvicorn.Server):
                 log.info("%s", line)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        # Not recorded in _captured_signals: uvicorn would re-raise the signal after a
+        # The signal is not handed to uvicorn's own handler: it would re-raise it after a
         # clean shutdown, and the process would end "killed by SIGTERM" instead of 0.
         if self._loop is None or self._drain_task is not None or self.service.draining:
             self.should_exit = True
