@@ -12,6 +12,8 @@ import secrets
 import time
 from typing import Any
 
+import msgspec
+
 from models.events import CallEnded, utc_now_iso
 from models.settings import Settings
 from pipeline.compliance.journal import Journal
@@ -73,6 +75,9 @@ def make_engine(settings: Settings) -> SpeechEngine:
 
 
 ORPHAN_REASON = "server-crashed"
+# At stop, after the calls have drained: how long work in flight (an incoming call being
+# answered) may take to finish before it is cancelled.
+SHUTDOWN_GRACE_S = 5.0
 
 
 class Service:
@@ -113,6 +118,7 @@ class Service:
         # Work started off the request path (answering an incoming call, cluster commands,
         # retention): owned here and cancelled by stop().
         self.tasks = TaskSet("service")
+        self._retention: asyncio.Task | None = None
         self._gc_observer = GcPauseObserver(self.metrics.observe_gc)
 
     async def start(self) -> None:
@@ -136,7 +142,9 @@ class Service:
         await self._close_orphans()
         await self.engine.start()
         if self.settings.retention_days is not None:
-            self.tasks.spawn(self._retention_loop(self.settings.retention_days), "retention")
+            self._retention = self.tasks.spawn(
+                self._retention_loop(self.settings.retention_days), "retention"
+            )
         self.ready = True
         log.info(
             "service ready in %.1f s (speech engine: %s)",
@@ -194,13 +202,15 @@ class Service:
     async def stop(self) -> None:
         """Drain: end every live call (publishing its finals), flush the store, stop engines."""
         self.ready = False
+        if self._retention is not None:
+            self._retention.cancel()  # no purge competes with the calls' last writes
         self.draining = True
         for session in list(self.calls.values()):
             session.end_now("server-shutdown")
         pending = [s.close_task for s in self.calls.values() if s.close_task is not None]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
-        await self.tasks.aclose()
+        await self.tasks.aclose(grace_s=SHUTDOWN_GRACE_S)
         await self.journal.flush()
         await self.journal.aclose()
         await self.bus.aclose()
@@ -298,7 +308,17 @@ class Service:
     def adopt(self, session: CallSession, handed: dict[str, Any]) -> None:
         """Go on with a call another replica handed over: its session state, and the
         recording it was driving."""
-        state = from_wire(handed)
+        try:
+            state = from_wire(handed)
+        except msgspec.ValidationError as exc:
+            # A replica of another version: the call goes on from the store as a resumed
+            # call (same seq, no second call.started), without the handed-over state.
+            log.error(
+                "call %s: the hand-over state was not understood (%s); resumed from the store",
+                session.call_id,
+                exc,
+            )
+            return
         session.adopt(state)
         self.recording.restore(session.call_id, state.recording)
 

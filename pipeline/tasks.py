@@ -1,9 +1,11 @@
-"""Owned background tasks: every task the service starts is held, logged if it fails,
-and cancelled when the service stops.
+"""Owned background tasks: work started off the request path is held, logged if it
+fails, and given a bounded time to finish, then cancelled, when its owner stops.
 
 asyncio keeps only a weak reference to a task, so a task nobody holds can be collected
-mid-flight, and one that fails does so silently. A `TaskSet` is the one place such work
-lives; `Service.stop()` closes it after the calls have drained.
+mid-flight, and one that fails does so silently. The service (an incoming call's answer,
+retention), the Redis registry (commands received) and enrichment (sentiment batches)
+each keep theirs in a `TaskSet`; a call keeps its own (recording requests, enrichment it
+waits for) and waits for them before its `call.ended`.
 """
 
 from __future__ import annotations
@@ -46,10 +48,13 @@ class TaskSet:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    async def aclose(self) -> None:
-        """Cancel what is still running and wait until it has stopped."""
+    async def aclose(self, grace_s: float = 0.0) -> None:
+        """Take no more; let what runs finish for up to ``grace_s``, then cancel the rest
+        and wait until it has stopped."""
         self._closed = True
         tasks = list(self._tasks)
+        if tasks and grace_s > 0:
+            _, tasks = await asyncio.wait(tasks, timeout=grace_s)
         for task in tasks:
             task.cancel()
         if tasks:

@@ -9,11 +9,18 @@ of the part's own Protocols, which is what the Protocols are for.
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 import wave
+
+import uvicorn
 
 from models.events import PaymentEnded, PaymentStarted
 from models.settings import load_settings
 from models.speech import SpeechResult
+from pipeline.api.app import create_app
+from pipeline.cli.replay import load_call_audio, replay_call
+from pipeline.compliance.store import SqliteEventStore
 from pipeline.ingest.call_redaction import CallRedaction
 from pipeline.ingest.channel import Channel, Utterance
 from pipeline.ingest.handover import HandOverState, from_wire, to_wire
@@ -22,6 +29,8 @@ from pipeline.observability.stats import Stats
 from pipeline.pci.payment_guard import GuardPolicy, PaymentGuard
 from pipeline.privacy.redaction import get_redactor
 from pipeline.privacy.redaction_runner import RedactionRunner
+from pipeline.service import Service
+from workers.stt.base import Capabilities
 
 from .conftest import FIXTURES
 
@@ -221,3 +230,58 @@ def test_hand_over_state_round_trips_the_wire_keys_replicas_exchange() -> None:
         assert key in wire
     assert from_wire(wire) == state
     assert from_wire({**wire, "aFieldFromANewerReplica": 1}) == state
+
+
+class _BuggyEngine:
+    """An engine with a bug: every utterance it is asked to open raises."""
+
+    source = "local"
+    capabilities = Capabilities(
+        audio_input=True, continuous=False, interim_results=False, remote=False
+    )
+
+    async def start(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+    def open_stream(self, *args: object, **kwargs: object):
+        raise RuntimeError("engine bug")
+
+    def open_channel(self, *args: object, **kwargs: object):
+        raise RuntimeError("not continuous")
+
+
+async def test_a_part_that_raises_costs_one_frame_not_the_call(tmp_path) -> None:
+    """Through a real socket: a frame whose processing raises (here the engine, at each
+    utterance start) is counted as an internal error and skipped; the call goes on and ends
+    as a clean close, not a lost connection."""
+    settings = load_settings(environ={}, overrides={"data_dir": str(tmp_path)})
+    service = Service(
+        settings, engine=_BuggyEngine(), store=SqliteEventStore(tmp_path / "events.db")
+    )
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)  # connections wait in the backlog until the app has started
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(service), lifespan="on", log_level="warning"))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        audio = load_call_audio(FIXTURES / "payment_call.wav")
+        sent = await replay_call(f"ws://127.0.0.1:{port}/media", audio, "buggy-call", speed=0)
+        session = service.calls.get("buggy-call")
+        if session is not None and session.close_task is not None:
+            await session.close_task
+        stats = service.stats
+        assert stats.dropped_internal_error >= 1
+        # The metadata message, then `sent` audio frames: each accepted (the ones that
+        # raised in the engine too: they were counted before they reached it).
+        assert stats.frames_received == sent + 1 and stats.frames_audio == sent
+        await service.journal.flush()
+        events = [json.loads(raw) for _, raw in service.store.read("buggy-call")]
+        assert events[-1]["type"] == "call.ended"
+        assert events[-1]["reason"] != "media-lost"
+    finally:
+        server.should_exit = True
+        await serving

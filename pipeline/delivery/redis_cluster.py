@@ -67,7 +67,7 @@ class RedisCluster(Cluster):
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._commands.aclose()
+        await self._commands.aclose(grace_s=COMMAND_TIMEOUT_S)  # their senders wait for a reply
         try:
             await self._redis.delete(replica_key(self.replica_id))
             await self._pubsub.aclose()

@@ -100,7 +100,7 @@ class FrameDispatch:
         try:
             msg = decode_message(raw)
         except MalformedFrame as exc:
-            self._malformed(str(exc), "dropped_invalid")
+            self.malformed(str(exc), "dropped_invalid")
             return
         kind = type(msg)
         if kind is AudioData:
@@ -120,7 +120,7 @@ class FrameDispatch:
         elif kind is UnknownKind:
             call.stats.frames_unknown += 1
 
-    def _malformed(self, reason: str, counter: str) -> None:
+    def malformed(self, reason: str, counter: str) -> None:
         """Count and skip a bad frame. ``counter`` is the `Stats` field of its drop reason
         (a fixed name, see metrics.DROP_REASONS); ``reason`` is for the log only."""
         call = self.call
@@ -147,24 +147,24 @@ class FrameDispatch:
             encoding = (
                 meta.encoding if meta.encoding.upper() in _KNOWN_ENCODINGS else "another encoding"
             )
-            self._malformed(
+            self.malformed(
                 f"unsupported audio format ({encoding}, {meta.sampleRate} Hz, {meta.channels} ch)",
                 "dropped_unsupported_format",
             )
             return
         if call.sample_rate is not None and call.sample_rate != meta.sampleRate and call.channels:
-            self._malformed("sample rate changed mid-call", "dropped_unsupported_format")
+            self.malformed("sample rate changed mid-call", "dropped_unsupported_format")
             return
         call.sample_rate = meta.sampleRate
 
     def _on_audio(self, p: AudioDataPayload) -> None:
         call = self.call
         if call.sample_rate is None:
-            self._malformed("audio before AudioMetadata", "dropped_before_metadata")
+            self.malformed("audio before AudioMetadata", "dropped_before_metadata")
             return
         n = len(p.data)
         if n == 0 or n & 1 or n > MAX_AUDIO_BYTES:
-            self._malformed(
+            self.malformed(
                 f"audio payload of {n} bytes",
                 "dropped_payload_too_large" if n > MAX_AUDIO_BYTES else "dropped_bad_size",
             )

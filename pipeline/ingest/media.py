@@ -136,7 +136,7 @@ class MediaEndpoint:
                         on_message(data)
                     except Exception as exc:  # never let one frame end a call
                         # Counted and logged (rate-limited, type only) like any bad frame.
-                        session._malformed(
+                        session.frames.malformed(
                             f"internal error {type(exc).__name__}", "dropped_internal_error"
                         )
                 elif kind == "websocket.disconnect":

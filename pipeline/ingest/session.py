@@ -6,7 +6,8 @@ its channels (`channel.py`: resample, VAD, utterances), and one of each job's pa
 depends on), `PaymentWindows` (guard decisions to events, audit and pauses). It reaches
 the rest of the service only through `CallPorts` (`ports.py`).
 
-The per-frame hot path reads top to bottom in `on_message` below and `Channel.audio`:
+The per-frame hot path reads top to bottom in `FrameDispatch.on_message` (frames.py)
+and `Channel.audio` (channel.py):
 parse, dispatch by kind, bounded non-blocking work, audio handed to the engine, which
 decodes elsewhere. A call may have several websockets at once (ACS opens one for audio
 and one for its own transcription); it ends when the last one closes and every pending
@@ -81,7 +82,7 @@ class CallSession:
         # Every media message of the call: the hot path starts here (frames.py).
         self.on_message = self.frames.on_message
 
-    # ----- views kept by name: what tests and the metrics collector read ---------------
+    # ----- views of the parts' state, kept by the names tests read ---------------------
     @property
     def sticky(self) -> dict[str, StickyValues]:
         return self.redaction.sticky
