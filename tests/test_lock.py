@@ -86,3 +86,13 @@ def test_a_library_whose_internals_we_subclass_has_an_upper_bound():
     # pipeline/server/ws_protocol.py and http_protocol.py subclass uvicorn's protocol classes.
     uvicorn = next(Requirement(r) for r in project()["dependencies"] if r.startswith("uvicorn"))
     assert any(spec.operator in ("<", "<=", "~=", "==") for spec in uvicorn.specifier)
+
+
+def test_the_uvicorn_range_is_the_one_the_protocol_subclasses_accept():
+    """pyproject's lower bound and the version the media protocol's subclass requires are
+    one number (older versions have the same internals' names and break in them)."""
+    from pipeline.server.ws_protocol import OLDEST_UVICORN
+
+    uvicorn = next(Requirement(r) for r in project()["dependencies"] if r.startswith("uvicorn"))
+    lower = [s.version for s in uvicorn.specifier if s.operator == ">="]
+    assert lower and tuple(int(p) for p in lower[0].split(".")[:2]) == OLDEST_UVICORN

@@ -23,8 +23,10 @@ Three changes to the stock protocol, each measured by a benchmark (bench/RESULTS
   app to count and skip, not a reason to fail the connection (stock: 1007 and a traceback).
 
 It leans on uvicorn internals (`read_paused`, `queue`, `send_receive_event_to_app`,
-`data_received`, `receive`), so it is used only when they are there; otherwise the stock
-protocol serves, unchanged (a test says so).
+`data_received`, `receive`), so it is used only on the uvicorn versions the suite has
+passed on (from OLDEST_UVICORN; pyproject.toml bounds the range) and only when they are
+there; otherwise the stock protocol serves, unchanged (a test says so). Older versions
+have the same names and break in them (measured on 0.44-0.49).
 """
 
 from __future__ import annotations
@@ -45,6 +47,16 @@ MIN_SLICE = 256
 MIN_BATCH = 16.0  # a throttled connection waits until this many messages' budget is back
 BYTES_PER_COST = 1024  # a message costs 1 + len / BYTES_PER_COST against the rate
 DEFAULT_RATE = 2000.0  # message costs a second per connection (0: no limit)
+OLDEST_UVICORN = (0, 53)  # the oldest the suite has passed on; pyproject.toml says the same
+
+
+def _uvicorn_version() -> tuple[int, ...]:
+    from importlib.metadata import version
+
+    try:
+        return tuple(int(part) for part in version("uvicorn").split(".")[:2])
+    except ValueError:  # a local build ("0.53.0+local" parses; anything odder is unknown)
+        return (0, 0)
 
 
 def media_ws_protocol(
@@ -52,6 +64,8 @@ def media_ws_protocol(
 ) -> type | str:
     """The protocol class for uvicorn's `ws=`. `on_throttle(seconds)` is called each time a
     connection over its rate is held back (for a metric)."""
+    if _uvicorn_version() < OLDEST_UVICORN:
+        return "websockets-sansio"
     try:
         from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
     except ImportError:
