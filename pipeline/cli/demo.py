@@ -32,6 +32,7 @@ from pipeline.cli.replay import CallAudio, replay_call, sample_call_path
 from pipeline.compliance.export import export_lines
 from pipeline.compliance.manifest import manifest_path, verify_export
 from pipeline.compliance.manifest import write_export as write_manifested_export
+from pipeline.compliance.private_files import private_dir
 from pipeline.server.ws_protocol import media_ws_protocol_for
 from pipeline.service import Service
 
@@ -45,7 +46,7 @@ def free_port() -> int:
 def write_export(service: Service, call_id: str) -> tuple[Path, dict]:
     """The call's JSONL export and its manifest, as `callstream export --out` writes them."""
     out_dir = Path(service.settings.data_dir) / "exports"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(out_dir)
     out = out_dir / f"{call_id}.jsonl"
     manifest = write_manifested_export(
         service.store, call_id, "jsonl", out, export_lines(service.store, call_id, "jsonl")

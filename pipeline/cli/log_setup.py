@@ -7,6 +7,19 @@ importing each other.
 from __future__ import annotations
 
 import logging
+import re
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u2028\u2029]")
+
+
+class OneLineFormatter(logging.Formatter):
+    """One record, one line: a control character in a message (a call id from a query
+    string with a newline in it) is written escaped, so nobody can forge a log line. A
+    traceback (DEBUG) still follows on its own lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        return _CONTROL.sub(lambda m: repr(m.group())[1:-1], line)
 
 
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
@@ -23,7 +36,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler])  # no-op if already configured
     if level.upper() != "DEBUG":
         # The Azure SDK logs every request and response to ACS (URL, headers) at INFO: four

@@ -96,10 +96,11 @@ def _bulk_export(store, args: argparse.Namespace, since: str | None, until: str 
 
     from pipeline.compliance.export import export_lines
     from pipeline.compliance.manifest import write_export
+    from pipeline.compliance.private_files import private_dir
 
     out = Path(args.out)
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        private_dir(out)
     except OSError as exc:
         raise CliError(f"cannot create {out}: {exc.strerror or exc}", 1) from None
     # ids only: memory stays flat

@@ -313,7 +313,20 @@ def _csv_record(held: _Held, languages: list[str]) -> bytes:
     )
 
 
+# A spreadsheet reads a cell that starts with one of these as a formula ("=HYPERLINK(...)"
+# said by a caller, or a recognizer's "- one" or "+44..."): such text cells get a leading
+# apostrophe, which spreadsheets show as text and do not evaluate (OWASP's CSV injection
+# advice). Numbers (offsets, a negative sentiment score) are written as they are.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _neutral(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def _csv_row(values: list[Any]) -> bytes:
     buf = io.StringIO()
-    csv.writer(buf).writerow(values)  # RFC 4180: quoted as needed, CRLF
+    csv.writer(buf).writerow([_neutral(v) for v in values])  # RFC 4180: quoted as needed, CRLF
     return buf.getvalue().encode()

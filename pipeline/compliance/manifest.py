@@ -17,6 +17,7 @@ from typing import Any
 
 from pipeline.compliance import chain
 from pipeline.compliance.audit_summary import summarize
+from pipeline.compliance.private_files import open_private
 from pipeline.compliance.store import EventStore
 
 __all__ = [
@@ -86,12 +87,13 @@ def write_export(
 ) -> dict[str, Any]:
     """Stream ``lines`` to ``out`` and write its manifest beside it; returns the manifest."""
     digest = hashlib.sha256()
-    with open(out, "wb") as fh:
+    with open_private(out) as fh:
         for line in lines:
             fh.write(line)
             digest.update(line)
     manifest = build_manifest(store, call_id, fmt, digest.hexdigest())
-    manifest_path(out).write_text(json.dumps(manifest, indent=1))
+    with open_private(manifest_path(out)) as fh:
+        fh.write(json.dumps(manifest, indent=1).encode())
     return manifest
 
 

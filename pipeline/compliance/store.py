@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from pipeline.compliance import chain
+from pipeline.compliance.private_files import private_dir, private_file
 
 SCHEMA_VERSION = 3  # 2: the audit table; 3: the event chain and legal holds
 
@@ -141,7 +142,9 @@ class EventStore(Protocol):
 class SqliteEventStore:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        if self.path != ":memory:":
+            private_dir(Path(self.path).parent)
+            private_file(Path(self.path))
         self._writer = self._connect()
         with self._writer:
             self._writer.executescript(_SCHEMA)

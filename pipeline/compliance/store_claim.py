@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from models.settings import Settings
+from pipeline.compliance.private_files import private_dir
 
 
 class StoreInUse(RuntimeError):
@@ -33,7 +34,7 @@ def claim_store(settings: Settings) -> None:
     if settings.bus != "memory" or url.startswith(("postgres://", "postgresql://")):
         return
     lock_path = Path(f"{url}.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(lock_path.parent)
     fh = open(lock_path, "a+")
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
