@@ -72,9 +72,10 @@ class Settings(msgspec.Struct, kw_only=True):
     stt_partial_interval_ms: int = 300
     language: str = "en-US"
     subscriber_queue: int = 256
-    # Participant roles by raw-id prefix (comma-separated).
-    agent_prefixes: str = "8:acs:,8:orgid:,8:teamsvisitor:"
-    customer_prefixes: str = "4:"
+    # Participant roles by raw-id prefix (comma-separated). An anonymous Teams guest
+    # (`8:teamsvisitor:`) is not staff: a customer, whose audio a payment window withholds.
+    agent_prefixes: str = "8:acs:,8:orgid:"
+    customer_prefixes: str = "4:,8:teamsvisitor:"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"  # any case
     # `serve` writes one JSON object per line (log collectors), `text` is for people; the
     # demo and the other commands always write text.

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import os
 import stat
 
 from models.events import CallEnded, CallStarted, ParticipantJoined, Sentiment, TranscriptFinal
+from models.settings import load_settings
 from pipeline.cli.log_setup import OneLineFormatter
 from pipeline.compliance.export import export_lines
 from pipeline.compliance.manifest import manifest_path, write_export
@@ -120,3 +122,39 @@ def test_a_newline_in_a_logged_value_cannot_forge_a_log_line() -> None:
 
         record.exc_info = sys.exc_info()
     assert OneLineFormatter().format(record).count("\n") >= 2
+
+
+def test_a_bulk_export_never_writes_two_calls_to_one_file(tmp_path, capsys) -> None:
+    """Call ids that a file name cannot tell apart ("a/b" and "a_b", "ABC" and "abc" on a
+    case-insensitive disk, two long ids with one prefix) each get a file of their own."""
+    from pipeline.cli import commands
+
+    long_a, long_b = "x" * 210 + "a", "x" * 210 + "b"
+    ids = ["a/b", "a_b", "ABC", "abc", long_a, long_b, "plain-id.1"]
+    data_dir = tmp_path / "data"
+    for call_id in ids:
+        build_store(data_dir / "callstream.db", _events(), call_id).close()
+    out = tmp_path / "out"
+    code = commands.main(
+        ["export", "--format", "jsonl", "--since", "2024-01-01T00:00:00Z", "--out", str(out),
+         "--data-dir", str(data_dir)]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    exports = sorted(p for p in out.iterdir() if p.suffix == ".jsonl")
+    assert len({p.name.casefold() for p in exports}) == len(ids)
+    # Each file holds its own call, and a plain id is still its own name.
+    owners = {json.loads(p.read_text().splitlines()[0])["callId"] for p in exports}
+    assert owners == set(ids) and (out / "plain-id.1.jsonl").exists()
+
+
+def test_an_anonymous_teams_guest_is_a_customer_not_staff() -> None:
+    """A Teams visitor (`8:teamsvisitor:`) is not staff. Counted as an agent, their card
+    digits went to a cloud recognizer during a payment window, which withholds the audio of
+    every participant but agents (test_payment_guard shows the withholding)."""
+    from pipeline.ingest.participants import RoleMap
+
+    settings = load_settings(environ={}, overrides={})
+    roles = RoleMap(settings.agent_prefixes, settings.customer_prefixes)
+    assert roles.role("8:teamsvisitor:6f1c2a") == "customer"
+    assert roles.role("8:orgid:9d2f-agent") == "agent"
+    assert roles.role("4:+15550100") == "customer"

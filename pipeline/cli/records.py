@@ -8,6 +8,7 @@ traceback, when there is no store or it will not open.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from pathlib import Path
 
@@ -105,10 +106,11 @@ def _bulk_export(store, args: argparse.Namespace, since: str | None, until: str 
         raise CliError(f"cannot create {out}: {exc.strerror or exc}", 1) from None
     # ids only: memory stays flat
     calls = [r.call_id for r in store.calls_between(since, until)]
+    taken: set[str] = set()  # file names used in this run, case-folded (macOS, Windows)
     for call_id in tqdm(
         calls, desc="export", unit="call", disable=not sys.stderr.isatty() and not args.progress
     ):
-        target = out / f"{_safe_name(call_id)}.{args.format}"
+        target = out / f"{export_name(call_id, taken)}.{args.format}"
         try:
             write_export(
                 store, call_id, args.format, target, export_lines(store, call_id, args.format)
@@ -119,8 +121,24 @@ def _bulk_export(store, args: argparse.Namespace, since: str | None, until: str 
     return 0
 
 
-def _safe_name(call_id: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in call_id)[:200]
+def export_name(call_id: str, taken: set[str]) -> str:
+    """A file name for a call's export that no other call of the run can share.
+
+    A call id made only of letters, digits, `-`, `_` and `.` (up to 200) is its own name.
+    Any other is made safe and given a hash of the whole id, since "a/b" and "a_b" (or
+    two long ids with one prefix) would otherwise write the same file; and a name already
+    taken in this run gets a counter rather than overwriting the first call's export."""
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in call_id)
+    name = safe[:200]
+    if name != call_id or name.strip(".") == "":
+        digest = hashlib.blake2b(call_id.encode(), digest_size=6).hexdigest()
+        name = f"{safe[:180]}-{digest}"
+    unique, n = name, 1
+    while unique.casefold() in taken:
+        n += 1
+        unique = f"{name}-{n}"
+    taken.add(unique.casefold())
+    return unique
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
