@@ -189,31 +189,14 @@ class Enricher:
             self.errors["translation"] += 1
             log.warning("translation to %s failed (%s); skipped", target, exc)
             return
-        if not session.ended:
-            session.emit(
-                Translation(
-                    callId=session.call_id,
-                    participant=participant,
-                    utteranceId=uid,
-                    language=target,
-                    text=translated,
-                )
-            )
+        _emit_translation(session, participant, uid, target, translated)
 
     def translation_from_engine(
         self, session: EnrichedCall, participant: str, uid: str, language: str, redacted: str
     ) -> None:
         """Azure live translation, already redacted by the session."""
-        if not session.ended and redacted.strip():
-            session.emit(
-                Translation(
-                    callId=session.call_id,
-                    participant=participant,
-                    utteranceId=uid,
-                    language=language,
-                    text=redacted,
-                )
-            )
+        if redacted.strip():
+            _emit_translation(session, participant, uid, language, redacted)
 
     # ----- per call ----------------------------------------------------------------------
     async def summary(self, session: EnrichedCall) -> None:
@@ -244,3 +227,16 @@ def _resolve(waiters: list[tuple[EnrichedCall, asyncio.Future[None]]]) -> None:
     for _call, waiter in waiters:
         if not waiter.done():
             waiter.set_result(None)
+
+
+def _emit_translation(
+    session: EnrichedCall, participant: str, uid: str, language: str, text: str
+) -> None:
+    """A translation of a redacted final, unless its call has ended meanwhile."""
+    if not session.ended:
+        session.emit(
+            Translation(
+                callId=session.call_id, participant=participant, utteranceId=uid,
+                language=language, text=text,
+            )
+        )  # fmt: skip
