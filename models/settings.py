@@ -61,6 +61,17 @@ class Settings(msgspec.Struct, kw_only=True):
     api_jwt_issuer: str | None = None  # API JWTs: accepted from this issuer (with the two below)
     api_jwt_audience: str | None = None
     api_jwks_url: str | None = None
+    # Roles: a TOML file of [[token]] tables (token or token_sha256, role, name, participants).
+    access_file: str | None = None
+    metrics_token: str | None = None  # GET /metrics needs this bearer token (or an admin's)
+    # Keys the pseudonym (4:~...) a customer's phone number is published as; unset: one is
+    # generated into the data dir at first start (replicas must share it: set it).
+    pseudonym_key: str | None = None
+    # Event Grid deliveries (IncomingCall) with Microsoft Entra authentication: besides the
+    # URL secret, a bearer JWT from this issuer, for this audience, signed by a key here.
+    eventgrid_jwt_issuer: str | None = None
+    eventgrid_jwt_audience: str | None = None
+    eventgrid_jwks_url: str | None = None
     # Voice activity detection and segmentation.
     vad_aggressiveness: int = 2
     vad_preroll_ms: int = 300
@@ -110,6 +121,8 @@ class Settings(msgspec.Struct, kw_only=True):
     http_header_timeout_s: float = 10.0  # a connection must send its request headers within this
     drain_grace_s: float = 60.0  # on SIGTERM: how long calls in progress may go on
     store_buffer_events: int = 50_000  # events kept in memory while the store is away
+    # The [[token]] tables of a `serve --config` file (the access file's format); config only.
+    token: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
     @property
     def store_url(self) -> str:
@@ -126,7 +139,8 @@ class Settings(msgspec.Struct, kw_only=True):
         return self.stt_workers or max(1, os.cpu_count() or 1)
 
 
-FIELDS: tuple[str, ...] = tuple(Settings.__struct_fields__)
+CONFIG_ONLY = ("token",)  # keys a config file may hold that are not settings of their own
+FIELDS: tuple[str, ...] = tuple(f for f in Settings.__struct_fields__ if f not in CONFIG_ONLY)
 
 
 def env_name(field: str) -> str:
@@ -283,7 +297,7 @@ def _read_config(config_file: str | Path) -> dict[str, Any]:
         raise SettingsError(f"config file {config_file}: not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise SettingsError(f"config file {config_file}: not valid TOML: not UTF-8 text") from None
-    unknown = set(data) - set(FIELDS)
+    unknown = set(data) - set(FIELDS) - set(CONFIG_ONLY)
     if unknown:
         raise SettingsError(f"unknown setting(s) in {config_file}: {', '.join(sorted(unknown))}")
     return data
@@ -310,8 +324,13 @@ def load_settings(
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    tokens: Any = []
     if config_file:
-        for key, value in _read_config(config_file).items():
+        data = _read_config(config_file)
+        tokens = data.pop("token", [])
+        if not isinstance(tokens, list) or not all(isinstance(t, dict) for t in tokens):
+            raise SettingsError(f"{config_file}: token must be [[token]] tables")
+        for key, value in data.items():
             values[key], sources[key] = value, f"{config_file}: {key}"
     for field in FIELDS:
         name = env_name(field)
@@ -324,6 +343,6 @@ def load_settings(
             values[key], sources[key] = value, option_name(key)
     checked = {field: _convert(field, value, sources[field]) for field, value in values.items()}
     try:
-        return msgspec.convert(checked, Settings, strict=False)
+        return msgspec.convert({**checked, "token": tokens}, Settings, strict=False)
     except msgspec.ValidationError as exc:  # not expected: every field was checked above
         raise SettingsError(f"invalid setting: {exc}") from None

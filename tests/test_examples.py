@@ -17,7 +17,7 @@ from models.settings import FIELDS, env_name, load_settings
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "settings.toml"
 GUIDE = ROOT / "docs" / "connect-acs.md"
-CONTROL_PLANE = ROOT / "pipeline" / "api" / "control_plane.py"
+CONTROL_PLANE = ROOT / "pipeline" / "api" / "acs_webhooks.py"
 
 # "# key = value" lines: a default or an alternative, to uncomment.
 COMMENTED_SETTING = re.compile(r"^#[ \t]?([a-z][a-z0-9_]*)[ \t]*=(.*)$", re.MULTILINE)
@@ -29,6 +29,8 @@ SECRETS = (
     "speech_key",
     "openai_api_key",
     "azure_openai_api_key",
+    "metrics_token",
+    "pseudonym_key",
 )
 SETTING_NAME = re.compile(r"\b(?:CALLSTREAM|OPENAI|AZURE_OPENAI)_[A-Z0-9_]*[A-Z0-9]")
 # URLs of callstream itself in the guide: the tunnel's placeholder, the variable, loopback.
@@ -147,7 +149,7 @@ def test_guide_paths_are_routes() -> None:
 
 def test_guide_secret_is_the_parameter_acs_events_checks() -> None:
     checked = re.findall(r"query_params\.get\(\"(\w+)\"\)", CONTROL_PLANE.read_text())
-    assert checked, "where does pipeline/api/control_plane.py read the callback secret?"
+    assert checked, "where does pipeline/api/acs_webhooks.py read the callback secret?"
     text = GUIDE.read_text()
     for name in checked:
         assert f"/acs/events?{name}=" in text

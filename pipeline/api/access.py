@@ -86,7 +86,7 @@ _CONSOLE_TOKEN = Param(
     str,
     "An API token, kept as the console's cookie (answered with 303).",
 )
-# What `control_plane._acs_request` answers without the secret.
+# What `acs_webhooks._acs_request` answers without the secret.
 _WRONG_SECRET = Reply("Missing or wrong `secret`.", {JSON: Error})
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta
 
-from pipeline.api import calls, console_routes, control_plane, ops
+from pipeline.api import acs_webhooks, calls, console_routes, control_plane, ops
 from pipeline.api.spec import JSON, TEXT, Entry, Operation, Param, Reply, Socket, json_reply
 from pipeline.api.wire import (
     AcsAnswer,
@@ -231,7 +231,7 @@ ROUTES: tuple[Entry, ...] = (
     Operation(
         "POST",
         "/acs/events",
-        control_plane.acs_events,
+        acs_webhooks.acs_events,
         name="acsEvents",
         tag="acs",
         summary="Event Grid: subscription validation and Microsoft.Communication.IncomingCall",
@@ -245,7 +245,7 @@ ROUTES: tuple[Entry, ...] = (
     Operation(
         "POST",
         "/acs/callbacks",
-        control_plane.acs_callbacks,
+        acs_webhooks.acs_callbacks,
         name="acsCallbacks",
         tag="acs",
         summary="Call Automation callbacks (CallConnected, RecordingStateChanged, "

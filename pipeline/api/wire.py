@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
+from starlette.requests import Request
 from starlette.responses import Response
 
 from pipeline.compliance.export import FORMATS
@@ -189,3 +190,17 @@ _encode = msgspec.json.Encoder().encode
 def respond(body: msgspec.Struct, status: int = 200) -> Response:
     """``body`` as the JSON answer: the only way handlers here put JSON on the wire."""
     return Response(_encode(body), status_code=status, media_type="application/json")
+
+
+async def read_limited(request: Request, limit: int) -> bytes | None:
+    """The body, or None past ``limit`` bytes: read in chunks, never held whole beyond it."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    parts, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)

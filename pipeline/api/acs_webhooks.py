@@ -1,0 +1,190 @@
+"""ACS's webhooks: Event Grid (``POST /acs/events``) and Call Automation callbacks
+(``POST /acs/callbacks``).
+
+- ``/acs/events``: subscription validation is answered; an IncomingCall is answered through
+  Call Automation with media streaming to our ``/media`` (unmixed, 16 kHz, DTMF on,
+  starting at once) and callbacks to ``/acs/callbacks``.
+- ``/acs/callbacks``: CallConnected starts the recording (unless ``CALLSTREAM_RECORDING=off``);
+  RecordingStateChanged confirms pauses and resumes; CallDisconnected ends the call; every
+  callback is audited by type.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlencode
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from pipeline.api.auth import secret_matches
+from pipeline.api.wire import (
+    AcsAnswer,
+    AcsEvent,
+    AcsEventData,
+    AcsEvents,
+    Error,
+    read_limited,
+    respond,
+)
+from pipeline.pci.recording import describe_error, http_url, websocket_url
+from pipeline.service import Service
+
+log = logging.getLogger(__name__)
+
+VALIDATION = "Microsoft.EventGrid.SubscriptionValidationEvent"
+INCOMING_CALL = "Microsoft.Communication.IncomingCall"
+MAX_BODY = 1 << 20
+
+
+def _public_url(service: Service, request: Request) -> str:
+    return service.settings.public_url or str(request.base_url).rstrip("/")
+
+
+def _callback_url(service: Service, public: str) -> str:
+    """``/acs/callbacks`` with the callback secret, which ACS echoes back on every callback.
+    Never log it: it is a credential."""
+    return http_url(public, "/acs/callbacks") + "?" + urlencode({"secret": service.callback_secret})
+
+
+_EVENTS = msgspec.json.Decoder(AcsEvents)
+
+
+async def _events(request: Request) -> list[AcsEvent] | Response:
+    """The posted event(s), decoded into the very type the document describes."""
+    body = await read_limited(request, MAX_BODY)
+    if body is None:
+        return respond(Error(error="body too large"), 413)
+    try:
+        doc = _EVENTS.decode(body)
+    except msgspec.ValidationError as exc:  # names the path and the type, never a value
+        return respond(Error(error=f"expected an event or an array of events ({exc})"), 400)
+    except (msgspec.DecodeError, RecursionError):
+        return respond(Error(error="body is not JSON"), 400)
+    return doc if isinstance(doc, list) else [doc]
+
+
+def _recording_wanted(service: Service) -> bool:
+    setting = (service.settings.recording or "").lower()
+    return service.recording.configured and setting != "off"
+
+
+async def _acs_request(request: Request) -> tuple[Service, list[AcsEvent], str] | Response:
+    """The service, the posted events and the public base URL (or the error answer)."""
+    service: Service = request.app.state.service
+    if not secret_matches(request.query_params.get("secret"), service.callback_secret):
+        log.warning("POST %s refused: missing or wrong callback secret", request.url.path)
+        return respond(Error(error="unauthorized"), 401)
+    items = await _events(request)
+    if isinstance(items, Response):
+        return items
+    return service, items, _public_url(service, request)
+
+
+async def acs_events(request: Request) -> Response:
+    parsed = await _acs_request(request)
+    if isinstance(parsed, Response):
+        return parsed
+    service, items, public = parsed
+    for ev in items:
+        kind = ev.event_type or ev.type
+        data = ev.data or AcsEventData()
+        if kind == VALIDATION:
+            return respond(AcsAnswer(validation_response=data.validation_code))
+        if kind == INCOMING_CALL:
+            context = data.incoming_call_context
+            if not context:
+                return respond(Error(error="IncomingCall without incomingCallContext"), 400)
+            try:
+                # Owned by the service: held until done, logged if it fails, cancelled at stop.
+                service.tasks.spawn(_answer(service, context, public), name="acs-answer")
+            except RuntimeError:  # stopping: Event Grid retries, another replica answers
+                return respond(Error(error="shutting down"), 503)
+    return respond(AcsAnswer())
+
+
+async def _answer(service: Service, context: str, public: str) -> None:
+    try:
+        props = await service.recording.answer(
+            context, _callback_url(service, public), websocket_url(public, "/media")
+        )
+    except Exception as exc:
+        log.error("answering an incoming call failed (%s)", describe_error(exc))
+        return
+    cc = service.recording.control(props.call_connection_id)
+    cc.server_call_id = props.server_call_id
+    service.cluster.note(cc.call_id, serverCallId=props.server_call_id)
+    service.journal.audit(cc.call_id, "acs.answered", {"serverCallId": props.server_call_id})
+
+
+async def acs_callbacks(request: Request) -> Response:
+    parsed = await _acs_request(request)
+    if isinstance(parsed, Response):
+        return parsed
+    service, items, public = parsed
+    for ev in items:
+        await _callback(service, ev, public)
+    return respond(AcsAnswer())
+
+
+async def _callback(service: Service, ev: AcsEvent, public: str) -> None:
+    kind = (ev.type or ev.event_type or "").removeprefix("Microsoft.Communication.")
+    data = ev.data or AcsEventData()
+    rec = service.recording
+    call_id = data.call_connection_id
+    cc = rec.control(call_id) if call_id else rec.by_recording(data.recording_id or "")
+    if cc is None:
+        log.warning("ACS callback %s for an unknown call ignored", kind or "?")
+        return
+    if data.server_call_id:
+        cc.server_call_id = data.server_call_id
+    audit: dict[str, Any] = {"type": kind}
+    if kind == "RecordingStateChanged":
+        state = (data.state or "").lower()
+        if data.recording_id and cc.recording_id is None:
+            cc.recording_id = data.recording_id
+        audit |= {"recordingId": data.recording_id, "state": state}
+        if state:
+            rec.on_state(cc, state)
+            service.cluster.note(cc.call_id, recordingId=cc.recording_id, recordingState=state)
+            if not service.cluster.owns(cc.call_id):  # the driver waiting for it is there
+                await service.cluster.send(
+                    cc.call_id, "recording-state", {"state": state, "recordingId": cc.recording_id}
+                )
+    elif kind == "CallDisconnected":
+        session = service.calls.get(cc.call_id)
+        if session is not None:
+            session.end_now("call-disconnected")
+        else:
+            await service.cluster.send(cc.call_id, "end", {"reason": "call-disconnected"})
+    service.journal.audit(cc.call_id, "acs.callback", audit)
+    if (
+        kind == "CallConnected"
+        and _recording_wanted(service)
+        and cc.recording_id is None
+        and cc.server_call_id
+    ):
+        try:
+            await rec.start_recording(cc, _callback_url(service, public))
+            learnt = {
+                "recordingId": cc.recording_id,
+                "recordingState": cc.recording_state,
+                "serverCallId": cc.server_call_id,
+            }
+            service.cluster.note(cc.call_id, **learnt)
+            if not service.cluster.owns(cc.call_id):
+                await service.cluster.send(cc.call_id, "recording", learnt)
+            service.journal.audit(
+                cc.call_id,
+                "recording.started",
+                {"recordingId": cc.recording_id, "state": cc.recording_state},
+            )
+        except Exception as exc:
+            service.journal.audit(
+                cc.call_id, "recording.start-failed", {"error": describe_error(exc)}
+            )
+            log.error(
+                "call %s: starting the recording failed (%s)", cc.call_id, describe_error(exc)
+            )
