@@ -23,6 +23,7 @@ from pipeline.delivery.backends import make_bus, make_cluster
 from pipeline.delivery.cluster import HANDOVER_WAIT_S, CallRegistry
 from pipeline.enrichment import Enricher
 from pipeline.ingest.handover import from_wire, to_wire
+from pipeline.ingest.media_owner import HANDOVER_REFUSED, SECOND_SOCKET, MediaOwners
 from pipeline.ingest.participants import RoleMap
 from pipeline.ingest.ports import CallPorts
 from pipeline.ingest.session import CallSession
@@ -32,6 +33,7 @@ from pipeline.observability.stats import Stats
 from pipeline.pci.payment_guard import GuardPolicy
 from pipeline.pci.recording import RecordingController
 from pipeline.privacy.known_entities import KnownEntities
+from pipeline.privacy.pseudonyms import Pseudonyms
 from pipeline.privacy.redaction import Redactor, get_redactor
 from pipeline.privacy.redaction_runner import RedactionRunner
 from pipeline.tasks import TaskSet
@@ -98,6 +100,7 @@ class Service:
             self
         )  # its own registry: several services may share a process
         self.roles = RoleMap(settings.agent_prefixes, settings.customer_prefixes)
+        self.pseudonyms: Pseudonyms  # keyed in start(): the key may be a file in the data dir
         self.engine = engine or make_engine(settings)
         self._redactor = redactor
         self._store = store
@@ -107,6 +110,9 @@ class Service:
         self.journal: Journal
         self.redaction: RedactionRunner
         self.calls: dict[str, CallSession] = {}
+        # The one socket that streams each live call (two with ACS's own transcription: its
+        # audio and its text each come on a socket of their own): media_owner.py.
+        self.media_owners = MediaOwners(per_stream=self.engine.source == "acs")
         self.known = KnownEntities()
         self.guard_policy = GuardPolicy.from_settings(settings)
         self.recording = RecordingController(settings, self.metrics.pause_latency.observe)
@@ -123,6 +129,7 @@ class Service:
 
     async def start(self) -> None:
         t0 = time.perf_counter()
+        self.pseudonyms = Pseudonyms.from_settings(self.settings)  # a bad key: before anything
         self._gc_observer.install()
         self.store = self._store or open_store(self.settings.store_url)
         redactor = self._redactor or await asyncio.to_thread(get_redactor)
@@ -247,6 +254,11 @@ class Service:
         if session is None or session.ended:
             return None
         if op == "handover":  # ACS reconnected the call's media to the replica asking
+            if await self.media_owners.streaming(call_id):
+                # Its socket here still streams: the asker's socket is a second one, not a
+                # reconnect (media_owner.py). The asker refuses it; the call stays here.
+                log.warning("call %r: hand-over refused, its media still streams here", call_id)
+                return {HANDOVER_REFUSED: SECOND_SOCKET}
             known = self.known.values(call_id)  # dropped here with the session
             state = await session.hand_over(HANDOVER_WAIT_S)
             state.recording = self.recording.export(call_id)
@@ -303,6 +315,7 @@ class Service:
             observe_speech_final=self.metrics.observe_speech_final,
             ended=self.forget,
             final_timeout_s=self.final_timeout_s,
+            published=self.pseudonyms.published,
         )
 
     def adopt(self, session: CallSession, handed: dict[str, Any]) -> None:

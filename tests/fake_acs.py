@@ -6,6 +6,12 @@ signature the way ACS does, records every request, answers the few routes callst
 (CallConnected, MediaStreamingStarted, RecordingStateChanged) to the callback URLs it was
 given, and lets a test inject failures per operation (`script`).
 
+Every callback it posts carries ``Authorization: Bearer <JWT>`` the way ACS signs its
+mid-call callbacks (RS256, issuer ``https://acscallautomation.communication.azure.com``,
+``aud`` = `callback_audience`, 5-minute lifetime), signed with a key of a local JWKS
+(`jwks`, a `FakeJwks`: its own unless one is passed in, so that a server checking media
+tokens and callbacks against one key set can be given ``fake.jwks.url``).
+
 Build the real SDK client against it with the constructor, not the connection string:
 
     with FakeAcs() as fake:
@@ -44,6 +50,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from .fake_jwks import ACS_AUDIENCE, FakeJwks
 from .loopback import LoopbackServer
 
 OPS = (
@@ -308,11 +315,17 @@ class FakeAcs(LoopbackServer):
       recordings (by recordingId), callbacks_sent [(url, events, status)], callback_errors
       [{"url", "error", "events"}].
     Knobs: next_call_connection_id / next_recording_id (used once), callback_delay (s),
-      auto_callbacks, callback_headers (added to every outgoing callback), max_clock_skew (s).
+      unresponsive_recordings (ids whose pause/resume is accepted but never carried out),
+      auto_callbacks, callback_headers (added to every outgoing callback; an
+      ``Authorization`` there replaces the signed one), callback_audience (the ``aud`` of
+      the callbacks' JWTs), max_clock_skew (s).
     """
 
-    def __init__(self, access_key: str | None = None) -> None:
+    def __init__(self, access_key: str | None = None, jwks: FakeJwks | None = None) -> None:
         super().__init__()
+        self.jwks = jwks if jwks is not None else FakeJwks()
+        self._own_jwks = jwks is None
+        self.callback_audience = ACS_AUDIENCE
         self._key = access_key or base64.b64encode(os.urandom(32)).decode()
         self.lock = threading.RLock()
         self.requests: list[Recorded] = []
@@ -328,6 +341,9 @@ class FakeAcs(LoopbackServer):
         self.auto_callbacks = True
         self.callback_headers: dict[str, str] = {}
         self.max_clock_skew = 300.0
+        # Recordings whose pause and resume ACS accepts (202) but never carries out: no
+        # state change, no RecordingStateChanged, until `set_recording_state`.
+        self.unresponsive_recordings: set[str] = set()
         self._scripts: dict[str, deque[Behavior]] = defaultdict(deque)
         self._incoming: dict[str, dict] = {}
         self._cb_queue: queue.Queue = queue.Queue()
@@ -344,6 +360,8 @@ class FakeAcs(LoopbackServer):
         return _Server(("127.0.0.1", 0), handler)
 
     def _started(self) -> None:
+        if self._own_jwks:
+            self.jwks.start()
         self._cb_thread = threading.Thread(
             target=self._callback_worker, name="fake-acs-cb", daemon=True
         )
@@ -353,6 +371,8 @@ class FakeAcs(LoopbackServer):
         self._cb_queue.put(None)
         if self._cb_thread:
             self._cb_thread.join(timeout=2)
+        if self._own_jwks:
+            self.jwks.stop()
 
     @property
     def base_url(self) -> str:
@@ -394,6 +414,16 @@ class FakeAcs(LoopbackServer):
         with self.lock:
             return [r for r in self.requests if r.op == op]
 
+    def set_recording_state(self, recording_id: str, state: str) -> int | None:
+        """ACS changes a recording's state on its own, now (a pause it accepted earlier
+        takes effect late): the state, then its RecordingStateChanged callback, posted
+        synchronously. Returns the callback's HTTP status (None if it could not be sent)."""
+        with self.lock:
+            r = self.recordings[recording_id]
+            r["state"] = state
+            url, events = self._recording_event(r, state)
+        return self._deliver(url, events) if url else None
+
     def recording_state(self, recording_id: str) -> str:
         """State of a recording: "active", "inactive" or "stopped"; KeyError if unknown."""
         with self.lock:
@@ -414,6 +444,11 @@ class FakeAcs(LoopbackServer):
         with self.lock:
             self._incoming[ctx] = events[0]["data"]
         return events
+
+    def callback_token(self, **knobs: Any) -> str:
+        """A JWT as ACS puts on a callback (5-minute lifetime); ``knobs`` go to
+        `FakeJwks.token` (another ``key``, ``expires_in``, ``audience``...), to forge one."""
+        return self.jwks.token(**{"audience": self.callback_audience, "expires_in": 300, **knobs})
 
     def post_cloud_events(self, url: str, events: list[dict]) -> int | None:
         """POST CloudEvents now (synchronously). Never raises: failures go to
@@ -472,7 +507,8 @@ class FakeAcs(LoopbackServer):
 
     def _deliver(self, url: str, events: list[dict]) -> int | None:
         try:
-            status = post_cloud_events(url, events, headers=self.callback_headers, timeout=5.0)
+            headers = {"Authorization": f"Bearer {self.callback_token()}", **self.callback_headers}
+            status = post_cloud_events(url, events, headers=headers, timeout=5.0)
         except Exception as e:
             with self.lock:
                 self.callback_errors.append({"url": url, "error": repr(e), "events": events})
@@ -631,6 +667,8 @@ class FakeAcs(LoopbackServer):
             if op == "stop_recording":
                 r["state"] = "stopped"
                 return 204, None, [self._recording_event(r, "inactive")]
+            if rid in self.unresponsive_recordings:
+                return 202, None, []  # accepted, never carried out
             new = "inactive" if op == "pause" else "active"
             changed = r["state"] != new
             r["state"] = new

@@ -39,9 +39,11 @@ from pipeline.api.spec import Operation, doc_path
 from pipeline.service import Service
 
 from .conftest import Server, start_server
+from .fake_jwks import FakeJwks
 
 TOKEN = "declared-api-token-0123456789abcdef"
 SECRET = "declared-callback-secret-0123456789"
+AUDIENCE = "declared-test-audience"
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
@@ -104,7 +106,7 @@ def test_every_mounted_route_is_documented(app: Starlette, doc: dict[str, Any]) 
         assert isinstance(route, Route), f"{route!r}: a kind of route the document cannot know"
         canonical = aliases.get(route.path)
         if canonical is not None:  # the same operation again: documented at its first path
-            assert route.endpoint is canonical.endpoint
+            assert getattr(route.endpoint, "__wrapped__", None) is canonical.endpoint
             assert (doc_path(canonical.path), canonical.method) in documented
             continue
         assert route.methods, f"{route.path} answers every method"
@@ -198,14 +200,21 @@ def test_the_document_is_valid_openapi_31(doc: dict[str, Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def jwks() -> Iterator[FakeJwks]:
+    with FakeJwks() as j:
+        yield j
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, jwks: FakeJwks) -> Iterator[Server]:
     srv = start_server(
         tmp_path_factory.mktemp("declared-server"),
         CALLSTREAM_STT="acs",
         CALLSTREAM_API_TOKENS=TOKEN,
         CALLSTREAM_CALLBACK_SECRET=SECRET,
-        CALLSTREAM_MEDIA_AUTH="acs-jwt",  # refuses a handshake without ACS's JWT, no fetch
-        CALLSTREAM_ACS_AUDIENCE="declared-test-audience",
+        CALLSTREAM_MEDIA_AUTH="acs-jwt",  # refuses a handshake without ACS's JWT
+        CALLSTREAM_ACS_AUDIENCE=AUDIENCE,
+        CALLSTREAM_ACS_JWKS_URL=jwks.url,
     )
     try:
         yield srv
@@ -227,7 +236,8 @@ def _call(server: Server, method: str, path: str, **kw: Any) -> requests.Respons
     )
 
 
-def test_a_running_server_enforces_the_declared_access(server: Server) -> None:
+def test_a_running_server_enforces_the_declared_access(server: Server, jwks: FakeJwks) -> None:
+    acs_token = {"Authorization": f"Bearer {jwks.token(audience=AUDIENCE)}"}
     served = requests.get(f"{server.http}/openapi.json", timeout=10).json()
     schema = schemathesis.openapi.from_dict(served)
     checked = set()
@@ -242,7 +252,8 @@ def test_a_running_server_enforces_the_declared_access(server: Server) -> None:
             given = _call(server, method, url, headers={"Authorization": f"Bearer {TOKEN}"})
         elif level == "acs":
             assert bare.status_code == 401 and not challenged, f"{method} {path} is open"
-            given = _call(server, method, url, params={"secret": SECRET})
+            # The secret, and (with an audience) the sender's signed JWT: ACS's, here.
+            given = _call(server, method, url, params={"secret": SECRET}, headers=acs_token)
         else:
             assert bare.status_code != 401, f"{method} {path} ({level}) wants a credential"
             given = bare

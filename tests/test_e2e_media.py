@@ -21,6 +21,7 @@ from websockets.protocol import CLOSED, CONNECTING, OPEN
 from websockets.uri import parse_uri
 
 from pipeline.cli.replay import load_call_audio, replay_call, replay_many
+from pipeline.privacy.pseudonyms import KEY_FILE, pseudonym, read_key_file
 
 from .conftest import (
     FIXTURES,
@@ -66,7 +67,9 @@ async def test_unmixed_call_end_to_end(local_server) -> None:
     )
     assert events[-1]["type"] == "call.ended"
     joined = {e["participant"]: e["role"] for e in events if e["type"] == "participant.joined"}
-    assert joined == {"4:+15550100": "customer", "8:acs:agent": "agent"}
+    # The caller's number is published as its pseudonym under the server's (generated) key.
+    caller = pseudonym("4:+15550100", read_key_file(local_server.data_dir / KEY_FILE))
+    assert joined == {caller: "customer", "8:acs:agent": "agent"}
 
     finals = [e for e in events if e["type"] == "transcript.final"]
     assert {e["role"] for e in finals} == {"agent", "customer"}

@@ -45,6 +45,7 @@ from models.acs import (
 from models.settings import load_settings
 from pipeline.compliance.store import SqliteEventStore
 from pipeline.ingest.frames import MAX_AUDIO_BYTES
+from pipeline.privacy.pseudonyms import deployment_key, pseudonym
 from pipeline.privacy.redaction import get_redactor
 from pipeline.privacy.spoken_numbers import (
     FILLERS,
@@ -462,12 +463,14 @@ async def test_fuzzed_frames_into_a_live_call(
     }
     session.on_message(json.dumps({"kind": "TranscriptionData", "transcriptionData": said}))
     # ACS ends every utterance with a Final; the fuzz left some open (the call would wait
-    # for them, up to a minute).
+    # for them, up to a minute). They are open under published ids: ACS sends the raw ones.
+    raw_of = {published: raw for raw, (published, _role) in session._ids.items()}
     for participant in list(session.acs_adapter._current):
+        raw = raw_of[participant]
         bye = {
             "text": "bye",
             "resultStatus": "Final",
-            "participantRawID": None if participant == "mixed" else participant,
+            "participantRawID": None if raw == "mixed" else raw,
         }
         session.on_message(json.dumps({"kind": "TranscriptionData", "transcriptionData": bye}))
     await service.redaction.drain()
@@ -476,9 +479,10 @@ async def test_fuzzed_frames_into_a_live_call(
     await session.close_task
     await service.journal.flush()
     events = [json.loads(b) for _, b in service.store.read("fuzz-call")]
-    finals = [
-        e for e in events if e["type"] == "transcript.final" and e["participant"] == "4:+15550100"
-    ]
+    # The caller is on record under the pseudonym of the number, never the number.
+    caller = pseudonym("4:+15550100", deployment_key(service.settings))
+    finals = [e for e in events if e["type"] == "transcript.final" and e["participant"] == caller]
+    assert "4:+15550100" not in json.dumps(events)
     assert finals and "[CREDIT_CARD]" in finals[-1]["text"] and "4111" not in finals[-1]["text"]
     assert events[-1]["type"] == "call.ended"
     seqs = [e["seq"] for e in events]

@@ -35,6 +35,7 @@ SECRET_KEYS = {
     "CALLSTREAM_ACS_CONNECTION_STRING",
     "CALLSTREAM_API_TOKENS",
     "CALLSTREAM_CALLBACK_SECRET",
+    "CALLSTREAM_PSEUDONYM_KEY",
     "CALLSTREAM_SPEECH_KEY",
     "OPENAI_API_KEY",
 }
@@ -224,8 +225,9 @@ def test_secrets_are_references_only(rendered, target):
     assert not (NEVER_PLAIN & config(docs).keys())
     # Required: without API tokens `serve` refuses to listen on 0.0.0.0; without a fixed
     # callback secret Event Grid's deliveries (and, on many replicas, ACS's callbacks to
-    # another replica) are refused.
-    for name in ("CALLSTREAM_API_TOKENS", "CALLSTREAM_CALLBACK_SECRET"):
+    # another replica) are refused; without a fixed pseudonym key a caller's pseudonym would
+    # change with every pod (the data dir is an emptyDir) and differ between replicas.
+    for name in ("CALLSTREAM_API_TOKENS", "CALLSTREAM_CALLBACK_SECRET", "CALLSTREAM_PSEUDONYM_KEY"):
         assert secret_ref(env[name]).get("optional", False) is False, name
     for value in config(docs).values():
         assert not SECRET_VALUE.search(value), value

@@ -218,6 +218,13 @@ async def test_pause_failures_are_retried_and_the_exposure_is_on_record(fake_acs
                 timeout=15,
                 what="the pause to be confirmed",
             )
+            # The attempt that timed out still lands at ACS, late: a pause of a recording
+            # already paused. Before the agent resumes, or it would pause the recording
+            # again after the resume (which would then, rightly, not be confirmed at once).
+            await wait_for(
+                lambda: all(r.handled.is_set() for r in requests_for(fake, "pause", recording_id)),
+                what="the timed-out pause to land",
+            )
             assert server.post_json(f"/calls/{call_id}/recording/resume", {})[0] == 202
             # recording.resumed is published once ACS confirmed the resume: before the hang-up.
             await wait_for(
@@ -247,6 +254,7 @@ async def test_pause_failures_are_retried_and_the_exposure_is_on_record(fake_acs
     assert outcomes == [(1, "error"), (2, "error"), (3, "ok")]
     [ended] = [e for e in events if e["type"] == "payment.ended"]
     assert ended["trigger"] == "manual"
+    assert fake.recording_state(recording_id) == "active"
 
 
 async def test_a_late_trigger_opens_on_digits_and_reports_exposure(fake_acs, tmp_path) -> None:

@@ -19,6 +19,8 @@ import sys
 import redis
 from websockets.asyncio.client import connect
 
+from pipeline.privacy.pseudonyms import pseudonym
+
 from .conftest import (
     Server,
     collect_call_events,
@@ -32,6 +34,7 @@ from .test_e2e_media import _transcription
 
 CUSTOMER = "4:+15551234"
 AGENT = "8:acs:agent-7"
+PSEUDONYM_KEY = "scale-out-tests-shared-pseudonym-key"
 
 
 def _stored(server: Server, call_id: str) -> str:
@@ -476,8 +479,9 @@ async def test_media_reconnecting_to_another_replica_is_handed_over(tmp_path, re
     from A (which stops without a call.ended), with its seq, timeline and payment window."""
     from .test_resilience import drop
 
+    # Replicas that share a store share the pseudonym key (each has its own data dir).
     env = {"CALLSTREAM_STT": "acs", "CALLSTREAM_BUS": redis_url, "CALLSTREAM_STORE": str(tmp_path / "shared.db"),
-           "CALLSTREAM_MEDIA_RECONNECT_GRACE_S": "30"}  # fmt: skip
+           "CALLSTREAM_MEDIA_RECONNECT_GRACE_S": "30", "CALLSTREAM_PSEUDONYM_KEY": PSEUDONYM_KEY}  # fmt: skip
     a = start_server(tmp_path, **env)
     b = start_server(tmp_path, **env)
     call_id = "moving-call"
@@ -537,6 +541,9 @@ async def test_media_reconnecting_to_another_replica_is_handed_over(tmp_path, re
     assert events[-1]["reason"] == "media-disconnected"  # ended by B, when its socket closed
     joined = [e["participant"] for e in events if e["type"] == "participant.joined"]
     assert sorted(joined) == sorted(set(joined)), "a participant joined twice"
+    # The customer is one pseudonym on both replicas (the key is shared), never the number.
+    assert sorted(joined) == sorted([AGENT, pseudonym(CUSTOMER, PSEUDONYM_KEY)])
+    assert CUSTOMER not in json.dumps(events)
     # The window opened on A and closed on B: one window, and the digits said on B redacted.
     assert kinds.count("payment.started") == 1 and kinds.count("payment.ended") == 1
     assert [e["trigger"] for e in events if e["type"] == "payment.ended"] == ["phrase"]

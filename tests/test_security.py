@@ -5,7 +5,8 @@
 - ``CALLSTREAM_API_TOKENS`` guards the event stream and the read/control API (401 with
   ``WWW-Authenticate: Bearer``, or 1008), not health, metrics or the console's static files;
   the console gets its token as an HttpOnly cookie, in a real browser too.
-- ``/acs/*`` needs the callback secret, which callstream puts into the URLs it hands to ACS.
+- ``/acs/*`` needs the callback secret, which callstream puts into the URLs it hands to ACS;
+  with an audience, ``/acs/callbacks`` also needs ACS's signed JWT (tests/test_callback_auth.py).
 - No token, secret or key reaches the server's log.
 
 The module's tests share one server and run in file order; the last one reads its log.
@@ -70,8 +71,9 @@ def jwks() -> Iterator[FakeJwks]:
 
 
 @pytest.fixture(scope="module")
-def fake_acs() -> Iterator[FakeAcs]:
-    with FakeAcs() as fake:
+def fake_acs(jwks: FakeJwks) -> Iterator[FakeAcs]:
+    # Signs its callbacks with the keys the server checks media tokens against (ACS's).
+    with FakeAcs(jwks=jwks) as fake:
         yield fake
 
 
@@ -459,7 +461,8 @@ def test_api_accepts_jwts_from_the_configured_issuer(tmp_path, jwks: FakeJwks) -
         CALLSTREAM_API_JWT_AUDIENCE=audience, CALLSTREAM_API_JWKS_URL=jwks.url,
     )  # fmt: skip
     try:
-        good = jwks.token(issuer=issuer, audience=audience)
+        good = jwks.token(issuer=issuer, audience=audience, roles=["Callstream.Supervisor"])
+        no_role = jwks.token(issuer=issuer, audience=audience)  # valid, but may do nothing
         bad = {
             "no token": None,
             "ACS's audience": jwks.token(issuer=issuer),
@@ -468,8 +471,9 @@ def test_api_accepts_jwts_from_the_configured_issuer(tmp_path, jwks: FakeJwks) -
             "HS256": jwks.token(issuer=issuer, audience=audience, algorithm="HS256", key="x" * 32),
             "unsigned": jwks.unsigned_token(),
         }
-        USED_CREDENTIALS.extend([good, *(t for t in bad.values() if t)])
+        USED_CREDENTIALS.extend([good, no_role, *(t for t in bad.values() if t)])
         assert request(s, "GET", "/calls", bearer(good))[0] == 200
+        assert request(s, "GET", "/calls", bearer(no_role))[0] == 403
         for what, token in bad.items():
             assert request(s, "GET", "/calls", bearer(token) if token else {})[0] == 401, what
         with pytest.raises(ConnectionClosed) as refused:
@@ -533,10 +537,11 @@ def test_acs_endpoints_need_the_callback_secret(server: Server, fake_acs: FakeAc
             server, "POST", path, bearer(API_TOKEN), json.dumps(disconnected).encode()
         )
         assert status == 401
-    assert (
-        post_cloud_events(f"{server.http}/acs/callbacks?secret={CALLBACK_SECRET}", disconnected)
-        == 200
-    )
+    # The secret and ACS's token (an audience is set): accepted, and ignored (an unknown call).
+    signed = bearer(fake_acs.callback_token())
+    USED_CREDENTIALS.append(signed["Authorization"].split()[1])
+    url = f"{server.http}/acs/callbacks?secret={CALLBACK_SECRET}"
+    assert post_cloud_events(url, disconnected, headers=signed) == 200
     # Event Grid validates the subscription through the URL the deployer gave it, secret included.
     assert post_event_grid(f"{server.http}/acs/events", event_grid_validation("code-1"))[0] == 401
     status, body = post_event_grid(

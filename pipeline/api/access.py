@@ -1,11 +1,12 @@
 """Who may call a route: the access levels the route table declares, and what each one
 means on the wire as `auth.py` enforces it today.
 
-Enforcement is by path in `auth.py` (the middleware, the `/acs/*` secret check, the media
-handshake). The level is declared with each route so that the OpenAPI document states
-what every operation needs (``security`` and ``x-callstream-access``), so that the
-answers a level adds (401, the console's redirect) are written here once rather than on
-every route, and so that a later roles issue can hang its check off the same field.
+Authentication is by path in `auth.py` (the middleware, the `/acs/*` secret check, the
+media handshake); authorization is per route in `guard.py`, from the route's ``roles``.
+Both are declared with each route so that the OpenAPI document states what every
+operation needs (``security``, ``x-callstream-access``, ``x-callstream-roles``), and so
+that the answers a level adds (401, 403, the console's redirect) are written here once
+rather than on every route.
 `tests/test_api_declared.py` holds the declarations to what a running server does.
 """
 
@@ -14,18 +15,18 @@ from __future__ import annotations
 from typing import Any, get_args
 
 from pipeline.api.auth import ACCESS_TOKEN_PARAM, CONSOLE_TOKEN_PARAM, COOKIE
-from pipeline.api.spec import JSON, TEXT, Access, Param, Reply
+from pipeline.api.spec import JSON, TEXT, Access, Operation, Param, Reply, Socket
 from pipeline.api.wire import Error
 
 LEVELS: tuple[str, ...] = get_args(Access)
 
 MEANING: dict[str, str] = {
     "public": "open, no credential",
-    "metrics": "open today, like `public`; a level of its own so that a scraper "
-    "credential can be required later without another path list",
-    "api": "an API bearer token (`CALLSTREAM_API_TOKENS`, or a JWT from "
-    "`CALLSTREAM_API_JWT_ISSUER`) when API auth is on; a websocket may carry it as "
-    f"`?{ACCESS_TOKEN_PARAM}=`; the console's cookie is honoured from the same origin",
+    "metrics": "open, unless `CALLSTREAM_METRICS_TOKEN` is set: then that bearer token",
+    "api": "an API bearer token (`CALLSTREAM_API_TOKENS`, the access file's, or a JWT from "
+    "`CALLSTREAM_API_JWT_ISSUER`) when API auth is on, with a role the route names in "
+    f"`x-callstream-roles`; a websocket may carry it as `?{ACCESS_TOKEN_PARAM}=`; the "
+    "console's cookie is honoured from the same origin",
     "console": "the API bearer token or the console's cookie when API auth is on; "
     f"`?{CONSOLE_TOKEN_PARAM}=` sets the cookie",
     "acs": "the callback secret (`?secret=`, `CALLSTREAM_CALLBACK_SECRET`) that callstream "
@@ -118,3 +119,33 @@ def replies(access: Access, api_auth: bool) -> dict[int, Reply]:
 def params(access: Access, api_auth: bool) -> tuple[Param, ...]:
     """The parameters this level adds (the console's ``?token=``)."""
     return (_CONSOLE_TOKEN,) if access == "console" and enforced(access, api_auth) else ()
+
+
+# What `guard.py` answers, from the route's declaration.
+_FORBIDDEN = Reply(
+    "The caller's role may not use this route, or (an agent) it is not one of their calls.",
+    {JSON: Error},
+    component="Forbidden",
+)
+_FORBIDDEN_PAGE = Reply("The caller's role may not open this page.", {TEXT: str})
+_TOO_LARGE = Reply("The body is larger than this route takes.", {JSON: Error})
+_NOT_A_CALL = Reply("A reserved call id, or a call this deployment does not know.", {JSON: Error})
+
+
+def guard_replies(op: Operation, api_auth: bool) -> dict[int, Reply]:
+    """What the guard adds to an operation (a route's own answer for a code comes first)."""
+    out: dict[int, Reply] = {}
+    if op.access in ("api", "console") and api_auth:
+        out[403] = _FORBIDDEN_PAGE if op.access == "console" else _FORBIDDEN
+    if op.method == "POST":
+        out[413] = _TOO_LARGE
+        if "callId" in op.path and op.access == "api":
+            out[404] = _NOT_A_CALL
+    return out
+
+
+def roles(entry: Operation | Socket) -> dict[str, str]:
+    """Who may use an `api` or `console` route (admin always), as ``x-callstream-roles``."""
+    if entry.access not in ("api", "console"):
+        return {}
+    return {"admin": "all", **entry.roles}

@@ -7,6 +7,9 @@
 - ``/acs/callbacks``: CallConnected starts the recording (unless ``CALLSTREAM_RECORDING=off``);
   RecordingStateChanged confirms pauses and resumes; CallDisconnected ends the call; every
   callback is audited by type.
+
+Both need the URL secret; beyond it (ACS's signed token, Event Grid's Entra token, and
+callbacks only for calls this deployment knows), see callback_auth.py.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from pipeline.api.auth import secret_matches
+from pipeline.api.callback_auth import CallbackAuth, RegistryUnavailable
 from pipeline.api.wire import (
     AcsAnswer,
     AcsEvent,
@@ -71,11 +75,24 @@ def _recording_wanted(service: Service) -> bool:
     return service.recording.configured and setting != "off"
 
 
-async def _acs_request(request: Request) -> tuple[Service, list[AcsEvent], str] | Response:
-    """The service, the posted events and the public base URL (or the error answer)."""
+async def _acs_request(
+    request: Request, from_call_automation: bool
+) -> tuple[Service, list[AcsEvent], str] | Response:
+    """The service, the posted events and the public base URL (or the error answer). The
+    URL secret first, then the sender's bearer token where one is required."""
     service: Service = request.app.state.service
+    reason = None
     if not secret_matches(request.query_params.get("secret"), service.callback_secret):
-        log.warning("POST %s refused: missing or wrong callback secret", request.url.path)
+        reason = "missing or wrong callback secret"
+    else:
+        auth, headers = CallbackAuth.of(request.app), request.scope["headers"]
+        if from_call_automation:
+            reason = await auth.callback_refusal(headers)
+        else:
+            reason = await auth.eventgrid_refusal(headers)
+    if reason is not None:
+        service.stats.acs_webhooks_refused += 1
+        log.warning("POST %s refused: %s", request.url.path, reason)
         return respond(Error(error="unauthorized"), 401)
     items = await _events(request)
     if isinstance(items, Response):
@@ -84,7 +101,7 @@ async def _acs_request(request: Request) -> tuple[Service, list[AcsEvent], str] 
 
 
 async def acs_events(request: Request) -> Response:
-    parsed = await _acs_request(request)
+    parsed = await _acs_request(request, from_call_automation=False)
     if isinstance(parsed, Response):
         return parsed
     service, items, public = parsed
@@ -99,44 +116,54 @@ async def acs_events(request: Request) -> Response:
                 return respond(Error(error="IncomingCall without incomingCallContext"), 400)
             try:
                 # Owned by the service: held until done, logged if it fails, cancelled at stop.
-                service.tasks.spawn(_answer(service, context, public), name="acs-answer")
+                answer = _answer(service, CallbackAuth.of(request.app), data, public)
+                service.tasks.spawn(answer, name="acs-answer")
             except RuntimeError:  # stopping: Event Grid retries, another replica answers
                 return respond(Error(error="shutting down"), 503)
     return respond(AcsAnswer())
 
 
-async def _answer(service: Service, context: str, public: str) -> None:
-    try:
-        props = await service.recording.answer(
-            context, _callback_url(service, public), websocket_url(public, "/media")
-        )
-    except Exception as exc:
-        log.error("answering an incoming call failed (%s)", describe_error(exc))
-        return
-    cc = service.recording.control(props.call_connection_id)
+async def _answer(service: Service, auth: CallbackAuth, data: AcsEventData, public: str) -> None:
+    with auth.answering(data.server_call_id):  # its CallConnected may come first: it waits
+        try:
+            props = await service.recording.answer(
+                data.incoming_call_context or "",
+                _callback_url(service, public),
+                websocket_url(public, "/media"),
+            )
+        except Exception as exc:
+            log.error("answering an incoming call failed (%s)", describe_error(exc))
+            return
+        cc = service.recording.control(props.call_connection_id)  # answered: known from now on
     cc.server_call_id = props.server_call_id
     service.cluster.note(cc.call_id, serverCallId=props.server_call_id)
     service.journal.audit(cc.call_id, "acs.answered", {"serverCallId": props.server_call_id})
 
 
 async def acs_callbacks(request: Request) -> Response:
-    parsed = await _acs_request(request)
+    parsed = await _acs_request(request, from_call_automation=True)
     if isinstance(parsed, Response):
         return parsed
     service, items, public = parsed
-    for ev in items:
-        await _callback(service, ev, public)
+    auth = CallbackAuth.of(request.app)
+    try:
+        for ev in items:
+            await _callback(service, auth, ev, public)
+    except RegistryUnavailable:  # ACS retries a 5xx
+        return respond(Error(error="call registry unavailable"), 503)
     return respond(AcsAnswer())
 
 
-async def _callback(service: Service, ev: AcsEvent, public: str) -> None:
+async def _callback(service: Service, auth: CallbackAuth, ev: AcsEvent, public: str) -> None:
     kind = (ev.type or ev.event_type or "").removeprefix("Microsoft.Communication.")
     data = ev.data or AcsEventData()
     rec = service.recording
-    call_id = data.call_connection_id
-    cc = rec.control(call_id) if call_id else rec.by_recording(data.recording_id or "")
+    cc = await auth.known_control(service, data)
     if cc is None:
-        log.warning("ACS callback %s for an unknown call ignored", kind or "?")
+        # Answered 200 all the same: ACS would retry anything else. Nothing is written.
+        service.stats.acs_callbacks_unknown_call += 1
+        named = data.call_connection_id or data.recording_id or ""
+        log.warning("ACS callback %s for unknown call %r ignored", kind[:64] or "?", named[:64])
         return
     if data.server_call_id:
         cc.server_call_id = data.server_call_id

@@ -9,7 +9,9 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from pipeline.api.auth import ApiAuth, ApiAuthMiddleware, MediaAuth, api_auth_enabled
+from pipeline.api.auth import ApiAuthMiddleware, MediaAuth
+from pipeline.api.credentials import ApiAuth, api_auth_enabled
+from pipeline.api.guard import guard
 from pipeline.api.openapi import openapi_document
 from pipeline.api.routes import ROUTES
 from pipeline.api.spec import mount
@@ -25,20 +27,22 @@ def create_app(service: Service) -> Starlette:
         finally:
             await service.stop()
 
+    api_auth = ApiAuth(service.settings)
     app = Starlette(
-        routes=mount(ROUTES),
+        routes=mount(ROUTES, guard),
         lifespan=lifespan,
         # Bearer auth on the event stream, the read/control API and the console pages, when
         # CALLSTREAM_API_TOKENS (or an API JWT issuer) is set; /media and /acs/* check their own.
         middleware=[
             Middleware(
                 ApiAuthMiddleware,
-                auth=ApiAuth(service.settings),
+                auth=api_auth,
                 secure_cookie=(service.settings.public_url or "").startswith("https:"),
             )
         ],
     )
     app.state.service = service
+    app.state.api_auth = api_auth
     app.state.media_auth = MediaAuth(service.settings)
     # Generated from the table just mounted, once: GET /openapi.json serves these bytes.
     app.state.openapi = msgspec.json.encode(openapi_document(api_auth_enabled(service.settings)))

@@ -6,11 +6,11 @@
   `jwt.PyJWKClient` (off the event loop), cached by ``kid``, and refetched when a token
   names a key not seen yet (PyJWT rate-limits those refetches). Only RS256 is accepted, so
   an unsigned (``alg: none``) or HMAC-signed token never reaches a key.
-- The event stream and the read/control API: `ApiAuth` accepts a static bearer token
-  (``CALLSTREAM_API_TOKENS``, compared in constant time) or a JWT from a configured issuer
-  (``CALLSTREAM_API_JWT_ISSUER``). `ApiAuthMiddleware` enforces it on ``/events`` and
-  ``/calls...`` (and the console pages) and leaves health, metrics, ``/media``, ``/acs/*``
-  and the console's static files alone. Browsers cannot set headers on a websocket, so a
+- The event stream and the read/control API: `ApiAuth` (credentials.py) says who a bearer
+  token or API JWT is (a `Principal` with roles, roles.py). `ApiAuthMiddleware` requires
+  one on ``/events`` and ``/calls...`` (and the console pages), 401 otherwise, and hands
+  it on in the scope: what that principal may do is `guard.py`'s (403). Health, metrics,
+  ``/media``, ``/acs/*`` and the console's static files are left alone here. Browsers cannot set headers on a websocket, so a
   websocket may also carry ``?access_token=``; the console gets an HttpOnly cookie instead
   (``/console?token=...`` sets it), which the browser sends on its fetches and sockets.
 - ``/acs/*``: callstream puts ``?secret=`` into the callback URLs it hands to ACS;
@@ -22,7 +22,6 @@ masks any that a log line (uvicorn's, say) carries in a URL or a header, as a se
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -32,13 +31,14 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 from starlette.requests import cookie_parser
 
 from models.settings import Settings
+from pipeline.api.credentials import ApiAuth, access_entries, api_tokens
 from pipeline.api.jwt_verifier import AuthError, JwtVerifier
+from pipeline.api.roles import PRINCIPAL, AccessFileError, digest
 
 log = logging.getLogger(__name__)
 
 ACS_ISSUER = "https://acscallautomation.communication.azure.com"
 MEDIA_ALGORITHMS = ("RS256",)  # what ACS signs with; nothing else is ever accepted on /media
-API_ALGORITHMS = ("RS256", "ES256")  # asymmetric only: a JWKS never verifies an HMAC token
 COOKIE = "callstream_token"
 ACCESS_TOKEN_PARAM = "access_token"  # websockets only
 CONSOLE_TOKEN_PARAM = "token"  # /console?token=... sets the cookie
@@ -60,14 +60,6 @@ def media_auth_mode(settings: Settings) -> str:
     if mode not in MEDIA_AUTH_MODES:
         raise ValueError(f"CALLSTREAM_MEDIA_AUTH={settings.media_auth!r}: use acs-jwt or off")
     return mode
-
-
-def api_tokens(settings: Settings) -> list[str]:
-    return [t.strip() for t in settings.api_tokens.split(",") if t.strip()]
-
-
-def api_auth_enabled(settings: Settings) -> bool:
-    return bool(api_tokens(settings) or settings.api_jwt_issuer)
 
 
 def startup_check(settings: Settings, loopback: bool) -> tuple[list[str], list[str]]:
@@ -93,6 +85,18 @@ def startup_check(settings: Settings, loopback: bool) -> tuple[list[str], list[s
         errors.append(
             "CALLSTREAM_API_JWT_ISSUER needs CALLSTREAM_API_JWT_AUDIENCE and CALLSTREAM_API_JWKS_URL"
         )
+    try:
+        access_entries(settings)
+    except AccessFileError as exc:
+        errors.append(str(exc))
+
+    if not loopback and not settings.metrics_token:
+        warnings.append(
+            "/metrics is open (live call and payment counts): set CALLSTREAM_METRICS_TOKEN, "
+            "or keep the port off networks where that matters"
+        )
+    if settings.metrics_token is not None and len(settings.metrics_token.strip()) < 16:
+        errors.append("CALLSTREAM_METRICS_TOKEN is shorter than 16 characters")
     if any(len(t) < 16 for t in api_tokens(settings)):
         warnings.append("an API token is shorter than 16 characters: use long random tokens")
     if settings.acs_configured and not settings.callback_secret:
@@ -153,45 +157,6 @@ class MediaAuth:
 
 
 # ---------------------------------------------------------------- the API
-
-
-def _digest(token: str) -> bytes:
-    # Hashing first makes the comparison constant-time in the token's length too.
-    return hashlib.sha256(token.encode()).digest()
-
-
-class ApiAuth:
-    """Static bearer tokens and/or JWTs from one issuer, for the event stream and the API."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._tokens = [_digest(t) for t in api_tokens(settings)]
-        self.jwt: JwtVerifier | None = None
-        if settings.api_jwt_issuer and settings.api_jwt_audience and settings.api_jwks_url:
-            self.jwt = JwtVerifier(
-                settings.api_jwks_url,
-                settings.api_jwt_issuer,
-                settings.api_jwt_audience,
-                API_ALGORITHMS,
-            )
-        self.enabled = bool(self._tokens) or bool(settings.api_jwt_issuer)
-
-    async def refusal(self, token: str | None) -> str | None:
-        """Why ``token`` is refused, or None if it is good."""
-        if token is None:
-            return "missing bearer token"
-        given = _digest(token)
-        matched = False
-        for known in self._tokens:  # no early exit: every request costs the same
-            matched |= hmac.compare_digest(given, known)
-        if matched:
-            return None
-        if self.jwt is not None and token.count(".") == 2:
-            try:
-                await self.jwt.verify(token)
-                return None
-            except AuthError as exc:
-                return str(exc)
-        return "invalid token"
 
 
 def _protected(path: str) -> bool:
@@ -268,7 +233,8 @@ class ApiAuthMiddleware:
         if token is None:
             token = self._cookie(scope)
             from_cookie = token is not None
-        reason = await self.auth.refusal(token)
+        who = await self.auth.authenticate(token)
+        reason = who if isinstance(who, str) else None
         if (
             reason is None
             and from_cookie
@@ -277,10 +243,11 @@ class ApiAuthMiddleware:
             if not _same_origin(scope):
                 reason = "cross-origin request with the console cookie"
         if reason is None:
+            scope[PRINCIPAL] = who
             await self.app(scope, receive, send)
             return
         log.warning(
-            "%s %s refused: %s",
+            "%s %r refused: %s",
             "websocket" if kind == "websocket" else scope.get("method"),
             path,
             reason,
@@ -303,7 +270,7 @@ class ApiAuthMiddleware:
         address bar); otherwise the cookie or a bearer header must be good."""
         query, param = _without(scope.get("query_string", b""), CONSOLE_TOKEN_PARAM)
         if param is not None:
-            if await self.auth.refusal(param) is not None:
+            if isinstance(await self.auth.authenticate(param), str):
                 log.warning("console %s refused: invalid token", scope.get("path"))
                 await self._console_unauthorized(send)
                 return
@@ -322,7 +289,9 @@ class ApiAuthMiddleware:
             await send({"type": "http.response.body", "body": b""})
             return
         token = bearer_from_headers(scope.get("headers", [])) or self._cookie(scope)
-        if await self.auth.refusal(token) is None:
+        who = await self.auth.authenticate(token)
+        if not isinstance(who, str):
+            scope[PRINCIPAL] = who
             await self.app(scope, receive, send)
             return
         await self._console_unauthorized(send)
@@ -372,4 +341,4 @@ def secret_matches(given: str | None, expected: str) -> bool:
     """Constant-time check of a callback's ``?secret=``."""
     if not given:
         return False
-    return hmac.compare_digest(_digest(given), _digest(expected))
+    return hmac.compare_digest(digest(given), digest(expected))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from pipeline.api.roles import GRANT, LOCAL, PRINCIPAL, actor
 from pipeline.api.wire import CallList, CallSummary, Error, KnownEntitiesAccepted, respond
 from pipeline.compliance.export import MEDIA_TYPES, ExportError, export_lines
 from pipeline.privacy.known_entities import KnownEntityError, parse_request
@@ -24,7 +26,10 @@ async def list_calls(request: Request) -> Response:
     except ValueError:
         return respond(Error(error="limit must be an integer"), 400)
     limit = min(MAX_LIMIT, max(1, limit))
-    records = await asyncio.to_thread(service.store.calls, limit)
+    # A caller granted only their own calls here (an agent) sees the calls they are a member of.
+    who = request.scope.get(PRINCIPAL) or LOCAL
+    members = sorted(who.participants) if request.scope.get(GRANT) == "own" else None
+    records = await asyncio.to_thread(service.store.calls, limit, members)
     calls = [
         CallSummary(
             call_id=r.call_id,
@@ -52,6 +57,7 @@ async def transcript(request: Request) -> Response:
         lines = export_lines(service.store, call_id, fmt)  # raises at once for a bad format
     except ExportError as exc:
         return respond(Error(error=str(exc)), 400)
+    service.journal.audit(call_id, "export", {"format": fmt, "via": "api", **actor(request.scope)})
 
     async def body() -> AsyncIterator[bytes]:
         # Store reads block: take the export in chunks of records from a thread, so a
@@ -86,4 +92,8 @@ async def known_entities(request: Request) -> Response:
             count = reply["knownValues"]
     except KnownEntityError as exc:
         return respond(Error(error=str(exc)), 400)
+    # Type and count only: the values themselves are never written anywhere.
+    types = dict(Counter(t for t, _ in values))
+    audit = {"count": len(values), "types": types, **actor(request.scope)}
+    service.journal.audit(call_id, "known-entities", audit)
     return respond(KnownEntitiesAccepted(call_id=call_id, accepted=len(values), known_values=count))

@@ -18,7 +18,10 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from pipeline.api.roles import actor
 from pipeline.api.wire import (
+    Assigned,
+    AssignmentRequest,
     Audit,
     Error,
     Hold,
@@ -44,16 +47,48 @@ async def register_recording(request: Request) -> Response:
     call_id = request.path_params["callId"]
     try:
         body = msgspec.json.decode(await request.body(), type=RecordingRegistration)
+    except msgspec.ValidationError as exc:
+        return respond(Error(error=f'expected {{"recordingId": "..."}} ({exc})'), 400)
     except (msgspec.DecodeError, RecursionError):
         return respond(Error(error='expected {"recordingId": "..."}'), 400)
     recording_id = body.recording_id
     cc = service.recording.control(call_id)
+    known = cc.recording_id or (await service.cluster.lookup(call_id)).get("recordingId")
+    if known and known != recording_id:
+        # Pauses would go to the new id while the recording ACS confirmed keeps recording.
+        service.journal.audit(
+            call_id,
+            "recording.register-refused",
+            {"recordingId": recording_id, "current": known, **actor(request.scope)},
+        )
+        return respond(Error(error="the call already has a different recording"), 409)
     cc.recording_id = recording_id
     service.cluster.note(call_id, recordingId=recording_id)
     if not service.cluster.owns(call_id):
         await service.cluster.send(call_id, "recording", {"recordingId": recording_id})
-    service.journal.audit(call_id, "recording.registered", {"recordingId": recording_id})
+    service.journal.audit(
+        call_id, "recording.registered", {"recordingId": recording_id, **actor(request.scope)}
+    )
     return respond(RecordingRegistered(call_id=call_id, recording_id=recording_id))
+
+
+async def assign(request: Request) -> Response:
+    """``POST /calls/{callId}/assignment``: an integration (the routing backend) says which
+    agent handles the call, so that agent may read it; audited, and on record before the
+    answer (the member row is written with the audit record)."""
+    service: Service = request.app.state.service
+    call_id = request.path_params["callId"]
+    try:
+        body = msgspec.json.decode(await request.body(), type=AssignmentRequest)
+    except msgspec.ValidationError as exc:
+        return respond(Error(error=f'expected {{"agentId": "<raw id>"}} ({exc})'), 400)
+    except (msgspec.DecodeError, RecursionError):
+        return respond(Error(error='expected {"agentId": "<raw id>"}'), 400)
+    service.journal.audit(
+        call_id, "call.assigned", {"agentId": body.agent_id, **actor(request.scope)}, body.agent_id
+    )
+    await service.journal.flush()
+    return respond(Assigned(call_id=call_id, agent_id=body.agent_id))
 
 
 async def manual_control(request: Request) -> Response:
@@ -66,6 +101,11 @@ async def manual_control(request: Request) -> Response:
     result = await service.cluster.send(call_id, "manual", {"action": action})
     if result is None:
         return respond(Error(error=f"no live call {call_id!r}"), 404)
+    service.journal.audit(
+        call_id,
+        "manual-control",
+        {"action": action, "changed": result["changed"], **actor(request.scope)},
+    )
     body = ManualControl(
         call_id=call_id,
         payment=result["payment"],
@@ -97,7 +137,9 @@ async def legal_hold(request: Request) -> Response:
         return respond(Error(error='expected {"hold": true|false, "reason": "..."}'), 400)
     if not await asyncio.to_thread(service.store.set_hold, call_id, body.hold):
         return respond(Error(error=f"no stored call {call_id!r}"), 404)
-    service.journal.audit(call_id, "legal-hold", {"hold": body.hold, "reason": body.reason})
+    service.journal.audit(
+        call_id, "legal-hold", {"hold": body.hold, "reason": body.reason, **actor(request.scope)}
+    )
     return respond(Hold(call_id=call_id, hold=body.hold))
 
 

@@ -70,7 +70,7 @@ def _replies(op: Operation, api_auth: bool) -> dict[int, Reply]:
     twice = sorted(set(added) & set(op.replies))
     if twice:
         raise ValueError(f"{op.method} {op.path}: {twice} come from access {op.access!r}")
-    return dict(sorted({**op.replies, **added}.items()))
+    return dict(sorted({**access.guard_replies(op, api_auth), **op.replies, **added}.items()))
 
 
 def _params(op: Operation, api_auth: bool) -> tuple[Param, ...]:
@@ -131,6 +131,8 @@ class _Builder:
             "x-callstream-access": op.access,
             "security": access.security(op.access, self.api_auth),
         }
+        if roles := access.roles(op):
+            out["x-callstream-roles"] = roles
         params = _params(op, self.api_auth)
         if params:
             out["parameters"] = [self.param(p) for p in params]
@@ -190,6 +192,7 @@ def build_document(
         },
         "x-callstream-websockets": [
             {"path": s.path, "name": s.name, "summary": s.summary, "x-callstream-access": s.access}
+            | ({"x-callstream-roles": access.roles(s)} if access.roles(s) else {})
             for s in sockets
         ],
     }

@@ -14,10 +14,22 @@ from typing import Annotated, Any, Literal
 from msgspec import Meta
 
 from pipeline.api import acs_webhooks, calls, console_routes, control_plane, ops
-from pipeline.api.spec import JSON, TEXT, Entry, Operation, Param, Reply, Socket, json_reply
+from pipeline.api.spec import (
+    JSON,
+    TEXT,
+    Entry,
+    Operation,
+    Param,
+    Reply,
+    Roles,
+    Socket,
+    json_reply,
+)
 from pipeline.api.wire import (
     AcsAnswer,
     AcsEvents,
+    Assigned,
+    AssignmentRequest,
     Audit,
     CallList,
     Error,
@@ -54,6 +66,11 @@ TAGS: dict[str, str] = {
     "console": "The agent console's pages.",
     "operations": "Health, readiness, metrics.",
 }
+
+# Who may use each `api` and `console` route besides admin (spec.Roles; README, "Roles").
+SUPERVISORS: Roles = {"supervisor": "all"}
+COMPLIANCE: Roles = {"compliance": "all"}
+INTEGRATIONS: Roles = {"integration": "all"}
 
 CALL_ID = Param("callId", "path", Annotated[str, Meta(min_length=1)], "The ACS call connection id.")
 FORMAT = Param("format", "query", _one_of(FORMATS), "Export format.", default="jsonl")
@@ -102,6 +119,7 @@ ROUTES: tuple[Entry, ...] = (
         name="events",
         summary="The agent-assist event stream of all calls (`?since=SEQ` resumes).",
         access="api",
+        roles=SUPERVISORS,
     ),
     Socket(
         "/calls/{callId}/events",
@@ -109,6 +127,7 @@ ROUTES: tuple[Entry, ...] = (
         name="callEvents",
         summary="The agent-assist event stream of one call (`?since=SEQ` resumes).",
         access="api",
+        roles={"agent": "own", "supervisor": "all"},
     ),
     Operation(
         "GET",
@@ -118,6 +137,7 @@ ROUTES: tuple[Entry, ...] = (
         tag="compliance",
         summary="Stored calls, newest first",
         access="api",
+        roles={"agent": "own", "supervisor": "all", "compliance": "all"},
         params=(LIMIT,),
         replies={
             200: json_reply(CallList, "The calls."),
@@ -132,6 +152,7 @@ ROUTES: tuple[Entry, ...] = (
         tag="compliance",
         summary="A call's redacted transcript, read from the store",
         access="api",
+        roles={"agent": "own", "compliance": "all"},
         params=(CALL_ID, FORMAT),
         replies={200: TRANSCRIPT, 400: BAD_FORMAT, 404: CALL_NOT_FOUND},
     ),
@@ -143,6 +164,8 @@ ROUTES: tuple[Entry, ...] = (
         tag="control",
         summary="Values to redact in one call (from a CRM); kept in memory only, never echoed",
         access="api",
+        roles=INTEGRATIONS,
+        call_may_be_new=True,
         params=(CALL_ID,),
         body=KnownEntitiesRequest,
         replies={
@@ -162,11 +185,30 @@ ROUTES: tuple[Entry, ...] = (
         tag="control",
         summary="Register a recording started elsewhere, so that payments pause it",
         access="api",
+        roles=INTEGRATIONS,
+        call_may_be_new=True,
         params=(CALL_ID,),
         body=RecordingRegistration,
         replies={
             200: json_reply(RecordingRegistered, "Registered."),
             400: json_reply(Error, 'Not `{"recordingId": "..."}`.'),
+            409: json_reply(Error, "The call already has a different recording."),
+        },
+    ),
+    Operation(
+        "POST",
+        "/calls/{callId}/assignment",
+        control_plane.assign,
+        name="assignAgent",
+        tag="control",
+        summary="Assign an agent to a call: the agent may then read it (audited)",
+        access="api",
+        roles=INTEGRATIONS,
+        params=(CALL_ID,),
+        body=AssignmentRequest,
+        replies={
+            200: json_reply(Assigned, "Assigned."),
+            400: json_reply(Error, 'Not `{"agentId": "<raw id>"}`.'),
         },
     ),
     Operation(
@@ -177,6 +219,7 @@ ROUTES: tuple[Entry, ...] = (
         tag="control",
         summary="The agent's manual payment control: pause (opens a payment window) or resume",
         access="api",
+        roles={"agent": "own", "supervisor": "all"},
         params=(CALL_ID, ACTION),
         replies={
             200: json_reply(ManualControl, "Nothing changed (already paused, or not paused)."),
@@ -197,6 +240,7 @@ ROUTES: tuple[Entry, ...] = (
         tag="compliance",
         summary="A call's compliance record: payment windows, recording requests, exposures",
         access="api",
+        roles={"supervisor": "all", "compliance": "all"},
         params=(CALL_ID,),
         replies={200: json_reply(Audit, "The audit trail and its summary."), 404: CALL_NOT_FOUND},
     ),
@@ -208,6 +252,7 @@ ROUTES: tuple[Entry, ...] = (
         tag="compliance",
         summary="Put a stored call under legal hold (retention keeps it), or lift the hold",
         access="api",
+        roles=COMPLIANCE,
         params=(CALL_ID,),
         body=HoldRequest,
         body_required=False,
@@ -225,6 +270,7 @@ ROUTES: tuple[Entry, ...] = (
         tag="compliance",
         summary="The manifest of a call's export in a format (as `callstream export` writes it)",
         access="api",
+        roles=COMPLIANCE,
         params=(CALL_ID, FORMAT),
         replies={200: json_reply(Manifest, "The manifest."), 400: BAD_FORMAT, 404: CALL_NOT_FOUND},
     ),
@@ -236,6 +282,7 @@ ROUTES: tuple[Entry, ...] = (
         tag="acs",
         summary="Event Grid: subscription validation and Microsoft.Communication.IncomingCall",
         access="acs",
+        max_body=acs_webhooks.MAX_BODY,
         body=AcsEvents,
         replies={
             **ACS_REPLIES,
@@ -251,8 +298,12 @@ ROUTES: tuple[Entry, ...] = (
         summary="Call Automation callbacks (CallConnected, RecordingStateChanged, "
         "CallDisconnected, ...)",
         access="acs",
+        max_body=acs_webhooks.MAX_BODY,
         body=AcsEvents,
-        replies=ACS_REPLIES,
+        replies={
+            **ACS_REPLIES,
+            503: json_reply(Error, "The call registry is away: ACS retries the callback."),
+        },
     ),
     Operation(
         "GET",
@@ -315,6 +366,7 @@ ROUTES: tuple[Entry, ...] = (
         tag="console",
         summary="The agent console: live and recent calls",
         access="console",
+        roles={"agent": "own", "supervisor": "all", "compliance": "all"},
         replies={200: PAGE},
         also_at=("/console/",),
     ),
@@ -337,6 +389,7 @@ ROUTES: tuple[Entry, ...] = (
         tag="console",
         summary="The agent console: one call, live",
         access="console",
+        roles={"agent": "own", "supervisor": "all"},
         params=(CALL_ID,),
         replies={200: PAGE, 404: NO_SUCH_PAGE},
     ),

@@ -19,6 +19,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 Access = Literal["public", "metrics", "api", "console", "acs", "media"]
+# Who may use an `api` or `console` route, beyond admin (who may use every route): a role
+# and its grant, "all" (any call) or "own" (only calls the caller is a member of; a route
+# without a call id then shows only those). Enforced by `guard.py`, from this field alone.
+Grant = Literal["all", "own"]
+Roles = Mapping[str, Grant]
+MAX_BODY = 64 * 1024  # the default request-body limit of a POST
 JSON = "application/json"
 TEXT = "text/plain"
 
@@ -70,6 +76,11 @@ class Operation:
     body: Any = None  # the request body's msgspec type (JSON), or None
     body_required: bool = True
     also_at: tuple[str, ...] = ()  # the same operation mounted again (not documented twice)
+    roles: Roles = field(default_factory=dict)
+    max_body: int = MAX_BODY
+    # A POST naming a call is refused for a call this deployment does not know, unless
+    # the route is for calls about to start (a CRM's known values).
+    call_may_be_new: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,7 @@ class Socket:
     name: str
     summary: str
     access: Access
+    roles: Roles = field(default_factory=dict)
 
 
 Entry = Operation | Socket
@@ -97,13 +109,15 @@ def path_names(path: str) -> set[str]:
     return set(re.findall(r"\{(\w+)", path))
 
 
-def mount(table: Iterable[Entry]) -> list[BaseRoute]:
-    """The Starlette routes of ``table``, in its order (the router tries them in turn)."""
+def mount(table: Iterable[Entry], guard: Callable[[Entry], Any]) -> list[BaseRoute]:
+    """The Starlette routes of ``table``, in its order (the router tries them in turn);
+    each endpoint is what ``guard`` makes of its entry (the checks the entry declares)."""
     routes: list[BaseRoute] = []
     for entry in table:
+        endpoint = guard(entry)
         if isinstance(entry, Socket):
-            routes.append(WebSocketRoute(entry.path, entry.endpoint, name=entry.name))
+            routes.append(WebSocketRoute(entry.path, endpoint, name=entry.name))
             continue
         for path in (entry.path, *entry.also_at):
-            routes.append(Route(path, entry.endpoint, methods=[entry.method], name=entry.name))
+            routes.append(Route(path, endpoint, methods=[entry.method], name=entry.name))
     return routes

@@ -85,15 +85,31 @@ class CallList(_Answer):
 
 
 class KnownEntitiesAccepted(_Answer):
-    """How many values came, and how many the call now holds; the values are not echoed."""
+    """How many values came, and how many the call has been sent (duplicates counted: the
+    answer must not tell a guess that is already there from one that is not)."""
 
     call_id: str
     accepted: Count
     known_values: Count
 
 
+# An ACS raw id: `8:orgid:<Entra object id>`, `8:acs:<resource>_<user>`, ...
+RAW_ID = r"^[0-9]+:[A-Za-z0-9._:@+\-]{1,250}$"
+
+
+class AssignmentRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    agent_id: Annotated[
+        str, Meta(pattern=RAW_ID, description="The agent's raw id, e.g. `8:orgid:<object id>`.")
+    ]
+
+
+class Assigned(_Answer):
+    call_id: str
+    agent_id: str
+
+
 class RecordingRegistration(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
-    recording_id: str
+    recording_id: Annotated[str, Meta(min_length=1, max_length=256)]
 
 
 class RecordingRegistered(_Answer):
@@ -128,7 +144,7 @@ class Audit(_Answer):
 
 class HoldRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     hold: bool = True
-    reason: str | None = None
+    reason: Annotated[str, Meta(max_length=1000)] | None = None
 
 
 class Hold(_Answer):

@@ -66,7 +66,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )  # main() says what is wrong
     check_data_dir(settings)
     setup_logging(settings.log_level, settings.log_format)
-    from pipeline.api.auth import api_auth_enabled, startup_check
+    from pipeline.api.auth import startup_check
+    from pipeline.api.callback_auth import callback_startup_check
+    from pipeline.api.credentials import api_auth_enabled
+    from pipeline.privacy.pseudonyms import key_problems
 
     if not api_auth_enabled(settings) and not _is_loopback(settings.host) and not settings.insecure:
         print(
@@ -76,6 +79,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         return 2
     errors, warnings = startup_check(settings, _is_loopback(settings.host))
+    for more_errors, more_warnings in (callback_startup_check(settings), key_problems(settings)):
+        errors, warnings = errors + more_errors, warnings + more_warnings
     errors += engine_setting_problems(settings)
     errors += _claim_problems(settings)
     for error in errors:

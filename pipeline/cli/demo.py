@@ -86,7 +86,7 @@ def demo_token(settings: Settings) -> str | None:
     """The API token the demo uses when the API needs one (CALLSTREAM_API_TOKENS or an API
     JWT issuer): the first configured token, or, with only JWTs configured, a random one
     added for this process (the demo cannot mint a JWT)."""
-    from pipeline.api.auth import api_auth_enabled, api_tokens
+    from pipeline.api.credentials import api_auth_enabled, api_tokens
 
     if not api_auth_enabled(settings):
         return None

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["summarize"]
+__all__ = ["REQUEST_KINDS", "summarize"]
+
+REQUEST_KINDS = (
+    "recording.request",
+    "recording.unconfirmed",
+    "recording.skipped",
+    "recording.abandoned",
+)
 
 
 def summarize(records: list[dict]) -> dict[str, Any]:
@@ -34,11 +41,10 @@ def summarize(records: list[dict]) -> dict[str, Any]:
     return {
         "policyVersion": policy["version"] if policy else None,
         "windows": list(windows.values()),
-        "requests": [
-            r
-            for r in records
-            if r["kind"] in ("recording.request", "recording.skipped", "recording.abandoned")
-        ],
+        # What became of each pause and resume request: sent (accepted or failed), accepted
+        # but not confirmed by ACS in time (asked again), skipped or abandoned. A confirmed
+        # pause shows as its window's ``pauseConfirmedMs``.
+        "requests": [r for r in records if r["kind"] in REQUEST_KINDS],
         "exposures": [r for r in records if r["kind"] == "exposure"],
         "redactionCounts": counts,
     }

@@ -15,7 +15,15 @@ import logging
 import time
 from collections.abc import Callable
 
-from models.events import CallEnded, CallStarted, Event, encode_event, event_type, utc_now_iso
+from models.events import (
+    CallEnded,
+    CallStarted,
+    Event,
+    ParticipantJoined,
+    encode_event,
+    event_type,
+    utc_now_iso,
+)
 from pipeline.compliance.store import AuditRecord, EventStore, StoredEvent
 from pipeline.delivery.bus import EventBus
 
@@ -84,17 +92,20 @@ class Journal:
             mode, rate = event.mode, event.sampleRate
         elif isinstance(event, CallEnded):
             reason = event.reason
+        joined = event.participant if isinstance(event, ParticipantJoined) else None
         self._pending.append(
-            StoredEvent(event.callId, event.seq, kind, event.time, raw, mode, rate, reason)
+            StoredEvent(event.callId, event.seq, kind, event.time, raw, mode, rate, reason, joined)
         )
         self._idle.clear()
         self._wakeup.set()
         return raw
 
-    def audit(self, call_id: str, kind: str, body: dict) -> None:
-        """Queue one audit record; it is written with the next batch (never published)."""
+    def audit(self, call_id: str, kind: str, body: dict, member: str | None = None) -> None:
+        """Queue one audit record; it is written with the next batch (never published).
+        ``member``: an agent id the record makes a member of the call (an assignment)."""
         record = {"kind": kind, "time": utc_now_iso(), **body}
-        self._audit.append(AuditRecord(call_id, record["time"], kind, json.dumps(record).encode()))
+        raw = json.dumps(record).encode()
+        self._audit.append(AuditRecord(call_id, record["time"], kind, raw, member))
         self._idle.clear()
         self._wakeup.set()
 

@@ -18,7 +18,7 @@ from typing import NamedTuple, Protocol
 from pipeline.compliance import chain
 from pipeline.compliance.private_files import private_dir, private_file
 
-SCHEMA_VERSION = 3  # 2: the audit table; 3: the event chain and legal holds
+SCHEMA_VERSION = 4  # 2: the audit table; 3: the event chain and legal holds; 4: members
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -50,6 +50,12 @@ CREATE TABLE IF NOT EXISTS audit (
     body BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_call ON audit (call_id, n);
+CREATE TABLE IF NOT EXISTS members (
+    member TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    PRIMARY KEY (member, call_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS members_call ON members (call_id);
 """
 
 
@@ -60,6 +66,7 @@ class AuditRecord(NamedTuple):
     time: str
     kind: str
     body: bytes  # JSON object
+    member: str | None = None  # an assignment: the agent id that may now read the call
 
 
 class StoredEvent(NamedTuple):
@@ -71,6 +78,14 @@ class StoredEvent(NamedTuple):
     mode: str | None = None  # call.started only
     sample_rate: int | None = None  # call.started only
     reason: str | None = None  # call.ended only
+    participant: str | None = None  # participant.joined only: a member of the call
+
+
+def member_rows(events: list[StoredEvent], audit: list[AuditRecord] | None) -> list[tuple]:
+    """(member, call id) rows a batch adds: who joined a call, and who was assigned to it.
+    An agent may read the calls they are a member of (README, "Roles")."""
+    rows = [(e.participant, e.call_id) for e in events if e.participant]
+    return rows + [(a.member, a.call_id) for a in audit or () if a.member]
 
 
 class CallRecord(NamedTuple):
@@ -117,7 +132,14 @@ class EventStore(Protocol):
         ...
 
     def audit(self, call_id: str) -> list[AuditRecord]: ...
-    def calls(self, limit: int = 100) -> list[CallRecord]: ...
+    def calls(self, limit: int = 100, members: list[str] | None = None) -> list[CallRecord]:
+        """The newest calls; with ``members``, only the calls one of them is a member of."""
+        ...
+
+    def members(self, call_id: str) -> set[str]:
+        """Who joined the call or was assigned to it (published participant ids)."""
+        ...
+
     def calls_between(self, since: str | None, until: str | None) -> Iterator[CallRecord]:
         """Calls that started in [since, until) (ISO 8601 UTC strings; None = unbounded)."""
         ...
@@ -216,6 +238,10 @@ class SqliteEventStore:
                 cur.executemany(
                     "UPDATE calls SET last_seq = ? WHERE call_id = ? AND last_seq < ?", last
                 )
+                cur.executemany(
+                    "INSERT INTO members(member, call_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    member_rows(events, audit),
+                )
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
@@ -273,6 +299,7 @@ class SqliteEventStore:
                 for call_id in ids:
                     cur.execute("DELETE FROM events WHERE call_id = ?", (call_id,))
                     cur.execute("DELETE FROM audit WHERE call_id = ?", (call_id,))
+                    cur.execute("DELETE FROM members WHERE call_id = ?", (call_id,))
                     cur.execute("DELETE FROM calls WHERE call_id = ?", (call_id,))
                     self._links.pop(call_id, None)
                 cur.execute("COMMIT")
@@ -292,15 +319,29 @@ class SqliteEventStore:
             conn.close()
         return [AuditRecord(c, t, k, bytes(b)) for c, t, k, b in rows]
 
-    def calls(self, limit: int = 100) -> list[CallRecord]:
+    def calls(self, limit: int = 100, members: list[str] | None = None) -> list[CallRecord]:
+        where, params = "", ()
+        if members is not None:
+            marks = ",".join("?" * len(members))
+            where = f" WHERE call_id IN (SELECT call_id FROM members WHERE member IN ({marks}))"
+            params = tuple(members)
         conn = self._connect()
         try:
             rows = conn.execute(
-                f"SELECT {_CALL_COLUMNS} FROM calls ORDER BY started_at DESC LIMIT ?", (limit,)
+                f"SELECT {_CALL_COLUMNS} FROM calls{where} ORDER BY started_at DESC LIMIT ?",
+                (*params, limit),
             ).fetchall()
         finally:
             conn.close()
         return [_call_record(r) for r in rows]
+
+    def members(self, call_id: str) -> set[str]:
+        conn = self._connect()
+        try:
+            rows = conn.execute("SELECT member FROM members WHERE call_id = ?", (call_id,))
+            return {r[0] for r in rows}
+        finally:
+            conn.close()
 
     def get_call(self, call_id: str) -> CallRecord | None:
         conn = self._connect()

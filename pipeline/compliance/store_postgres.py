@@ -28,6 +28,7 @@ from pipeline.compliance.store import (
     CallRecord,
     StoredEvent,
     call_updates,
+    member_rows,
 )
 
 # First key of the two-key advisory locks this store takes (the second is the call id's
@@ -66,6 +67,12 @@ CREATE TABLE IF NOT EXISTS audit (
     body BYTEA NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_call ON audit (call_id, n);
+CREATE TABLE IF NOT EXISTS members (
+    member TEXT COLLATE "C" NOT NULL,
+    call_id TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (member, call_id)
+);
+CREATE INDEX IF NOT EXISTS members_call ON members (call_id);
 """
 
 # Columns added after the first version of a table: added to an older database on open.
@@ -204,6 +211,11 @@ class PostgresEventStore:
                         "INSERT INTO audit(call_id, time, kind, body) VALUES (%s, %s, %s, %s)",
                         [(a.call_id, a.time, a.kind, a.body) for a in audit],
                     )
+                if members := member_rows(events, audit):
+                    cur.executemany(
+                        "INSERT INTO members(member, call_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                        members,
+                    )
                 if events:
                     call_ids = sorted({e.call_id for e in events})
                     # One writer per call at a time (until this transaction ends), locks
@@ -269,6 +281,7 @@ class PostgresEventStore:
                 if ids:
                     conn.execute("DELETE FROM events WHERE call_id = ANY(%s)", (ids,))
                     conn.execute("DELETE FROM audit WHERE call_id = ANY(%s)", (ids,))
+                    conn.execute("DELETE FROM members WHERE call_id = ANY(%s)", (ids,))
                     conn.execute("DELETE FROM calls WHERE call_id = ANY(%s)", (ids,))
         return ids
 
@@ -327,12 +340,21 @@ class PostgresEventStore:
         )
         return [AuditRecord(c, t, k, bytes(b)) for c, t, k, b in rows]
 
-    def calls(self, limit: int = 100) -> list[CallRecord]:
+    def calls(self, limit: int = 100, members: list[str] | None = None) -> list[CallRecord]:
+        where, params = "", ()
+        if members is not None:
+            where = " WHERE call_id IN (SELECT call_id FROM members WHERE member = ANY(%s))"
+            params = (members,)
         rows = self._query(
-            f"SELECT {_CALL_COLUMNS} FROM calls ORDER BY started_at DESC, call_id DESC LIMIT %s",
-            (limit,),
+            f"SELECT {_CALL_COLUMNS} FROM calls{where} ORDER BY started_at DESC, call_id DESC LIMIT %s",
+            (*params, limit),
         )
         return [_call_record(r) for r in rows]
+
+    def members(self, call_id: str) -> set[str]:
+        return {
+            r[0] for r in self._query("SELECT member FROM members WHERE call_id = %s", (call_id,))
+        }
 
     def get_call(self, call_id: str) -> CallRecord | None:
         rows = self._query(f"SELECT {_CALL_COLUMNS} FROM calls WHERE call_id = %s", (call_id,))

@@ -80,7 +80,7 @@ class FramedCall(Protocol):
 
     def now_ms(self) -> int: ...
     def start(self, mode: str) -> None: ...
-    def join(self, participant: str) -> str: ...
+    def join(self, raw: str) -> tuple[str, str]: ...
 
 
 class FrameDispatch:
@@ -169,10 +169,10 @@ class FrameDispatch:
                 "dropped_payload_too_large" if n > MAX_AUDIO_BYTES else "dropped_bad_size",
             )
             return
-        participant = p.participantRawID or MIXED
-        ch = call.channels.get(participant)
+        raw = p.participantRawID or MIXED
+        ch = call.channels.get(raw)  # by raw id: no pseudonym is computed per frame
         if ch is None:
-            ch = self._new_channel(participant, p.timestamp)
+            ch = self._new_channel(raw, p.timestamp)
         elif call.t0_from_acs and p.timestamp is not None:
             ts = _parse_ts(p.timestamp)
             if ts is not None:
@@ -186,7 +186,7 @@ class FrameDispatch:
         else:
             ch.audio(p.data)
 
-    def _new_channel(self, participant: str, timestamp: str | None) -> Channel:
+    def _new_channel(self, raw: str, timestamp: str | None) -> Channel:
         call = self.call
         ts = _parse_ts(timestamp)
         if call.t0_mono is None:
@@ -200,21 +200,21 @@ class FrameDispatch:
             )
             start_ms = max(0, start_ms - start_ms % 20)
         if not call.started:
-            call.start(MIXED if participant == MIXED else "unmixed")
-        role = call.join(participant)
+            call.start(MIXED if raw == MIXED else "unmixed")
+        participant, role = call.join(raw)  # the channel knows only the published id
         ch = Channel(call, call.ports.settings, participant, role, start_ms)
-        call.channels[participant] = ch
+        call.channels[raw] = ch
         return ch
 
     def _on_transcription(self, msg: TranscriptionData) -> None:
         call = self.call
         p = msg.transcriptionData
-        participant = p.participantRawID or MIXED
+        raw = p.participantRawID or MIXED
         if call.t0_mono is None:
             call.t0_mono = time.monotonic()
         if not call.started:
-            call.start(MIXED if participant == MIXED else "unmixed")
-        call.join(participant)
+            call.start(MIXED if raw == MIXED else "unmixed")
+        participant, _role = call.join(raw)  # utterance ids are made from the published id
         result = call.acs_adapter.on_transcription(p, participant, call.now_ms())
         call.transcripts.expect(result.utterance_id)  # open until its Final is published
         call.transcripts.on_result(participant, result)

@@ -19,6 +19,8 @@ class HandOverState(msgspec.Struct, rename="camel", kw_only=True):
     elapsed_ms: int | None = None  # the call clock when it was handed over
     t0_wall_ms: float | None = None
     t0_from_acs: bool = False
+    # Published id -> role: a customer's number as its pseudonym, which the new owner
+    # recomputes the same only with the same CALLSTREAM_PSEUDONYM_KEY (replicas share it).
     participants: dict[str, str] = {}
     guard: dict = {}  # PaymentGuard.export()
     policy_audited: bool = False

@@ -4,6 +4,11 @@ Raw ASGI rather than a framework WebSocket wrapper because this loop runs 50 tim
 second per participant for every call: each message goes straight to the call's
 session, which does bounded synchronous work and never awaits. A bug triggered by one
 frame is counted and logged, never allowed to end the call or the server.
+
+One socket owns each stream of a live call (`media_owner.py`): a second socket for a call
+another socket streams, here or on another replica, is accepted and closed at once with
+1008, counted (``callstream_media_refused_total{reason="second-socket"}``) and logged; a
+reconnect after a drop takes the stream over within the call's reconnect grace.
 """
 
 from __future__ import annotations
@@ -15,6 +20,13 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from pipeline.api.auth import MediaAuth
+from pipeline.ingest.media_owner import (
+    HANDOVER_REFUSED,
+    ONE_STREAM,
+    REFUSED_CLOSE,
+    REFUSED_REASON,
+    MediaSocket,
+)
 from pipeline.privacy.log_scrubber import current_call_id
 from pipeline.service import Service
 
@@ -28,18 +40,27 @@ IDLE_CLOSE = 1000
 ENDED_CLOSE = 4410
 
 
-async def _idle_watchdog(send: Any, received: list[int], idle_s: float) -> bool:
+async def _idle_watchdog(sock: MediaSocket, idle_s: float) -> bool:
     """Close a media connection that sends nothing for ``idle_s`` (ACS sends a frame every
     20 ms, silent or not, for as long as a call lasts): a dead peer must not hold a call and
     its resources open. Checks once per period: cheaper than a timeout on every receive."""
     seen = 0  # a connection that never sends anything is idle from the start
     while True:
         await asyncio.sleep(idle_s)
-        if received[0] == seen:
+        if sock.received == seen:
             log.warning("media connection idle for %g s: closed", idle_s)
-            await send({"type": "websocket.close", "code": IDLE_CLOSE, "reason": "idle"})
+            await sock.send({"type": "websocket.close", "code": IDLE_CLOSE, "reason": "idle"})
             return True
-        seen = received[0]
+        seen = sock.received
+
+
+async def _refuse_second_socket(service: Service, send: Any, call_id: str, where: str) -> None:
+    """A second socket for a call another socket streams (`media_owner.py`): closed with
+    1008 before a frame of the stream it asked for reaches the call, counted, logged in
+    one line (the call id as %r, never a payload)."""
+    service.stats.media_second_socket_refused += 1
+    log.warning("media connection for call %r refused: %s", call_id, where)
+    await send({"type": "websocket.close", "code": REFUSED_CLOSE, "reason": REFUSED_REASON})
 
 
 def call_id_from_scope(scope: dict[str, Any]) -> str:
@@ -97,6 +118,12 @@ class MediaEndpoint:
                 log.warning(
                     "call %r: the store could not be read (%s)", call_id, type(exc).__name__
                 )
+        if handed is not None and handed.get(HANDOVER_REFUSED):
+            # The replica that owns the call still has its socket streaming: not a reconnect.
+            await _refuse_second_socket(
+                service, send, call_id, "its media streams on another replica"
+            )
+            return
         live = service.calls.get(call_id)
         ended_at = stored.ended_at if stored is not None and handed is None else None
         if (live is not None and live.ended) or (live is None and ended_at is not None):
@@ -111,20 +138,42 @@ class MediaEndpoint:
         session = service.session(call_id, stored)
         if handed is not None:
             service.adopt(session, handed)
-        session.attach()
+        owners = service.media_owners
+        sock = owners.connect(call_id, session, send)
+        try:
+            await self._stream(service, receive, sock)
+        finally:
+            owners.release(sock)
+
+    async def _stream(self, service: Service, receive: Any, sock: MediaSocket) -> None:
+        """Own the call's stream (or be refused), then hand every message to the session.
+
+        With one stream per call the socket claims it now, before any frame; with two (ACS
+        transcription) its first frame says which it claims, and a socket that came while
+        another was connected (pure) must own the stream of every frame it sends. Such a
+        socket joins the call (`attach`: the reconnect bookkeeping) only once it owns a
+        stream, so a refused one leaves the call exactly as it was.
+        """
+        session, call_id = sock.session, sock.call_id
+        owners = service.media_owners
+        if not owners.per_stream and not await owners.claim(sock, ONE_STREAM):
+            await _refuse_second_socket(
+                service, sock.send, call_id, "another connection streams it"
+            )
+            return
+        attached = not sock.pure  # a pure socket attaches once it owns a stream
+        if attached:
+            session.attach()
         on_message = session.on_message
         close_code: int | None = None
-        received = [0]  # messages so far, for the idle watchdog
-        watchdog = asyncio.create_task(
-            _idle_watchdog(send, received, service.settings.media_idle_timeout_s)
-        )
+        watchdog = asyncio.create_task(_idle_watchdog(sock, service.settings.media_idle_timeout_s))
         try:
             while True:
                 message = await receive()
                 kind = message["type"]
                 if kind == "websocket.receive":
-                    received[0] += 1
-                    if not received[0] & 63:
+                    sock.received += 1
+                    if not sock.received & 63:
                         # Messages already read off the socket come back from receive()
                         # without a turn of the loop: one connection's burst (a flood)
                         # must not hold every other call for its whole length.
@@ -132,6 +181,19 @@ class MediaEndpoint:
                     data = message.get("text")
                     if data is None:
                         data = message.get("bytes") or b""
+                    if not sock.settled:  # the first frame; every frame of a pure socket
+                        if sock.displaced:
+                            break  # a newer socket owns its stream; it is being closed
+                        slot = owners.to_claim(sock, data)
+                        if slot is not None:
+                            if not await owners.claim(sock, slot):
+                                await _refuse_second_socket(
+                                    service, sock.send, call_id, f"another connection streams its {slot}"
+                                )  # fmt: skip
+                                return
+                            if not attached:
+                                session.attach()
+                                attached = True
                     try:
                         on_message(data)
                     except Exception as exc:  # never let one frame end a call
@@ -154,6 +216,7 @@ class MediaEndpoint:
             # A clean close ends the call now; a dropped connection (1006, no close frame)
             # may come back: ACS reconnects with the same call id.
             clean = close_code in CLEAN_CLOSE_CODES
-            session.detach(
-                "media-disconnected", 0.0 if clean else service.settings.media_reconnect_grace_s
-            )
+            if attached:
+                session.detach(
+                    "media-disconnected", 0.0 if clean else service.settings.media_reconnect_grace_s
+                )

@@ -91,3 +91,6 @@ class CallPorts:
     # The call has ended (or was handed over): the service forgets it.
     ended: Callable[[object], None]
     final_timeout_s: float
+    # (raw id, role) -> the id the participant is published as: a customer's phone number
+    # becomes its keyed pseudonym (privacy/pseudonyms.py), every other id stays itself.
+    published: Callable[[str, str], str]

@@ -53,7 +53,8 @@ class CallSession:
         self.t0_mono: float | None = None
         self.t0_from_acs = False  # offsets can follow ACS timestamps only if t0 was one
         self.channels: dict[str, Channel] = {}
-        self.participants: dict[str, str] = {}  # participant -> role, for those announced
+        self.participants: dict[str, str] = {}  # published id -> role, for those announced
+        self._ids: dict[str, tuple[str, str]] = {}  # raw id -> (published id, role)
         self.seq = 0
         self.started = False
         self.resumed = False  # continues a stored call (after a restart): no second call.started
@@ -312,14 +313,19 @@ class CallSession:
             return
         self.emit(CallStarted(callId=self.call_id, mode=mode, sampleRate=self.sample_rate or 16000))
 
-    def join(self, participant: str) -> str:
-        """A participant's first frame: its role, and `participant.joined` once."""
-        role = self.participants.get(participant)
-        if role is None:
-            role = self.ports.roles.role(None if participant == MIXED else participant)
-            self.participants[participant] = role
-            self.emit(ParticipantJoined(callId=self.call_id, participant=participant, role=role))
-        return role
+    def join(self, raw: str) -> tuple[str, str]:
+        """A participant's frame: (the id the call knows it by, its role); `participant.joined`
+        once. The one place a raw ACS id enters the call: a customer's phone number becomes
+        its pseudonym here (privacy/pseudonyms.py), so events, utterance ids, enrichment and
+        the hand-over state only ever hold the published id. The role is the raw id's."""
+        known = self._ids.get(raw)
+        if known is None:
+            role = self.ports.roles.role(None if raw == MIXED else raw)
+            known = self._ids[raw] = (self.ports.published(raw, role), role)
+        if known[0] not in self.participants:  # (a handed-over call knows it already)
+            self.participants[known[0]] = known[1]
+            self.emit(ParticipantJoined(callId=self.call_id, participant=known[0], role=known[1]))
+        return known
 
     # ----- what the call's parts and the control plane use ------------------------------
     def track(self, task: asyncio.Future) -> None:

@@ -46,6 +46,7 @@ class Service(Protocol):
     calls: Mapping[str, Any]  # call id -> session: its channels' VAD counts
     bus: Any  # subscriber counts and subscriptions
     cluster: Any  # commands sent and run
+    media_owners: Any  # media sockets connected, displaced
     journal: Any  # store writes, errors, buffered events
     redaction: Any  # count and seconds of redactions
     recording: Any  # pause failures
@@ -68,6 +69,8 @@ _COUNTERS = {
     "payment_windows": "payment windows opened",
     "speech_errors": "speech engine cancellations and errors (the call goes on)",
     "media_auth_refused": "media websocket handshakes refused (bad or missing ACS token)",
+    "acs_webhooks_refused": "POSTs to /acs/callbacks and /acs/events refused with 401 (wrong secret; missing or bad ACS or Event Grid token)",
+    "acs_callbacks_unknown_call": "ACS callbacks about a call not answered, registered or streamed here (answered 200, ignored)",
     "media_ended_call_refused": "media websockets refused because their call has ended (close code 4410)",
     "http_header_timeouts": "connections closed for not completing their request headers within CALLSTREAM_HTTP_HEADER_TIMEOUT_S",
     "media_throttled": "times a websocket sending over CALLSTREAM_MEDIA_MESSAGE_RATE was read more slowly",
@@ -84,6 +87,12 @@ DROP_REASONS = {
     "internal_error": "dropped_internal_error",  # handling the frame raised (a bug; the call goes on)
     "call_ended": "dropped_call_ended",  # arrived after its call ended (or while it was being ended)
     "message_too_large": "dropped_message_too_large",  # websocket message over ws_max_size: connection closed
+}
+
+# callstream_media_refused{reason}: media websockets accepted and closed at once, by why
+# (the older refusals keep their own counters: media_auth_refused, media_ended_call_refused).
+MEDIA_REFUSALS = {
+    "second-socket": "media_second_socket_refused",  # another socket streams the call: 1008
 }
 
 SPEECH_SOURCES = ("local", "azure", "acs")
@@ -189,6 +198,19 @@ class _ServiceCollector:
         for reason, field in DROP_REASONS.items():
             dropped.add_metric([reason], getattr(stats, field))
         yield dropped
+        refused = CounterMetricFamily(
+            "callstream_media_refused", "media websockets refused after the handshake, by reason", labels=["reason"]
+        )  # fmt: skip
+        for reason, field in MEDIA_REFUSALS.items():
+            refused.add_metric([reason], getattr(stats, field))
+        yield refused
+        yield GaugeMetricFamily(
+            "callstream_media_sockets", "media websockets connected now", value=s.media_owners.open
+        )
+        yield CounterMetricFamily(
+            "callstream_media_displaced", "media sockets silent for 2 s (a dead peer) displaced by a new one",
+            value=s.media_owners.displaced,
+        )  # fmt: skip
         yield from self._vad(s)
         yield GaugeMetricFamily("callstream_active_calls", "calls in progress", value=len(s.calls))
         yield from self._bus(s)

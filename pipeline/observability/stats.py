@@ -41,7 +41,12 @@ class Stats:
     vad_frames: int = 0
     vad_speech_frames: int = 0
     media_auth_refused: int = 0
+    # ACS webhooks: refused (secret or token), and callbacks about calls not known here
+    acs_webhooks_refused: int = 0
+    acs_callbacks_unknown_call: int = 0
     media_ended_call_refused: int = 0  # media for a call whose call.ended is on record
+    # a second socket for a call another socket streams (ingest/media_owner.py)
+    media_second_socket_refused: int = 0
     http_header_timeouts: int = (
         0  # connections closed for not sending their request headers in time
     )

@@ -6,9 +6,12 @@ an audit record. The SDK is synchronous, so calls run in a small thread pool, ne
 the event loop. Its own retry policy is switched off (by default it would resend a 5xx
 four times over about five seconds, silently): here the first retry comes after 200 ms,
 then 0.5, 1, 2, 4 s, while the window is open, each attempt bounded by
-``recording_attempt_timeout_s``. A pause counts as confirmed when ACS reports the
-recording inactive, by a ``RecordingStateChanged`` callback or, if none comes within a
-second, by ``get_recording_properties``.
+``recording_attempt_timeout_s``. A 202 only says ACS accepted the request: a pause counts
+as done when ACS reports the recording inactive after it was asked, by a
+``RecordingStateChanged`` callback or ``get_recording_properties``; only then is
+``recording.paused`` published. A request ACS accepted but has not confirmed within the
+confirmation wait is ``recording.error`` ``unconfirmed``, and is asked again
+(`pipeline.pci.recording_confirm`).
 """
 
 from __future__ import annotations
@@ -20,34 +23,25 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from models.events import Event, RecordingError, RecordingPaused, RecordingResumed
+from models.events import RecordingError
+from pipeline.pci.recording_confirm import (
+    RecordedCall,
+    StateReports,
+    confirm,
+    confirmed,
+    unconfirmed,
+)
 
 if TYPE_CHECKING:
     from models.settings import Settings
-    from pipeline.pci.payment_guard import PaymentGuard, Window
+    from pipeline.pci.payment_guard import Window
 
 log = logging.getLogger(__name__)
 
-CALLBACK_WAIT_S = 0.25
-CONFIRM_WAIT_S = 1.0
 MAX_BACKOFF_S = 4.0
-
-
-class RecordedCall(Protocol):
-    """What driving a call's recording needs of the call: who it is, its guard (is the
-    window still open, the pause confirmed), its clock, and its record."""
-
-    call_id: str
-    guard: PaymentGuard
-
-    def now_ms(self) -> int: ...
-    def emit(self, event: Event) -> None: ...
-    def audit(self, kind: str, body: dict) -> None: ...
-    def audit_exposures(self, window: Window) -> None: ...
-    def track(self, task: asyncio.Future) -> None: ...
 
 
 class AcsNotConfigured(RuntimeError):
@@ -95,7 +89,7 @@ class CallControl:
     server_call_id: str | None = None
     recording_id: str | None = None
     recording_state: str | None = None  # active | inactive
-    state_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    reports: StateReports = field(default_factory=StateReports)  # what ACS said, and when
 
 
 class RecordingController:
@@ -175,11 +169,16 @@ class RecordingController:
         cc = self.control(call_id)
         cc.recording_id = cc.recording_id or state.get("recordingId")
         cc.server_call_id = cc.server_call_id or state.get("serverCallId")
-        if state.get("recordingState"):
-            self.on_state(cc, str(state["recordingState"]))
+        if state.get("recordingState"):  # known, not a report: it confirms no request here
+            cc.recording_state = str(state["recordingState"]).lower()
 
     def by_recording(self, recording_id: str) -> CallControl | None:
         return next((c for c in self.calls.values() if c.recording_id == recording_id), None)
+
+    def known(self, call_id: str) -> CallControl | None:
+        """The call's state if it was answered or registered here; unlike `control`, never
+        creates one (a callback about another call must leave nothing behind)."""
+        return self.calls.get(call_id)
 
     # ----- answering and recording -------------------------------------------------------
     async def answer(
@@ -215,24 +214,12 @@ class RecordingController:
         cc.recording_id = props.recording_id
         cc.recording_state = str(props.recording_state).lower() if props.recording_state else None
 
-    def on_state(self, cc: CallControl, state: str) -> None:
+    def on_state(self, cc: CallControl, state: str, source: str = "callback") -> None:
+        """ACS reported the recording's state (its callback, or one forwarded by a replica)."""
         cc.recording_state = state.lower()
-        cc.state_changed.set()
+        cc.reports.add(state, source)
 
-    async def _wait_state(self, cc: CallControl, want: str, seconds: float) -> bool:
-        deadline = time.monotonic() + seconds
-        while cc.recording_state != want:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            cc.state_changed.clear()
-            try:
-                await asyncio.wait_for(cc.state_changed.wait(), left)
-            except TimeoutError:
-                return cc.recording_state == want
-        return True
-
-    async def _poll_state(self, cc: CallControl) -> str | None:
+    async def _poll_state(self, cc: CallControl) -> None:
         try:
             props = await self._call("get_recording_properties", cc.recording_id)
         except Exception as exc:
@@ -242,30 +229,23 @@ class RecordingController:
                 describe_error(exc),
                 extra={"callId": cc.call_id},
             )
-            return None
-        cc.recording_state = str(props.recording_state).lower()
-        return cc.recording_state
-
-    async def _confirm(self, cc: CallControl, want: str) -> str:
-        """Wait for ACS to report ``want``: its callback usually comes within tens of
-        milliseconds; if not (a recording started elsewhere sends its callbacks elsewhere),
-        ask with ``get_recording_properties``, then wait once more. Returns how it was
-        confirmed, or ``unconfirmed``."""
-        if await self._wait_state(cc, want, CALLBACK_WAIT_S):
-            return "callback"
-        if await self._poll_state(cc) == want:
-            return "poll"
-        if await self._wait_state(cc, want, CONFIRM_WAIT_S):
-            return "callback"
-        return "poll" if await self._poll_state(cc) == want else "unconfirmed"
+            return
+        self.on_state(cc, str(props.recording_state), "poll")
 
     # ----- payment windows ---------------------------------------------------------------
+    def _wake(self, call_id: str) -> None:
+        """A window opened or closed: a driver waiting for ACS re-checks it is still wanted."""
+        if (cc := self.calls.get(call_id)) is not None:
+            cc.reports.wake()
+
     def window_opened(self, session: RecordedCall, window: Window, t0: float) -> None:
+        self._wake(session.call_id)
         session.track(
             asyncio.get_running_loop().create_task(self._drive(session, window, t0, "pause"))
         )
 
     def window_closed(self, session: RecordedCall, window: Window, t0: float) -> None:
+        self._wake(session.call_id)
         session.track(
             asyncio.get_running_loop().create_task(self._drive(session, window, t0, "resume"))
         )
@@ -321,6 +301,7 @@ class RecordingController:
         while still_wanted():
             attempt += 1
             sent: list[float] = []
+            backoff = 0.2 if attempt == 1 else min(MAX_BACKOFF_S, 0.5 * 2 ** (attempt - 2))
             method = "pause_recording" if pausing else "resume_recording"
             try:
                 await self._call(method, rid, on_sent=lambda s=sent: s.append(time.monotonic()))
@@ -347,39 +328,29 @@ class RecordingController:
                      "outcome": "error", "error": error, "latencyMs": latency,
                      "sentAfterMs": round((sent[0] - t0) * 1000, 1) if sent else None},
                 )  # fmt: skip
-                await asyncio.sleep(
-                    0.2 if attempt == 1 else min(MAX_BACKOFF_S, 0.5 * 2 ** (attempt - 2))
-                )
-                continue
-            if pausing and sent and not observed:
-                observed = True
-                self._observe_pause_latency(sent[0] - t0)
-            # Accepted: on record at once, whatever happens while we wait for confirmation.
-            session.audit(
-                "recording.request",
-                {"action": action, "window": window.number, "recordingId": rid, "attempt": attempt,
-                 "outcome": "ok", "latencyMs": round((time.monotonic() - t0) * 1000, 1),
-                 "sentAfterMs": round((sent[0] - t0) * 1000, 1) if sent else None},
-            )  # fmt: skip
-            how = (
-                await self._confirm(cc, want)
-                if still_wanted()
-                else "not awaited (the window changed)"
-            )
-            latency = round((time.monotonic() - t0) * 1000, 1)
-            if pausing and how in ("callback", "poll"):
-                session.guard.confirmed(session.now_ms())
-                session.audit_exposures(window)
-            cls = RecordingPaused if pausing else RecordingResumed
-            session.emit(
-                cls(callId=session.call_id, recordingId=rid, latencyMs=latency, attempt=attempt)
-            )
-            session.audit(
-                "recording.confirmed",
-                {"action": action, "window": window.number, "recordingId": rid, "state": cc.recording_state,
-                 "confirmedBy": how, "latencyMs": latency},
-            )  # fmt: skip
-            return
+                # ACS may have carried out a request whose answer was lost: its word counts.
+                got = await cc.reports.wait(want, t0, backoff, still_wanted)
+            else:
+                if pausing and sent and not observed:
+                    observed = True
+                    self._observe_pause_latency(sent[0] - t0)
+                # Accepted, which is not done: on record at once, then ACS's word is awaited.
+                session.audit(
+                    "recording.request",
+                    {"action": action, "window": window.number, "recordingId": rid, "attempt": attempt,
+                     "outcome": "ok", "latencyMs": round((time.monotonic() - t0) * 1000, 1),
+                     "sentAfterMs": round((sent[0] - t0) * 1000, 1) if sent else None},
+                )  # fmt: skip
+                poll = functools.partial(self._poll_state, cc)
+                got = await confirm(cc.reports, want, t0, still_wanted, poll)
+                if got is None and still_wanted():
+                    if pausing:
+                        self.pause_failures += 1
+                    unconfirmed(session, window, action, rid, attempt, t0, cc.recording_state)
+                    got = await cc.reports.wait(want, t0, backoff, still_wanted)
+            if got is not None:
+                confirmed(session, window, action, rid, attempt, t0, got)
+                return
         session.audit(
             "recording.abandoned",
             {"action": action, "window": window.number, "recordingId": rid, "attempts": attempt,

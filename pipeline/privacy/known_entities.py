@@ -11,7 +11,9 @@ into a Redis key.
 
 from __future__ import annotations
 
+import re
 import time
+from importlib import resources
 
 import msgspec
 
@@ -21,6 +23,19 @@ __all__ = ["KnownEntities", "KnownEntitiesRequest", "KnownEntityError"]
 
 MAX_VALUES_PER_CALL = 64
 MAX_VALUE_CHARS = 256
+# A value shorter than this, or made only of common words ("I", "refund"), would erase
+# ordinary speech from the call's record wherever it is said: refused.
+MIN_VALUE_CHARS = 3
+_WORD = re.compile(r"\w+")
+
+
+def _common_words() -> frozenset[str]:
+    text = resources.files("pipeline.privacy").joinpath("assets/common_words.txt").read_text()
+    lines = (line for line in text.splitlines() if not line.startswith("#"))
+    return frozenset(word for line in lines for word in line.split())
+
+
+COMMON_WORDS = _common_words()
 UNCLAIMED_TTL_S = 3600.0
 
 
@@ -60,14 +75,23 @@ def parse_request(body: bytes) -> list[tuple[str, str]]:
             raise KnownEntityError(
                 f"entities[{i}].value is longer than {MAX_VALUE_CHARS} characters"
             )
+        if sum(c.isalnum() for c in value) < MIN_VALUE_CHARS:
+            raise KnownEntityError(
+                f"entities[{i}].value is shorter than {MIN_VALUE_CHARS} letters or digits"
+            )
+        if all(w in COMMON_WORDS for w in _WORD.findall(value.casefold())):
+            raise KnownEntityError(f"entities[{i}].value is only common words")
         out.append((clean_type(e.type), value))
+    if len(out) > MAX_VALUES_PER_CALL:
+        raise KnownEntityError(f"at most {MAX_VALUES_PER_CALL} known values per call")
     return out
 
 
 class _CallValues:
-    __slots__ = ("values", "recognizer", "since")
+    __slots__ = ("values", "recognizer", "since", "sent")
 
     def __init__(self) -> None:
+        self.sent = 0  # values received, duplicates included (the limit and the answer)
         self.values: list[tuple[str, str]] = []
         self.recognizer: KnownValuesRecognizer | None = None
         self.since = time.monotonic()
@@ -80,16 +104,22 @@ class KnownEntities:
         self._calls: dict[str, _CallValues] = {}
 
     def add(self, call_id: str, values: list[tuple[str, str]]) -> int:
-        """Add values for a call; returns how many the call now has."""
+        """Add values for a call; returns how many the call has been sent.
+
+        Duplicates count towards the limit and the answer like new values do: whether a
+        value is already there must not change the answer, or the API would confirm a
+        guess at a customer's CRM value.
+        """
         self._prune()
         entry = self._calls.get(call_id) or _CallValues()
-        merged = entry.values + [v for v in dict.fromkeys(values) if v not in entry.values]
-        if len(merged) > MAX_VALUES_PER_CALL:
+        if entry.sent + len(values) > MAX_VALUES_PER_CALL:
             raise KnownEntityError(f"at most {MAX_VALUES_PER_CALL} known values per call")
         self._calls[call_id] = entry
+        entry.sent += len(values)
+        merged = entry.values + [v for v in dict.fromkeys(values) if v not in entry.values]
         entry.values = merged
         entry.recognizer = KnownValuesRecognizer(entry.values) or None
-        return len(entry.values)
+        return entry.sent
 
     def values(self, call_id: str) -> list[tuple[str, str]]:
         """The call's values (for the replica a call is handed over to; never logged)."""

@@ -102,7 +102,8 @@ def where_and_how(settings: Settings) -> list[str]:
     is, and what it runs on. No secret: store and bus URLs lose their passwords, tokens and
     keys are only said to be set."""
     from models.settings import mask_url
-    from pipeline.api.auth import api_auth_enabled, media_auth_mode
+    from pipeline.api.auth import media_auth_mode
+    from pipeline.api.credentials import api_auth_enabled
     from pipeline.version import version
 
     host = f"[{settings.host}]" if ":" in settings.host else settings.host

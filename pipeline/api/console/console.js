@@ -250,8 +250,15 @@
           renderBanner();
           break;
         case "recording.error":
-          recording.state = "error";
-          recording.detail = `Recording control failed (attempt ${ev.attempt || "?"}): ${ev.error || "unknown error"}`;
+          if (ev.error === "unconfirmed") {
+            // ACS accepted the request but has not reported the new state: as far as anyone
+            // knows the recording has not changed; the pipeline keeps asking.
+            recording.state = "unconfirmed";
+            recording.detail = `ACS has not confirmed the ${payment.open ? "pause" : "resume"} (attempt ${ev.attempt || "?"}); asking again.`;
+          } else {
+            recording.state = "error";
+            recording.detail = `Recording control failed (attempt ${ev.attempt || "?"}): ${ev.error || "unknown error"}`;
+          }
           notice(recording.detail);
           renderBanner();
           break;
@@ -445,10 +452,13 @@
       } else if (payment.open) {
         if (recording.state === "paused") text = "Payment in progress — recording paused";
         else if (recording.state === "error") text = "Payment in progress — pausing the recording failed, retrying";
+        else if (recording.state === "unconfirmed") text = "Payment in progress — recording NOT confirmed paused, retrying";
         else text = "Payment in progress — recording not yet confirmed paused";
         details.push(`Opened by ${TRIGGERS[payment.trigger] || payment.trigger || "the pipeline"}; digits are hidden until it closes.`);
       } else if (recording.state === "paused") {
         text = "Payment ended — resuming the recording";
+      } else if (recording.state === "unconfirmed") {
+        text = "Payment ended — recording state not confirmed by ACS, retrying";
       } else if (recording.state === "error") {
         text = "Recording control error";
       } else if (recording.state === "active") {
