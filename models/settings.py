@@ -63,7 +63,7 @@ class Settings(msgspec.Struct, kw_only=True):
     api_jwks_url: str | None = None
     # Roles: a TOML file of [[token]] tables (token or token_sha256, role, name, participants).
     access_file: str | None = None
-    metrics_token: str | None = None  # GET /metrics needs this bearer token (or an admin's)
+    metrics_token: str | None = None  # GET /metrics needs exactly this bearer token
     # Keys the pseudonym (4:~...) a customer's phone number is published as; unset: one is
     # generated into the data dir at first start (replicas must share it: set it).
     pseudonym_key: str | None = None
@@ -112,6 +112,12 @@ class Settings(msgspec.Struct, kw_only=True):
     payment_max_s: float = 180.0  # the longest a window stays open
     payment_withhold_audio: bool = True  # keep the customer's audio from remote speech engines
     recording_attempt_timeout_s: float = 1.0  # per pause/resume request to ACS
+    # callstream's own recording from the media stream (pipeline/recorder): off | local.
+    recorder: Literal["off", "local"] = "off"
+    # Audio held in memory before it is written: must cover a late payment trigger's reach
+    # back, from the start of the utterance that held the card to the trigger (measured:
+    # README, "Card payments (PCI)").
+    recorder_delay_s: float = 15.0
     media_idle_timeout_s: float = 60.0  # close a media socket that sends nothing for this long
     # A dropped media socket: wait this long for ACS to reconnect.
     media_reconnect_grace_s: float = 10.0
@@ -160,6 +166,7 @@ _BOUNDS: dict[str, tuple[float, float | None]] = {
     "vad_aggressiveness": (0, 3),
     "subscriber_queue": (1, None),
     "sentiment_batch_max": (1, None),
+    "recorder_delay_s": (1, 600),  # 1 s at least: a delay line of nothing cuts nothing late
 }
 BUS_SCHEMES = ("redis", "rediss", "unix")
 STORE_SCHEMES = ("postgresql", "postgres")

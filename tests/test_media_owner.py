@@ -59,11 +59,13 @@ def acs_server(tmp_path_factory: pytest.TempPathFactory, jwks: FakeJwks) -> Iter
     server.stop()
 
 
-def media(server: Server, call_id: str, via: str = "header"):
+def media(server: Server, call_id: str, via: str = "header", correlation: str | None = None):
     """A /media websocket for ``call_id``, named by ACS's header or by ``?callId=``, with the
-    server's ACS media token when it checks them."""
+    server's ACS media token when it checks them (and ACS's correlation id header, if given)."""
     token = getattr(server, "media_token", None)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if correlation is not None:
+        headers["x-ms-call-correlation-id"] = correlation
     if via == "query":
         return connect(f"{server.ws}/media?callId={call_id}", additional_headers=headers)
     headers["x-ms-call-connection-id"] = call_id
@@ -205,7 +207,7 @@ async def test_one_socket_per_call_and_a_silent_one_is_displaced(tmp_path) -> No
     server = start_server(tmp_path, CALLSTREAM_STT="local", CALLSTREAM_MEDIA_AUTH="off")
     call_id = "local-call"
     try:
-        async with media(server, call_id) as first:
+        async with media(server, call_id, correlation="corr-local") as first:
             async with streaming_audio(first) as gone:
                 await wait_for(lambda: '"call.started"' in stored(server, call_id), what="the call")
                 async with media(server, call_id, "query") as second:
@@ -214,7 +216,14 @@ async def test_one_socket_per_call_and_a_silent_one_is_displaced(tmp_path) -> No
                     )
                 assert code == (1008, REASON)
                 gone.set()  # the first peer vanishes: still connected, nothing more sent
-                async with media(server, call_id) as third, streaming_audio(third):
+                # Only a socket of the same call (ACS's correlation id) may take its place.
+                for other in ("corr-evil", None):
+                    async with media(server, call_id, correlation=other) as impostor:
+                        assert await closed_by_server(impostor, _metadata(), _audio(5)) == (
+                            1008, REASON,
+                        )  # fmt: skip
+                third = media(server, call_id, correlation="corr-local")
+                async with third as third, streaming_audio(third):
                     assert await closed_by_server(first) == (1008, "displaced")
                     await wait_for(sockets(server, 1), what="the displaced socket gone")
         events = await collect_call_events(server.ws, call_id, since=0, timeout=30)
@@ -227,7 +236,28 @@ async def test_one_socket_per_call_and_a_silent_one_is_displaced(tmp_path) -> No
     kinds = [e["type"] for e in events]
     assert kinds.count("call.started") == 1 and kinds.count("call.ended") == 1
     assert any(r["kind"] == "media.displaced" for r in audit["records"])
-    assert (refused, displaced) == (1, 1)
+    assert (refused, displaced) == (3, 1)
+
+
+async def test_a_free_stream_is_only_for_the_same_call(acs_server: Server) -> None:
+    """ACS's transcription transport streams the call (correlation id known); its audio
+    stream is free, but only a socket with the same correlation id may take it."""
+    server, call_id = acs_server, "bound-call"
+    async with media(server, call_id, correlation="corr-bound") as first:
+        await first.send(_transcription("hello there", "Final", AGENT, 0))
+        await wait_for(lambda: "hello there" in stored(server, call_id), what="the final")
+        for other in ("corr-evil", None):
+            async with media(server, call_id, correlation=other) as sneaky:
+                assert await closed_by_server(sneaky, _metadata(), _audio(0)) == (1008, REASON)
+        frames = await metric(server, "callstream_frames_audio_total")
+        async with media(server, call_id, correlation="corr-bound") as audio:
+            async with streaming_audio(audio):
+                await wait_for(
+                    lambda: asyncio.to_thread(
+                        lambda: server.metric("callstream_frames_audio_total") > frames
+                    ),
+                    what="the same call's audio transport accepted",
+                )
 
 
 async def test_a_replica_refuses_media_for_a_call_another_replica_streams(

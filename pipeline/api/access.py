@@ -30,7 +30,9 @@ MEANING: dict[str, str] = {
     "console": "the API bearer token or the console's cookie when API auth is on; "
     f"`?{CONSOLE_TOKEN_PARAM}=` sets the cookie",
     "acs": "the callback secret (`?secret=`, `CALLSTREAM_CALLBACK_SECRET`) that callstream "
-    "puts into the URLs it hands to ACS",
+    "puts into the URLs it hands to ACS; with `CALLSTREAM_ACS_AUDIENCE` set, `/acs/callbacks` "
+    "also needs ACS's signed JWT (and `/acs/events` an Entra JWT when the Event Grid JWT "
+    "settings are set)",
     "media": "ACS's signed JWT on the websocket handshake (`CALLSTREAM_MEDIA_AUTH=acs-jwt`); "
     "a refused handshake is closed with code 1008",
 }

@@ -173,7 +173,10 @@ async def _callback(service: Service, auth: CallbackAuth, ev: AcsEvent, public: 
         if data.recording_id and cc.recording_id is None:
             cc.recording_id = data.recording_id
         audit |= {"recordingId": data.recording_id, "state": state}
-        if state:
+        other = bool(data.recording_id and cc.recording_id and data.recording_id != cc.recording_id)
+        if other:  # another recording's state confirms nothing about this call's
+            audit["ignored"] = "another recording"
+        if state and not other:
             rec.on_state(cc, state)
             service.cluster.note(cc.call_id, recordingId=cc.recording_id, recordingState=state)
             if not service.cluster.owns(cc.call_id):  # the driver waiting for it is there

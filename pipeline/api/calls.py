@@ -57,7 +57,9 @@ async def transcript(request: Request) -> Response:
         lines = export_lines(service.store, call_id, fmt)  # raises at once for a bad format
     except ExportError as exc:
         return respond(Error(error=str(exc)), 400)
-    service.journal.audit(call_id, "export", {"format": fmt, "via": "api", **actor(request.scope)})
+    if request.method == "GET":  # a HEAD sends nothing
+        audit = {"format": fmt, "via": "api", **actor(request.scope)}
+        service.journal.audit(call_id, "export", audit)
 
     async def body() -> AsyncIterator[bytes]:
         # Store reads block: take the export in chunks of records from a thread, so a

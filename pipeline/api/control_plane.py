@@ -40,6 +40,7 @@ from pipeline.service import Service
 log = logging.getLogger(__name__)
 
 MANUAL_ACTIONS = ("pause", "resume")
+ASSIGN_WAIT_S = 5.0
 
 
 async def register_recording(request: Request) -> Response:
@@ -84,10 +85,15 @@ async def assign(request: Request) -> Response:
         return respond(Error(error=f'expected {{"agentId": "<raw id>"}} ({exc})'), 400)
     except (msgspec.DecodeError, RecursionError):
         return respond(Error(error='expected {"agentId": "<raw id>"}'), 400)
+    if body.agent_id != body.agent_id.strip():  # the pattern's `$` lets a final newline by
+        return respond(Error(error='expected {"agentId": "<raw id>"}'), 400)
     service.journal.audit(
         call_id, "call.assigned", {"agentId": body.agent_id, **actor(request.scope)}, body.agent_id
     )
-    await service.journal.flush()
+    try:  # on record before the answer, so the agent may read the call at once
+        await asyncio.wait_for(service.journal.flush(), ASSIGN_WAIT_S)
+    except TimeoutError:
+        return respond(Error(error="the store is slow or away; the assignment is queued"), 503)
     return respond(Assigned(call_id=call_id, agent_id=body.agent_id))
 
 

@@ -47,7 +47,8 @@ class ApiAuth:
                 settings.api_jwt_audience,
                 API_ALGORITHMS,
             )
-        self.enabled = bool(self._entries) or bool(settings.api_jwt_issuer)
+        # Fail closed: an access file that names no token still means "auth is on".
+        self.enabled = api_auth_enabled(settings)
 
     async def authenticate(self, token: str | None) -> Principal | str:
         """The caller, or why ``token`` is refused."""
@@ -72,7 +73,12 @@ def access_entries(settings: Settings) -> list[TokenEntry]:
         for i, t in enumerate(api_tokens(settings), 1)
     ]
     if settings.access_file:
-        entries += read_access_file(settings.access_file)
+        from_file = read_access_file(settings.access_file)
+        if not from_file:
+            raise AccessFileError(
+                f"CALLSTREAM_ACCESS_FILE {settings.access_file}: names no [[token]]"
+            )
+        entries += from_file
     if settings.token:
         entries += load_entries(settings.token, "the config file")
     seen: set[bytes] = set()

@@ -75,10 +75,10 @@ def _forbidden(console: bool) -> Response:
 
 
 def _metrics_allowed(request: Request, token: str | None) -> bool:
-    if not token:
+    if not token or not token.strip():
         return True
     given = bearer_from_headers(request.scope.get("headers", []))
-    return given is not None and hmac.compare_digest(digest(given), digest(token))
+    return given is not None and hmac.compare_digest(digest(given), digest(token.strip()))
 
 
 def _refused(entry: Entry, who: Principal, why: str) -> None:

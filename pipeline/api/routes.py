@@ -209,6 +209,7 @@ ROUTES: tuple[Entry, ...] = (
         replies={
             200: json_reply(Assigned, "Assigned."),
             400: json_reply(Error, 'Not `{"agentId": "<raw id>"}`.'),
+            503: json_reply(Error, "The store did not take the record within 5 s (it is queued)."),
         },
     ),
     Operation(

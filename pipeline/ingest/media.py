@@ -33,6 +33,7 @@ from pipeline.service import Service
 log = logging.getLogger(__name__)
 
 CALL_ID_HEADER = b"x-ms-call-connection-id"
+CORRELATION_HEADER = b"x-ms-call-correlation-id"
 CLEAN_CLOSE_CODES = (1000, 1001)
 IDLE_CLOSE = 1000
 # Media for a call that has ended (like HTTP's 410 Gone, in the application's range of
@@ -61,6 +62,14 @@ async def _refuse_second_socket(service: Service, send: Any, call_id: str, where
     service.stats.media_second_socket_refused += 1
     log.warning("media connection for call %r refused: %s", call_id, where)
     await send({"type": "websocket.close", "code": REFUSED_CLOSE, "reason": REFUSED_REASON})
+
+
+def correlation_from_scope(scope: dict[str, Any]) -> str | None:
+    """ACS's ``x-ms-call-correlation-id`` handshake header (`media_owner.py` binds on it)."""
+    for name, value in scope.get("headers", ()):
+        if name == CORRELATION_HEADER and value:
+            return value.decode("latin-1")[:128]
+    return None
 
 
 def call_id_from_scope(scope: dict[str, Any]) -> str:
@@ -139,7 +148,7 @@ class MediaEndpoint:
         if handed is not None:
             service.adopt(session, handed)
         owners = service.media_owners
-        sock = owners.connect(call_id, session, send)
+        sock = owners.connect(call_id, session, send, correlation_from_scope(scope))
         try:
             await self._stream(service, receive, sock)
         finally:

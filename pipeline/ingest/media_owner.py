@@ -80,11 +80,15 @@ class MediaSocket:
     message, nothing more)."""
 
     __slots__ = (
-        "call_id", "closed", "displaced", "owns", "pure", "received", "send", "session", "settled", "stream",
+        "call_id", "closed", "correlation", "displaced", "owns", "pure", "received", "send", "session",
+        "settled", "stream",
     )  # fmt: skip
 
-    def __init__(self, call_id: str, session: CallSession, send: Any, pure: bool) -> None:
+    def __init__(
+        self, call_id: str, session: CallSession, send: Any, pure: bool, correlation: str | None
+    ) -> None:
         self.call_id = call_id
+        self.correlation = correlation  # ACS's x-ms-call-correlation-id handshake header
         self.session = session
         self.send = send
         self.owns: set[str] = set()  # its call's streams it owns: its frames are the call's
@@ -127,13 +131,33 @@ class MediaOwners:
     def __init__(self, per_stream: bool) -> None:
         self.per_stream = per_stream
         self._owners: dict[str, dict[str, MediaSocket]] = {}  # call id -> stream -> owner
+        # call id -> (its session, the correlation id its first owner came with): every later
+        # socket of that call must come with the same one (see `_same_call`).
+        self._bound: dict[str, tuple[CallSession, str]] = {}
         self.open = 0  # media sockets connected now (callstream_media_sockets)
         self.displaced = 0  # owners displaced for silence (callstream_media_displaced)
 
-    def connect(self, call_id: str, session: CallSession, send: Any) -> MediaSocket:
+    def connect(
+        self, call_id: str, session: CallSession, send: Any, correlation: str | None = None
+    ) -> MediaSocket:
         """A socket accepted for ``session``: pure if another socket is connected to it."""
         self.open += 1
-        return MediaSocket(call_id, session, send, self.per_stream and session.connections > 0)
+        pure = self.per_stream and session.connections > 0
+        return MediaSocket(call_id, session, send, pure, correlation)
+
+    def _same_call(self, sock: MediaSocket) -> bool:
+        """ACS sends a call's correlation id on every media handshake of that call (audio,
+        transcription, reconnects); a call id is in URLs and logs, its correlation id is
+        not. Once a call's first owner came with one, a socket without the same one never
+        owns a stream of it: neither a free stream nor one whose owner went quiet."""
+        bound = self._bound.get(sock.call_id)
+        if bound is not None and bound[0] is sock.session and not sock.session.ended:
+            return sock.correlation == bound[1]
+        if sock.correlation:
+            self._bound[sock.call_id] = (sock.session, sock.correlation)
+        else:
+            self._bound.pop(sock.call_id, None)
+        return True
 
     def to_claim(self, sock: MediaSocket, raw: bytes | str) -> str | None:
         """The stream ``sock`` must own before ``raw`` is its call's, or None: the frame goes
@@ -150,6 +174,8 @@ class MediaOwners:
     async def claim(self, sock: MediaSocket, slot: str) -> bool:
         """Make ``sock`` the owner of its call's ``slot`` (`ONE_STREAM`, or with two streams
         per call `AUDIO` or `TRANSCRIPTION`); False if another socket streams it."""
+        if not self._same_call(sock):
+            return False
         owners = self._owners.setdefault(sock.call_id, {})
         displaced: MediaSocket | None = None
         while (holder := owners.get(slot)) is not None and holder is not sock:
@@ -195,6 +221,9 @@ class MediaOwners:
             return
         sock.closed = True
         self.open -= 1
+        bound = self._bound.get(sock.call_id)
+        if bound is not None and bound[0] is sock.session and sock.session.ended:
+            del self._bound[sock.call_id]
         owners = self._owners.get(sock.call_id)
         if owners is None:
             return
