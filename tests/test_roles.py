@@ -366,3 +366,28 @@ def test_refusals_name_the_caller_not_the_token(server: Server) -> None:
     for token in TOKENS.values():
         assert token not in logs
     assert METRICS_TOKEN not in logs
+
+
+def test_an_access_file_that_names_no_token_fails_closed(tmp_path: Path) -> None:
+    """Not an open API: `serve` stops with one line, and the app would still refuse."""
+    from models.settings import load_settings
+    from pipeline.api.auth import startup_check
+    from pipeline.api.credentials import api_auth_enabled
+
+    empty = tmp_path / "access.toml"
+    empty.write_text("# [[token]] entries were commented out\n")
+    settings = load_settings({"CALLSTREAM_ACCESS_FILE": str(empty)})
+    errors, _ = startup_check(settings, loopback=True)
+    assert errors == [f"CALLSTREAM_ACCESS_FILE {empty}: names no [[token]]"]
+    assert api_auth_enabled(settings)  # never "open" because the file was empty
+    for bad, message in (
+        ('[[token]]\ntoken = "short"\nrole = "admin"\nname = "x"\n', "at least 16"),
+        ('[[token]]\ntoken = "a-long-enough-token-1"\nrole = "root"\nname = "x"\n', "role must be"),
+        (
+            '[[token]]\ntoken = "a-long-enough-token-1"\nrole = "agent"\nname = "x"\n',
+            "participants",
+        ),
+    ):
+        empty.write_text(bad)
+        [error] = startup_check(settings, loopback=True)[0]
+        assert message in error and "a-long-enough" not in error
