@@ -40,6 +40,7 @@ from pipeline.cli.replay import (
     load_call_audio,
     metadata_message,
 )
+from pipeline.ingest.media_owner import SECOND_SOCKET
 from pipeline.observability.gc_pauses import GENERATIONS
 from pipeline.observability.metrics import DROP_REASONS, SPEECH_SOURCES
 from pipeline.privacy.log_scrubber import JsonFormatter, ScrubbingFilter, current_call_id
@@ -320,7 +321,10 @@ def _forbidden() -> list[str]:
 
 
 def test_no_label_holds_text_ids_or_secrets(run: Run) -> None:
-    allowed = {*DROP_REASONS, *SPEECH_SOURCES, "sentiment", "translation", "summary", *GENERATIONS}
+    allowed = {
+        *DROP_REASONS, *SPEECH_SOURCES, "sentiment", "translation", "summary", *GENERATIONS,
+        SECOND_SOCKET,
+    }  # fmt: skip
     forbidden = _forbidden()
     seen = set()
     for family in text_string_to_metric_families(run.metrics_text):

@@ -198,6 +198,10 @@ async def test_webhook_on_b_media_on_a_pauses_the_recording_once(tmp_path, redis
                 await wait_for(
                     lambda: fake.recording_state(recording_id) == "active", what="the resume"
                 )
+                # recording.resumed only once A hears ACS confirm it (B's callback, forwarded).
+                await wait_for(
+                    lambda: confirmed(a, call_id) == 2, what="A to see the resume confirmed"
+                )
                 # The agent's desktop talks to B: the manual pause runs on A, which owns the call.
                 status, body = b.post_json(f"/calls/{call_id}/recording/pause", {})
                 assert status == 202, body
