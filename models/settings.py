@@ -114,10 +114,12 @@ class Settings(msgspec.Struct, kw_only=True):
     recording_attempt_timeout_s: float = 1.0  # per pause/resume request to ACS
     # callstream's own recording from the media stream (pipeline/recorder): off | local.
     recorder: Literal["off", "local"] = "off"
-    # Audio held in memory before it is written: must cover a late payment trigger's reach
-    # back, from the start of the utterance that held the card to the trigger (measured:
-    # README, "Card payments (PCI)").
-    recorder_delay_s: float = 15.0
+    # Audio held in memory before it is written: it must cover a payment window's reach
+    # back, from the start of the utterance that held the card (or the intent) to the
+    # trigger: an utterance is at most 15 s (vad_max_utterance_ms), plus the recognizer's
+    # latency (README, "Card payments (PCI)"). The local engine's own backlog is covered
+    # apart: audio waits for its finals.
+    recorder_delay_s: float = 20.0
     media_idle_timeout_s: float = 60.0  # close a media socket that sends nothing for this long
     # A dropped media socket: wait this long for ACS to reconnect.
     media_reconnect_grace_s: float = 10.0

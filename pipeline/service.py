@@ -36,6 +36,7 @@ from pipeline.privacy.known_entities import KnownEntities
 from pipeline.privacy.pseudonyms import Pseudonyms
 from pipeline.privacy.redaction import Redactor, get_redactor
 from pipeline.privacy.redaction_runner import RedactionRunner
+from pipeline.recorder.recorders import Recorder
 from pipeline.tasks import TaskSet
 from workers.stt.base import SpeechEngine
 
@@ -118,6 +119,7 @@ class Service:
         self.recording = RecordingController(settings, self.metrics.pause_latency.observe)
         self.recording.refresh = self.cluster.refresh
         self.enricher = Enricher(settings)
+        self.recorder = Recorder(settings)  # CALLSTREAM_RECORDER=local: callstream's own
         self.ready = False
         self.draining = False
         self.started_at = time.time()
@@ -199,7 +201,9 @@ class Service:
 
         while True:
             try:
-                purged = await asyncio.to_thread(purge_now, self.store, days, "schedule")
+                purged = await asyncio.to_thread(
+                    purge_now, self.store, days, "schedule", self.settings.data_dir
+                )
                 if purged:
                     log.info("retention: purged %d calls older than %g days", len(purged), days)
             except Exception as exc:
@@ -218,6 +222,7 @@ class Service:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         await self.tasks.aclose(grace_s=SHUTDOWN_GRACE_S)
+        await self.recorder.aclose()  # the calls' files are written: stop its thread
         await self.journal.flush()
         await self.journal.aclose()
         await self.bus.aclose()
@@ -316,6 +321,7 @@ class Service:
             ended=self.forget,
             final_timeout_s=self.final_timeout_s,
             published=self.pseudonyms.published,
+            recorder=self.recorder.for_call,
         )
 
     def adopt(self, session: CallSession, handed: dict[str, Any]) -> None:

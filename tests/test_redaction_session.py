@@ -79,7 +79,7 @@ async def test_partials_and_finals_agree_and_unfinished_entities_are_held_back(a
     card_words = "four one one one one one one one one one one one one one one one"
     # The recognizer revises "four" to "for" in the final: alone, that final would show
     # fifteen digits of the card. What a partial redacted must stay redacted.
-    revised = "it's for " + " ".join(["one"] * 15)
+    revised = "it's " + " ".join(["one"] * 15)
     assert "one one one one" in get_redactor().redact(revised).text
     events = await run_transcripts(
         acs_server,
@@ -101,7 +101,7 @@ async def test_partials_and_finals_agree_and_unfinished_entities_are_held_back(a
     # digits are redacted as [DIGITS]; test_sticky_values_keep_a_partials_redaction shows
     # the same final redacted without a window.
     assert texts(events, "transcript.final") == [
-        "it's for [DIGITS]",
+        "it's [DIGITS]",
         "and my email is [EMAIL_ADDRESS]",
     ]
     assert [e["trigger"] for e in events if e["type"] == "payment.started"] == ["digits"]
@@ -115,7 +115,7 @@ async def test_partials_and_finals_agree_and_unfinished_entities_are_held_back(a
 def test_sticky_values_keep_a_partials_redaction() -> None:
     redactor = get_redactor()
     partial = "it's four one one one one one one one one one one one one one one one"
-    final = "it's for " + " ".join(["one"] * 15)
+    final = "it's " + " ".join(["one"] * 15)
     sticky = StickyValues()
     first = redactor.redact(partial, RedactionPolicy(sticky=sticky.recognizer))
     sticky.remember(partial, first)
@@ -123,7 +123,7 @@ def test_sticky_values_keep_a_partials_redaction() -> None:
     assert redactor.redact(final).text == final  # alone, fifteen digits of the card would show
     assert (
         redactor.redact(final, RedactionPolicy(sticky=sticky.recognizer)).text
-        == "it's for [CREDIT_CARD]"
+        == "it's [CREDIT_CARD]"
     )
 
 

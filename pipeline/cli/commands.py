@@ -307,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=cmd_redact)
 
     e = sub.add_parser(
-        "export", help="write a call's redacted transcript (and its manifest), or many calls"
+        "export",
+        help="write a call's redacted transcript (and its manifest), many calls, or a call's recording",
     )
     e.add_argument("call_id", nargs="?")
     e.add_argument("--format", default="jsonl", choices=["jsonl", "vtt", "txt", "csv"])
@@ -317,6 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--progress", action="store_true", help="show the progress bar even when not on a terminal"
     )
+    e.add_argument(
+        "--audio", action="store_true",
+        help="the call's recording (CALLSTREAM_RECORDER=local): its files and recording.json into --out DIR",
+    )  # fmt: skip
     e.add_argument("--data-dir", dest="data_dir")
     e.set_defaults(func=cmd_export)
 

@@ -4,7 +4,9 @@ Starts the real ASGI app on a free loopback port, subscribes to the call's agent
 stream like an agent desktop would, replays the bundled two-party call (a complaint, a
 name and an e-mail address, a card payment) over the ACS protocol, prints
 the events readably in the call's time order (`demo_view`), and writes the call's export
-with its manifest and verifies it, as a compliance officer would.
+with its manifest and verifies it, as a compliance officer would. callstream's own
+recorder is on (unless CALLSTREAM_RECORDER says otherwise): the demo has no ACS recording
+to pause, and its own recording shows the payment cut out before anything reached disk.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from pipeline.compliance.export import export_lines
 from pipeline.compliance.manifest import manifest_path, verify_export
 from pipeline.compliance.manifest import write_export as write_manifested_export
 from pipeline.compliance.private_files import private_dir
+from pipeline.recorder.paths import call_folder
+from pipeline.recorder.record import recording_doc
 from pipeline.server.ws_protocol import media_ws_protocol_for
 from pipeline.service import Service
 
@@ -52,6 +56,27 @@ def write_export(service: Service, call_id: str) -> tuple[Path, dict]:
         service.store, call_id, "jsonl", out, export_lines(service.store, call_id, "jsonl")
     )
     return out.resolve(), manifest
+
+
+def recording_summary(service: Service, call_id: str) -> list[str]:
+    """What the call's recording holds, in words (nothing when the recorder was off)."""
+    doc = recording_doc([json.loads(a.body) for a in service.store.audit(call_id)])
+    if doc is None:
+        return []
+    folder = call_folder(service.settings.data_dir, call_id).resolve()
+    spans = ", ".join(
+        f"{s['fromMs'] / 1000:.1f}-{s['toMs'] / 1000:.1f} s" for s in doc["removedSpans"]
+    )
+    lines = [
+        f"recording: {folder} ({', '.join(f['file'] for f in doc['files'])})",
+        f"           payment audio removed before it was written (digital silence): {spans or 'none'}",
+    ]
+    for exposure in doc["exposures"]:
+        lines.append(
+            f"           EXPOSURE: {exposure['fromMs'] / 1000:.1f}-{exposure['toMs'] / 1000:.1f} s "
+            "was written before the window reached back (on the call's audit)"
+        )
+    return lines
 
 
 def command_name() -> str:
@@ -106,6 +131,8 @@ async def run_demo(
     from pipeline.cli.log_setup import setup_logging
 
     setup_logging("WARNING")
+    if not os.environ.get("CALLSTREAM_RECORDER"):
+        settings.recorder = "local"  # the demo's embedded default
     port = free_port()
     settings.port = port
     path = path or sample_call_path()
@@ -199,9 +226,15 @@ async def run_demo(
             print("verify: FAILED: " + "; ".join(problems))
             return 1
         print(f"verify: OK ({cli} verify {out})")
+        for line in await asyncio.to_thread(recording_summary, service, call_id):
+            print(line)
         print(
             f"re-export any time: {cli} export {call_id} --format txt --data-dir {settings.data_dir}"
         )
+        if settings.recorder == "local":
+            print(
+                f"the recording: {cli} export {call_id} --audio --out DIR --data-dir {settings.data_dir}"
+            )
         if getattr(args, "keep", False):
             print(
                 f"\nstill serving: console {console} (all calls: http://127.0.0.1:{port}/console{token_query}); press Ctrl-C to stop",

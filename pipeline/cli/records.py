@@ -1,4 +1,5 @@
-"""Commands on the compliance record: export (one call or many), verify, purge.
+"""Commands on the compliance record: export (one call or many, or a call's recording),
+verify, purge.
 
 They read the store directly (no service running), so they work on a stopped
 deployment's data directory or a PostgreSQL store, and fail with one line, never a
@@ -50,6 +51,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from pipeline.compliance.export import ExportError, export_lines
     from pipeline.compliance.manifest import write_export
 
+    if getattr(args, "audio", False):
+        return _audio_export(args)
     if (args.call_id is None) == (args.since is None and args.until is None):
         raise CliError("give a CALL_ID, or --since/--until with --out DIR", 2)
     since, until = _export_bounds(args)
@@ -88,6 +91,37 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise CliError(f"writing {out} failed: {exc.strerror or exc}", 1) from None
     finally:
         store.close()
+    return 0
+
+
+def _audio_export(args: argparse.Namespace) -> int:
+    """`export CALL_ID --audio --out DIR`: the recording files and DIR/recording.json."""
+    from pipeline.recorder.export import INDEX_NAME, RecordingExportError, export_audio
+
+    if args.call_id is None or args.since is not None or args.until is not None:
+        raise CliError(
+            "--audio exports one call's recording: give a CALL_ID (no --since/--until)", 2
+        )
+    if not args.out:
+        raise CliError("--audio needs --out DIR (a folder for the files and recording.json)", 2)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {out} is a file; --audio writes into a folder", 1)
+    settings = checked_settings(data_dir=args.data_dir)
+    store = _open_store(settings)
+    try:
+        if store.get_call(args.call_id) is None:
+            raise CliError(f"no stored call {args.call_id!r}", 1)
+        try:
+            doc = export_audio(store, args.call_id, settings.data_dir, out)
+        except RecordingExportError as exc:
+            raise CliError(str(exc), 1) from None
+        except OSError as exc:
+            raise CliError(f"writing {out} failed: {exc.strerror or exc}", 1) from None
+    finally:
+        store.close()
+    print(f"wrote {len(doc['files'])} recording file(s), {out / INDEX_NAME} ({len(doc['removedSpans'])} "
+          f"span(s) removed) and {out / INDEX_NAME}.manifest.json", file=sys.stderr)  # fmt: skip
     return 0
 
 
@@ -166,7 +200,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
         raise CliError("set --days or CALLSTREAM_RETENTION_DAYS", 2)
     store = _open_store(settings)
     try:
-        purged = purge_now(store, days, actor="cli")
+        purged = purge_now(store, days, actor="cli", data_dir=settings.data_dir)
     finally:
         store.close()
     print(f"purged {len(purged)} calls older than {days:g} days (calls on legal hold are kept)")

@@ -2,9 +2,12 @@
 
 A manifest names the call, its first and last seq, the number of events, every event's
 chain link and the head, the policy version, redaction counts, pause intervals and
-exposures (from the audit), and the SHA-256 of the exported file. ``verify`` recomputes
-the chain over a JSONL export and names the first event that was altered, removed or
-moved; for the other formats it checks the file's hash.
+exposures (from the audit), and the SHA-256 of the exported file. A call recorded by
+callstream's own recorder also has `recording`: each file with its SHA-256, the spans
+removed and any exposure, so the audio is tied to the same chain head as the transcript.
+``verify`` recomputes the chain over a JSONL export and names the first event that was
+altered, removed or moved; for the other formats it checks the file's hash, and for an
+audio export (`recording.json`) the hash of every recording file beside it too.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pipeline.compliance import chain
 from pipeline.compliance.audit_summary import summarize
 from pipeline.compliance.private_files import open_private
 from pipeline.compliance.store import EventStore
+from pipeline.recorder.record import recording_doc
 
 __all__ = [
     "ManifestError",
@@ -51,12 +55,16 @@ def _audit_summary(store: EventStore, call_id: str) -> dict[str, Any]:
         {"window": e["window"], "fromMs": e["fromMs"], "toMs": e["toMs"], "reason": e["reason"]}
         for e in s["exposures"]
     ]
-    return {
+    summary = {
         "policyVersion": s["policyVersion"],
         "redactionCounts": s["redactionCounts"],
         "pauseIntervals": pauses,
         "exposures": exposures,
     }
+    recording = recording_doc(records)
+    if recording is not None:
+        summary["recording"] = recording
+    return summary
 
 
 def build_manifest(
@@ -154,11 +162,14 @@ def verify_export(path: str | Path) -> list[str]:
     try:
         if manifest.get("format") != "jsonl":
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            return (
+            problems = (
                 []
                 if digest == manifest.get("exportSha256")
                 else ["the export file was altered (its SHA-256 does not match the manifest)"]
             )
+            if manifest.get("format") == "audio":
+                problems += _verify_audio(path.parent, manifest)
+            return problems
         return _verify_jsonl(path, manifest)
     except FileNotFoundError:
         raise ManifestError(
@@ -168,6 +179,24 @@ def verify_export(path: str | Path) -> list[str]:
         raise ManifestError(f"{path} is a directory, not an export") from None
     except OSError as exc:
         raise ManifestError(f"cannot read {path} ({exc.strerror or exc})") from None
+
+
+def _verify_audio(folder: Path, manifest: dict[str, Any]) -> list[str]:
+    """Each recording file the manifest lists, beside `recording.json`, by its SHA-256."""
+    problems = []
+    for entry in (manifest.get("recording") or {}).get("files", []):
+        name = Path(str(entry.get("file", ""))).name
+        try:
+            h = hashlib.sha256()
+            with open(folder / name, "rb") as fh:
+                while block := fh.read(1 << 20):
+                    h.update(block)
+        except OSError:
+            problems.append(f"the recording {name} is missing")
+            continue
+        if h.hexdigest() != entry.get("sha256"):
+            problems.append(f"the recording {name} was altered (its SHA-256 does not match)")
+    return problems
 
 
 def _verify_jsonl(path: Path, manifest: dict[str, Any]) -> list[str]:

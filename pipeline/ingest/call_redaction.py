@@ -3,9 +3,13 @@
 Each recognized text becomes one job on the redaction queue and comes back as one
 result. What the job's policy is made of lives here: whether a payment window is open
 (every digit goes), the call's known values, the values earlier partials of the same
-utterance redacted (sticky), and the words of the last turns as context ("and the expiry
-date?"). Sticky values and context are read and written on the redaction thread only,
-in submission order, so a fast burst of partials sees exactly what came before it.
+utterance redacted (sticky), the words of the last turns as context ("and the expiry
+date?"), and a number the last final left open at its end ("my social is six oh five" |
+"one one four eight seven three"): the next utterance's leading number is its rest.
+Sticky values, context and the open number are read and written on the redaction thread
+only, in submission order, so a fast burst of partials sees exactly what came before it.
+Partials leave it held back, with the call's context, whatever may still be growing at
+their end (``hold_back_unfinished``).
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from pipeline.privacy.partials import StickyValues
+from pipeline.privacy.partials import StickyValues, hold_back_unfinished
 from pipeline.privacy.redaction import RedactionPolicy, RedactionResult
+from pipeline.privacy.spoken_numbers import normalize
 
 if TYPE_CHECKING:
     from models.speech import SpeechResult
@@ -30,6 +35,22 @@ CONTEXT_UTTERANCES = 2
 CONTEXT_KEPT = 8
 _CONTEXT_WORD = re.compile(r"[a-z]+")
 _TAG = re.compile(r"\[[A-Z0-9_]+\]")  # "[CARD_SECURITY_CODE]" must not read as "security code"
+# How long after an utterance that ended inside a number the next may go on with it.
+CONTINUATION_MS = 10_000
+# What may follow a number at an utterance's end for it to count as cut off there.
+_OPEN_TAIL = re.compile(r"(?i)^(?:[\s,.;:!?\-–]|\b(?:um+|uh+|er|erm|hmm|and|so|then|sorry)\b)*$")
+
+
+def open_number(text: str, rr: RedactionResult) -> str | None:
+    """The type of the redacted number ``text`` ends in, if it ends in one."""
+    if not rr.entities:
+        return None
+    last = max(rr.entities, key=lambda e: e.end)
+    if not _OPEN_TAIL.match(text[last.end :]):
+        return None
+    if last.type != "CARD_EXPIRY" and not normalize(text[last.start : last.end]).runs:
+        return None  # a name or an address at the end is no number ("november" is)
+    return last.type
 
 
 class CallRedaction:
@@ -43,6 +64,24 @@ class CallRedaction:
         # (endMs, words) of the last final utterances; on the redaction thread only.
         self.context: deque[tuple[int, tuple[str, ...]]] = deque(maxlen=CONTEXT_KEPT)
         self.counts: Counter[str] = Counter()  # redacted entity types, for the audit
+        # (type, endMs) of the number the last final ended in; on the redaction thread only.
+        self.open_number: tuple[str, int] | None = None
+
+    def continuation(self, sticky: StickyValues, start_ms: int) -> None:
+        """Let an utterance that starts soon after one that ended inside a number go on
+        with it; on the redaction thread, before the utterance's text is analyzed."""
+        if sticky.continues is None and self.open_number is not None:
+            entity_type, end_ms = self.open_number
+            if end_ms - 1000 <= start_ms <= end_ms + CONTINUATION_MS:
+                sticky.continue_number(entity_type)
+
+    def finished(self, result: SpeechResult, text: str, rr: RedactionResult) -> None:
+        """A final was redacted: remember the number it left open, if any."""
+        if self.open_number is not None and result.start_ms >= self.open_number[1] - 1000:
+            self.open_number = None  # its next utterance has come: the chance has passed
+        entity_type = open_number(text, rr)
+        if entity_type is not None:
+            self.open_number = (entity_type, result.end_ms)
 
     def policy(self, sticky: StickyValues | None = None, start_ms: int | None = None):
         """The policy for the next text; evaluated on the redaction thread."""
@@ -71,7 +110,7 @@ class CallRedaction:
 
 
 class _ResultJob:
-    __slots__ = ("_call", "_result", "_sticky", "_deliver", "text")
+    __slots__ = ("_call", "_result", "_sticky", "_deliver", "_context", "text")
 
     def __init__(
         self,
@@ -84,18 +123,25 @@ class _ResultJob:
         self._result = result
         self._sticky = sticky
         self._deliver = deliver
+        self._context: tuple[str, ...] = ()
         self.text = result.text
 
     def policy(self) -> RedactionPolicy:
-        return self._call.policy(self._sticky, self._result.start_ms)
+        self._call.continuation(self._sticky, self._result.start_ms)
+        policy = self._call.policy(self._sticky, self._result.start_ms)
+        self._context = policy.context
+        return policy
 
     def redacted(self, rr: RedactionResult) -> None:
         self._sticky.remember(self.text, rr)
         if self._result.is_final:
             words = tuple(_CONTEXT_WORD.findall(_TAG.sub(" ", rr.text).lower()))
             self._call.context.append((self._result.end_ms, words))
+            self._call.finished(self._result, self.text, rr)
 
     def deliver(self, rr: RedactionResult) -> None:
+        if not self._result.is_final:
+            rr = hold_back_unfinished(rr, self._context)
         self._deliver(self._result, rr)
 
 

@@ -55,7 +55,7 @@ class Channel:
 
     __slots__ = (
         "call", "participant", "role", "resampler", "segmenter", "buf", "utterance", "in_frame_bytes", "continuous",
-        "engine_key",
+        "engine_key", "tape",
     )  # fmt: skip
 
     def __init__(
@@ -83,11 +83,16 @@ class Channel:
         )
         self.buf = bytearray()
         self.utterance: Utterance | None = None
+        # callstream's own recorder, when on (frames.py sets it): the frames as they came, at
+        # the call's rate, or the number of zero bytes a silent frame or a gap stands for.
+        self.tape: list[bytes | int] | None = None
         # A continuous engine (Azure) hears the participant's whole audio, silence and all,
         # so that its offsets stay on the call's timeline; VAD still runs for the guard.
         self.continuous = call.open_continuous(self, start_ms)
 
     def audio(self, data: bytes) -> None:
+        if self.tape is not None:
+            self.tape.append(data)
         if self.resampler is not None:
             data = self.resampler.process(data)
         if self.continuous is not None:
@@ -103,6 +108,8 @@ class Channel:
 
     def silence(self, nbytes: int) -> None:
         frames = max(1, round(nbytes / self.in_frame_bytes))
+        if self.tape is not None:
+            self.tape.append(frames * self.in_frame_bytes)
         if self.continuous is not None:
             self.continuous.push(bytes(VAD_FRAME_BYTES * frames))
         for _ in range(frames):
@@ -119,6 +126,8 @@ class Channel:
         self._handle(self.segmenter.flush())
         self.buf.clear()
         step = gap_ms - gap_ms % 20
+        if self.tape is not None:
+            self.tape.append(step * (self.in_frame_bytes // 20))
         if self.continuous is not None:
             self.continuous.push(bytes(32 * step))  # silence for the gap keeps offsets true
         self.segmenter.clock_ms += step

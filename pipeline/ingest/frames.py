@@ -29,7 +29,7 @@ from pipeline.ingest.channel import Channel
 
 if TYPE_CHECKING:
     from pipeline.ingest.payment_window import PaymentWindows
-    from pipeline.ingest.ports import CallPorts
+    from pipeline.ingest.ports import CallPorts, CallRecorder
     from pipeline.ingest.transcripts import Transcripts
     from pipeline.observability.stats import Stats
     from pipeline.pci.payment_guard import PaymentGuard
@@ -77,6 +77,7 @@ class FramedCall(Protocol):
     payment: PaymentWindows
     transcripts: Transcripts
     acs_adapter: AcsTranscriptionAdapter
+    recorder: CallRecorder
 
     def now_ms(self) -> int: ...
     def start(self, mode: str) -> None: ...
@@ -203,6 +204,7 @@ class FrameDispatch:
             call.start(MIXED if raw == MIXED else "unmixed")
         participant, role = call.join(raw)  # the channel knows only the published id
         ch = Channel(call, call.ports.settings, participant, role, start_ms)
+        ch.tape = call.recorder.track(ch, start_ms, call.sample_rate)
         call.channels[raw] = ch
         return ch
 

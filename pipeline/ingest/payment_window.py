@@ -19,7 +19,7 @@ from pipeline.pci.payment_guard import Decision, PaymentGuard, Window
 
 if TYPE_CHECKING:
     from models.events import Event
-    from pipeline.ingest.ports import CallNotes, RecordingDriver
+    from pipeline.ingest.ports import CallNotes, CallRecorder, RecordingDriver
     from pipeline.observability.stats import Stats
 
 
@@ -43,12 +43,14 @@ class PaymentWindows:
         recording: RecordingDriver,
         notes: CallNotes,
         stats: Stats,
+        recorder: CallRecorder | None = None,
     ) -> None:
         self.call = call
         self.guard = guard
         self._recording = recording
         self._notes = notes
         self._stats = stats
+        self._recorder = recorder  # callstream's own recording: cuts each window out
         self._timer: asyncio.TimerHandle | None = None
         self.policy_audited = False  # the guard's policy goes on record with the first window
 
@@ -82,6 +84,8 @@ class PaymentWindows:
                 },
             )
             self._recording.window_opened(call, w, t0)
+            if self._recorder is not None:
+                self._recorder.windows_changed()
             self.schedule_timer()
         else:
             call.set_payment_window(False)
@@ -97,6 +101,8 @@ class PaymentWindows:
             self.audit_exposures(w)
             if notify_acs:
                 self._recording.window_closed(call, w, t0)
+            if self._recorder is not None:
+                self._recorder.windows_changed()
 
     def audit_exposures(self, window: Window) -> None:
         for start, end in window.exposures[window.audited_exposures :]:

@@ -2,7 +2,8 @@
 
 A `CallSession` never sees the service. It gets a `CallPorts`, built by the service once
 it has started: where events and audit records go, the redaction queue, the recording
-driver, enrichment, the registry's notes, the call's known values, and a few values.
+driver, callstream's own recorder, enrichment, the registry's notes, the call's known
+values, and a few values.
 Each port is what one job of the session needs and nothing more, so a session can be
 built in a test from exactly the parts it exercises, and nothing here imports back the
 service that wires it.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from models.events import Event
@@ -61,6 +62,16 @@ class Enrichment(Protocol):
     async def summary(self, call: object) -> None: ...
 
 
+class CallRecorder(Protocol):
+    """callstream's own recording of the call (CALLSTREAM_RECORDER=local), or none: each
+    channel appends its frames to the tape `track` returns (None: nothing is recorded);
+    payment windows are cut out before anything is written."""
+
+    def track(self, channel: Any, start_ms: int, sample_rate: int) -> list | None: ...
+    def windows_changed(self) -> None: ...
+    async def close(self, reason: str) -> None: ...
+
+
 class CallNotes(Protocol):
     """The call registry: what other replicas should know of the call."""
 
@@ -94,3 +105,5 @@ class CallPorts:
     # (raw id, role) -> the id the participant is published as: a customer's phone number
     # becomes its keyed pseudonym (privacy/pseudonyms.py), every other id stays itself.
     published: Callable[[str, str], str]
+    # The call -> its recorder (pipeline/recorder/recorders.py; a no-op when it is off).
+    recorder: Callable[[Any], CallRecorder]

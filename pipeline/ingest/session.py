@@ -77,7 +77,10 @@ class CallSession:
         self.finals: list[tuple[str, str]] = []  # (role, redacted text), for the summary
         self.close_task: asyncio.Task[None] | None = None
         self.redaction = CallRedaction(call_id, ports.redaction, ports.known)
-        self.payment = PaymentWindows(self, self.guard, ports.recording, ports.notes, ports.stats)
+        self.recorder = ports.recorder(self)  # callstream's own recording (a no-op when off)
+        self.payment = PaymentWindows(
+            self, self.guard, ports.recording, ports.notes, ports.stats, self.recorder
+        )
         self.transcripts = Transcripts(self, ports, self.redaction, self.payment)
         self.frames = FrameDispatch(self)
         # Every media message of the call: the hot path starts here (frames.py).
@@ -191,6 +194,7 @@ class CallSession:
         await self.ports.enrichment.drain()
         await self._wind_down(self.ports.recording.timeout_s * 3 + 2)
         await self.ports.enrichment.summary(self)
+        await self.recorder.close(reason)
         if self.redaction_counts or self.guard.windows:
             self.audit("redactions", {"counts": dict(sorted(self.redaction_counts.items()))})
         if self.started:
@@ -236,6 +240,7 @@ class CallSession:
             self.transcripts.settled.set()
         await self._quiesce(timeout_s)
         await self._wind_down(timeout_s)
+        await self.recorder.close("handed-over")
         state = HandOverState(
             last_seq=self.seq, started=self.started, mode=self.mode, sample_rate=self.sample_rate,
             elapsed_ms=self.now_ms() if self.t0_mono is not None else None,

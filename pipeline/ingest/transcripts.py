@@ -3,10 +3,15 @@
 Raw text arrives here from the engine and leaves only through the call's redaction:
 the payment guard reads it first, on the loop, so that a pause request leaves within
 milliseconds of the partial that carried the intent; then it is redacted, and only the
-redacted text becomes a `transcript.partial` or `transcript.final`. How audio reaches
-the engine follows its declared capabilities (`workers.stt.base.Capabilities`): one
-stream per VAD utterance, one channel per participant for an engine that segments for
-itself, or nothing at all when ACS sends the text.
+redacted text becomes a `transcript.partial` or `transcript.final`. The local engine
+looks at its hypothesis far more often than a partial is worth publishing (so that the
+guard sees an intent phrase within a batch of its words, `workers.stt.local`): the guard
+reads each of its partials, the call publishes one per `stt_partial_interval_ms` of an
+utterance's audio, so the redaction queue and subscribers carry what they did before.
+How audio reaches the engine follows its declared capabilities
+(`workers.stt.base.Capabilities`): one stream per VAD utterance, one channel per
+participant for an engine that segments for itself, or nothing at all when ACS sends
+the text.
 """
 
 from __future__ import annotations
@@ -61,6 +66,10 @@ class Transcripts:
         caps = ports.engine.capabilities
         self._streams = caps.audio_input and not caps.continuous
         self._continuous = caps.audio_input and caps.continuous
+        # An engine decoding here sends partials faster than they are published (above).
+        local = caps.audio_input and not caps.remote and not caps.continuous
+        self._publish_every_ms = ports.settings.stt_partial_interval_ms if local else 0
+        self._published_end: dict[str, int] = {}  # utterance -> end_ms of its last partial out
         self.utterance_counter = 0
         self.pending: set[str] = set()  # utterances whose final has not been published yet
         self.settled = asyncio.Event()
@@ -141,7 +150,26 @@ class Transcripts:
         self._payment.apply(
             guard.on_text(result.text, role, result.start_ms, self.call.now_ms()), t0
         )
+        if not self._to_publish(result):
+            return  # read by the guard, not published: the next one is due soon
         self._redaction.result(result, lambda r, rr: self._publish(participant, r, rr))
+
+    def _to_publish(self, result: SpeechResult) -> bool:
+        """Every final; a partial if its utterance had none published in the last
+        `stt_partial_interval_ms` of audio (for an engine that sends them faster)."""
+        uid = result.utterance_id
+        if result.is_final:
+            self._published_end.pop(uid, None)
+            return True
+        if not self._publish_every_ms:
+            return True
+        if uid not in self.pending:
+            return False  # its final is out: `_publish` would drop it
+        last = self._published_end.get(uid)
+        if last is not None and result.end_ms - last < self._publish_every_ms:
+            return False
+        self._published_end[uid] = result.end_ms
+        return True
 
     def _observe_final_latency(self, result: SpeechResult, now: float) -> None:
         """Speech-engine latency: end of the utterance's audio to its final result here.

@@ -22,8 +22,9 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 
+from pipeline.privacy.normalize import analysis_form
 from pipeline.privacy.recognizers.credit_card import known_card_prefix
-from pipeline.privacy.spoken_numbers import normalize
+from pipeline.privacy.spoken_numbers import Run, normalize
 
 __all__ = ["GuardPolicy", "PaymentGuard", "Window"]
 
@@ -34,6 +35,12 @@ CARD_PREFIX_RUN_DIGITS = 8
 
 _PUNCT = re.compile(r"[^\w\s']+")
 _SPACES = re.compile(r"\s+")
+
+
+def _digit_runs(text: str) -> list[Run]:
+    """Digit runs, spoken or written, in any script: "٤١١١", "⁴¹¹¹", "4\u200b1" are digits
+    to the Redactor (``pipeline.privacy.normalize``), so they are here too."""
+    return normalize(analysis_form(text)).runs
 
 
 def _phrases(spec: str) -> tuple[str, ...]:
@@ -137,7 +144,7 @@ class PaymentGuard:
         if w is not None:
             if role != "agent":
                 self._customer_activity(now_ms)
-            if any(r.digits for r in normalize(text).runs):
+            if any(r.digits for r in _digit_runs(text)):
                 w.last_digit_ms = max(w.last_digit_ms, now_ms)
             # A closing line closes one window: its later partials and final, arriving after
             # a new window opened (a manual pause), are the same sentence said once.
@@ -218,7 +225,7 @@ class PaymentGuard:
 
     @staticmethod
     def _looks_like_card(text: str) -> bool:
-        for run in normalize(text).runs:
+        for run in _digit_runs(text):
             d = run.digits
             if len(d) >= CARD_RUN_DIGITS or (
                 len(d) >= CARD_PREFIX_RUN_DIGITS and known_card_prefix(d)

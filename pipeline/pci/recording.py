@@ -1,13 +1,15 @@
 """Recording control through ACS Call Automation: pause when a payment starts, resume after.
 
 PCI fails closed (README, Architecture: invariant 3): a pause is sent the moment a window
-opens and retried until ACS confirms it or the window ends; every attempt is an event and
-an audit record. The SDK is synchronous, so calls run in a small thread pool, never on
-the event loop. Its own retry policy is switched off (by default it would resend a 5xx
-four times over about five seconds, silently): here the first retry comes after 200 ms,
-then 0.5, 1, 2, 4 s, while the window is open, each attempt bounded by
-``recording_attempt_timeout_s``. A 202 only says ACS accepted the request: a pause counts
-as done when ACS reports the recording inactive after it was asked, by a
+opens and retried until ACS confirms it or the window ends; every attempt is an audit
+record, and every failure before ACS confirms a ``recording.error`` event. The SDK is
+synchronous, so calls run in a small thread pool, never on the event loop. Its own retry
+policy is switched off (by default it would resend a 5xx four times over about five
+seconds, silently): here a failed request is retried 20 ms later, then after 0.1, 0.25,
+0.5, 1, 2 and 4 s while the window is open, and a request ACS has not answered within
+250 ms gets a second one beside it (`pipeline.pci.recording_attempts`), each bounded by
+``recording_attempt_timeout_s``. A 202 only says ACS accepted the request: a pause
+counts as done when ACS reports the recording inactive after it was asked, by a
 ``RecordingStateChanged`` callback or ``get_recording_properties``; only then is
 ``recording.paused`` published. A request ACS accepted but has not confirmed within the
 confirmation wait is ``recording.error`` ``unconfirmed``, and is asked again
@@ -19,14 +21,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from models.events import RecordingError
+from pipeline.pci.recording_attempts import Attempts, retry_delay
 from pipeline.pci.recording_confirm import (
     RecordedCall,
     StateReports,
@@ -40,8 +41,6 @@ if TYPE_CHECKING:
     from pipeline.pci.payment_guard import Window
 
 log = logging.getLogger(__name__)
-
-MAX_BACKOFF_S = 4.0
 
 
 class AcsNotConfigured(RuntimeError):
@@ -288,72 +287,51 @@ class RecordingController:
             return
         rid = cc.recording_id
         want = "inactive" if pausing else "active"
-        attempt = 0
-        observed = (
-            False  # the window's first pause request on the wire is its intent-to-pause latency
-        )
+        method = "pause_recording" if pausing else "resume_recording"
 
         def still_wanted() -> bool:
             return (
                 window.open if pausing else (window.open is False and session.guard.window is None)
             )
 
-        while still_wanted():
-            attempt += 1
-            sent: list[float] = []
-            backoff = 0.2 if attempt == 1 else min(MAX_BACKOFF_S, 0.5 * 2 ** (attempt - 2))
-            method = "pause_recording" if pausing else "resume_recording"
-            try:
-                await self._call(method, rid, on_sent=lambda s=sent: s.append(time.monotonic()))
-            except Exception as exc:
-                if pausing and sent and not observed:
-                    observed = True  # sent, even if ACS then failed it: how fast we reacted
-                    self._observe_pause_latency(sent[0] - t0)
-                latency = round((time.monotonic() - t0) * 1000, 1)
-                error = describe_error(exc)
-                if pausing:
-                    self.pause_failures += 1
-                session.emit(
-                    RecordingError(
-                        callId=session.call_id,
-                        recordingId=rid,
-                        latencyMs=latency,
-                        attempt=attempt,
-                        error=error,
-                    )
-                )
-                session.audit(
-                    "recording.request",
-                    {"action": action, "window": window.number, "recordingId": rid, "attempt": attempt,
-                     "outcome": "error", "error": error, "latencyMs": latency,
-                     "sentAfterMs": round((sent[0] - t0) * 1000, 1) if sent else None},
-                )  # fmt: skip
-                # ACS may have carried out a request whose answer was lost: its word counts.
-                got = await cc.reports.wait(want, t0, backoff, still_wanted)
-            else:
-                if pausing and sent and not observed:
-                    observed = True
-                    self._observe_pause_latency(sent[0] - t0)
-                # Accepted, which is not done: on record at once, then ACS's word is awaited.
-                session.audit(
-                    "recording.request",
-                    {"action": action, "window": window.number, "recordingId": rid, "attempt": attempt,
-                     "outcome": "ok", "latencyMs": round((time.monotonic() - t0) * 1000, 1),
-                     "sentAfterMs": round((sent[0] - t0) * 1000, 1) if sent else None},
-                )  # fmt: skip
-                poll = functools.partial(self._poll_state, cc)
-                got = await confirm(cc.reports, want, t0, still_wanted, poll)
+        def count_failure() -> None:
+            if pausing:
+                self.pause_failures += 1
+
+        attempts = Attempts(
+            session, window, action, rid, t0,
+            send=lambda on_sent: self._call(method, rid, on_sent=on_sent),
+            describe=describe_error, on_failure=count_failure,
+            # The window's first pause request on the wire is its intent-to-pause latency.
+            on_first_sent=self._observe_pause_latency if pausing else None,
+        )  # fmt: skip
+        failed_rounds = 0
+        try:
+            while still_wanted():
+                accepted, got = await attempts.round(cc.reports, want, still_wanted)
+                if got is None and accepted is not None:
+                    # Accepted, which is not done: on record already; ACS's word is awaited.
+                    poll = functools.partial(self._poll_state, cc)
+                    got = await confirm(cc.reports, want, t0, still_wanted, poll)
+                    if got is None and still_wanted():
+                        count_failure()
+                        unconfirmed(
+                            session, window, action, rid, accepted.number, t0, cc.recording_state
+                        )
                 if got is None and still_wanted():
-                    if pausing:
-                        self.pause_failures += 1
-                    unconfirmed(session, window, action, rid, attempt, t0, cc.recording_state)
-                    got = await cc.reports.wait(want, t0, backoff, still_wanted)
-            if got is not None:
-                confirmed(session, window, action, rid, attempt, t0, got)
-                return
+                    failed_rounds += 1
+                    # ACS may have carried out a request whose answer was lost: its word counts.
+                    got = await cc.reports.wait(want, t0, retry_delay(failed_rounds), still_wanted)
+                if got is not None:
+                    attempts.settled = True
+                    number = accepted.number if accepted is not None else attempts.count
+                    confirmed(session, window, action, rid, number, t0, got)
+                    return
+        finally:
+            attempts.settled = True
         session.audit(
             "recording.abandoned",
-            {"action": action, "window": window.number, "recordingId": rid, "attempts": attempt,
+            {"action": action, "window": window.number, "recordingId": rid, "attempts": attempts.count,
              "reason": "the window closed before ACS confirmed" if pausing else "a new window opened"},
         )  # fmt: skip
 

@@ -9,34 +9,96 @@ revision no longer looks like one ("four one one one" becomes "for one").
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
+from pipeline.privacy.normalize import analysis_form
 from pipeline.privacy.recognizers import KnownValuesRecognizer
+from pipeline.privacy.recognizers.spoken_email import unfinished_address_start
 from pipeline.privacy.redaction import RedactionResult
-from pipeline.privacy.spoken_numbers import trailing_run_start
+from pipeline.privacy.spoken_numbers import normalize
 
 # The spoken e-mail recognizer cannot judge "john dot smith at contoso" until the domain
 # ends; a trailing chain of words joined by spoken separators is held back in partials.
 _TRAILING_SPOKEN_CHAIN = re.compile(
-    r"(?i)(?<![a-z0-9'])(?:(?!(?:is|it's|its|my|email|mail|address|at|the|to|me|was|and|or|uh|um)\b)[a-z0-9]+\s+)?[a-z0-9]+(?:\s+(?:dot|at|underscore|dash|hyphen)\s+[a-z0-9]+)*"
+    r"(?i)(?<![a-z0-9'])(?:[a-z0-9]\s+)*(?:(?!(?:is|it's|its|my|email|mail|address|at|the|to|me|was|and|or|uh|um)\b)[a-z0-9]+\s+)?[a-z0-9]+(?:\s+(?:dot|at|underscore|dash|hyphen)\s+[a-z0-9]+)*"
     r"\s+(?:dot|at|underscore|dash|hyphen)(?:\s+[a-z0-9]+)?[\s.,]*$"
 )
 
 
-def hold_back_unfinished(result: RedactionResult) -> RedactionResult:
+# A number at a partial's end: its digits (or a token holding one, "GB66"), then at most
+# this many words a recognizer wrote after it.
+_WORDS_AFTER = 3
+_WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
+_WITH_DIGIT = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]*\d[A-Za-z0-9]*")
+_CHAIN_GAP = re.compile(r"^[\s,.;:\-–]*(?:[A-Za-z']+[\s,.;:\-–]+){0,2}$")
+# What may stand just before a number and belong to it: "(212", "+1", "for 1111" (four),
+# "oh 4", the letters of a spoken IBAN ("n l 05").
+_LEAD = re.compile(r"(?i)(?:(?<![a-z'])(?:for|to|too|ate|won|oh|o|[a-z])\s+)+$|[(+]\s*$")
+_MONTH = re.compile(
+    r"(?i)\b(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)(?:\s+(?:of|the))?[\s.,]*$"
+)
+_EXPIRY_CUES = ("expir", "exp", "valid", "thru", "through", "card")
+# The first word of a number still being said: "the expiry date is oh", "cvv is double".
+_NUMBER_OPENING = re.compile(
+    r"(?i)(?<![a-z'])(?:oh|o|double|triple|for|to|too|ate|won|unit|apartment|apt|suite|flat)"
+    r"[\s.,]*$|(?<![a-z'])(?:[a-z]\s+){0,4}[a-z][\s.,]*$"  # or letters being spelled
+)
+_EMAIL_CUE = re.compile(r"(?i)\b(?:e-?mail|mail|address|send|contact)")
+
+
+def unfinished_number_start(text: str) -> int | None:
+    """Where a number that may still be growing starts at the end of ``text``, if any.
+
+    Any number, however short ("it's 3" may be a security code's first digit), with the
+    numbers before it that a word or two apart may belong to it ("4111 and then 1111"),
+    and what may lead it ("(", "+", a homophone, spelled letters).
+    """
+    spans = sorted(
+        {(r.start, r.end) for r in normalize(text).runs}
+        | {(m.start(), m.end()) for m in _WITH_DIGIT.finditer(text)}
+    )
+    if not spans or len(_WORD.findall(text, spans[-1][1])) > _WORDS_AFTER:
+        return None
+    start = spans[-1][0]
+    for a, b in reversed(spans[:-1]):
+        if b > start:
+            start = min(start, a)
+        elif _CHAIN_GAP.match(text[b:start]):
+            start = a
+        else:
+            break
+    lead = _LEAD.search(text, max(0, start - 40), start)
+    return lead.start() if lead is not None else start
+
+
+def hold_back_unfinished(result: RedactionResult, context: Iterable[str] = ()) -> RedactionResult:
     """For partials: cut an entity that may still be growing off the end of the text.
 
-    A number run ("4111 1111 1111", "four one one") may be the start of a card number
-    that no recognizer can judge yet; a spoken e-mail may lack its domain. The held-back
+    A number ("4111 1111 1111", "four one one", "it's 3") may be the start of a card
+    number or a code that no recognizer can judge yet; a spoken e-mail may lack its
+    domain (in an e-mail context, the trailing run of name-like words: "the address is
+    john galt smith better"); an expiry its year ("it expires in june"). The held-back
     words reappear, judged, in a later partial or the final. Cutting only at the end
-    keeps every earlier redaction span valid.
+    keeps every earlier redaction span valid. ``context``: words of the last turns.
     """
     text = result.text
-    cut = trailing_run_start(text)
-    m = _TRAILING_SPOKEN_CHAIN.search(text)
-    if m is not None and (cut is None or m.start() < cut):
-        cut = m.start()
-    if cut is None:
+    # Read as the recognizers read it ("555−01" is a run of five digits): same offsets.
+    form = analysis_form(text)
+    cuts = [unfinished_number_start(form)]
+    for pattern in (_TRAILING_SPOKEN_CHAIN, _NUMBER_OPENING):
+        m = pattern.search(text)
+        cuts.append(m.start() if m is not None else None)
+    said = " ".join((text.lower(), *context))
+    if _EMAIL_CUE.search(said):
+        cuts.append(unfinished_address_start(text))
+    if any(cue in said for cue in _EXPIRY_CUES):
+        m = _MONTH.search(text)
+        cuts.append(m.start() if m is not None else None)
+    found = [c for c in cuts if c is not None]
+    if not found:
         return result
+    cut = min(found)
     return RedactionResult(
         text[:cut].rstrip(),
         [r for r in result.redactions if r.end <= cut],
@@ -53,7 +115,7 @@ class StickyValues:
     and are touched only on the redaction thread (the runner is first-in first-out).
     """
 
-    __slots__ = ("_values", "recognizer")
+    __slots__ = ("_values", "continues", "recognizer")
 
     # An utterance whose partials never end (a client that never sends its final) would
     # grow this, and rebuild its recognizer, forever. Past this many values nothing more
@@ -63,17 +125,34 @@ class StickyValues:
     def __init__(self) -> None:
         self._values: set[tuple[str, str]] = set()
         self.recognizer: KnownValuesRecognizer | None = None
+        # The type of the number the previous utterance left open, if this one goes on
+        # with it: its leading number is redacted as that type (``continue_number``).
+        self.continues: str | None = None
 
     def __len__(self) -> int:
         return len(self._values)
 
+    def continue_number(self, entity_type: str) -> None:
+        """This utterance may open with the rest of a number the last one cut off."""
+        self.continues = entity_type
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        # Above the threshold, below any fresh finding: a partial's guess never overrides
+        # the type a later, longer text earns ("555" then a phone number).
+        self.recognizer = (
+            KnownValuesRecognizer(sorted(self._values), score=0.5, continues=self.continues) or None
+        )
+
     def remember(self, text: str, result: RedactionResult) -> None:
-        new = {(e.type, text[e.start : e.end]) for e in result.entities} - self._values
+        # Values as the recognizers read them (ASCII digits, no invisible characters), or a
+        # card written "４１１１ ..." or "4\u200b1..." would never match a later partial.
+        new = {
+            (e.type, analysis_form(text[e.start : e.end])) for e in result.entities
+        } - self._values
         room = self.MAX_VALUES - len(self._values)
         if len(new) > room:
             new = set(sorted(new)[: max(0, room)])
         if new:
             self._values |= new
-            # Above the threshold, below any fresh finding: a partial's guess never
-            # overrides the type a later, longer text earns ("555" then a phone number).
-            self.recognizer = KnownValuesRecognizer(sorted(self._values), score=0.5) or None
+            self._rebuild()

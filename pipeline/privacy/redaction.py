@@ -25,6 +25,10 @@ Design choices, and why:
   extractor so that no other code path in the process can reach for the network.
 - **URL matches are word-bounded.** The stock URL patterns have no boundaries:
   "thanks.bye" matched "thanks.by" (.by is a TLD) and came out as "[URL]e".
+- **Normalised first** (``pipeline.privacy.normalize``): recognizers read a copy in which
+  every digit is ASCII, look-alikes are NFKC'd and invisible characters are gone, and the
+  published text is the normalised text with its entities replaced, so a zero-width space
+  between a card's digits neither hides the card nor survives into the output.
 - **"[ENTITY_TYPE]" tags**, not Presidio's default "<ENTITY_TYPE>": angle brackets
   collide with WebVTT markup in the export.
 - **Overlaps are merged before anonymizing** into one span (union, labelled by the
@@ -74,6 +78,7 @@ from presidio_anonymizer import AnonymizerEngine
 from presidio_anonymizer.entities import ConflictResolutionStrategy, OperatorConfig
 
 from models.events import Redaction
+from pipeline.privacy.normalize import normalize_text
 from pipeline.privacy.presidio_setup import (
     BlankSpacyNlpEngine,
     BoundedUrlRecognizer,
@@ -153,7 +158,13 @@ class Entity(NamedTuple):
 
 
 class RedactionResult(NamedTuple):
-    """Redacted ``text``; ``redactions`` index ``text``, ``entities`` index the input."""
+    """Redacted ``text``; ``redactions`` index ``text``, ``entities`` index the input.
+
+    ``text`` is the *normalised* input (``pipeline.privacy.normalize``: NFKC, invisible
+    characters removed) with its entities replaced, so no zero-width character or
+    fullwidth look-alike survives into what is published; an entity's input span covers
+    the characters the normalisation removed inside it.
+    """
 
     text: str
     redactions: list[Redaction]
@@ -252,6 +263,15 @@ class Redactor:
 
     def analyze(self, text: str, policy: RedactionPolicy = _NO_POLICY) -> list[RecognizerResult]:
         """Entities in ``text`` (spans of ``text``), merged so that no two overlap."""
+        norm = normalize_text(text)
+        found = self._analyze(norm.analysis, policy)
+        return [
+            RecognizerResult(r.entity_type, *norm.to_original(r.start, r.end), r.score)
+            for r in found
+        ]
+
+    def _analyze(self, text: str, policy: RedactionPolicy) -> list[RecognizerResult]:
+        """Entities in normalised ``text`` (its analysis form; ``pipeline.privacy.normalize``)."""
         norm = normalize(text)
         ad_hoc = [r for r in (policy.known, policy.sticky) if r]
         if policy.all_digits:
@@ -281,11 +301,14 @@ class Redactor:
             # redact`) would make spaCy raise and the whole text a placeholder. Each is one
             # character and so is U+FFFD: every offset stays where it was.
             text = _SURROGATE.sub("\ufffd", text)
-        results = self.analyze(text, policy)
+        # The privacy boundary reads and publishes the normalised text: no invisible
+        # character between a card's digits, no fullwidth "＠" (module docstring).
+        norm = normalize_text(text)
+        results = self._analyze(norm.analysis, policy)
         if not results:
-            return RedactionResult(text, [], [])
+            return RedactionResult(norm.text, [], [])
         out = self._anonymizer.anonymize(
-            text=text,
+            text=norm.text,
             analyzer_results=results,
             operators={r.entity_type: self._operator(r.entity_type) for r in results},
             conflict_resolution=ConflictResolutionStrategy.MERGE_SIMILAR_OR_CONTAINED,
@@ -301,7 +324,8 @@ class Redactor:
             if out.text[item.start : item.end] != item.text or item.entity_type != r.entity_type:
                 raise RuntimeError("redaction span does not point at its tag")
             redactions.append(Redaction(r.entity_type, item.start, item.end))
-            entities.append(Entity(r.entity_type, r.start, r.end, float(r.score)))
+            start, end = norm.to_original(r.start, r.end)
+            entities.append(Entity(r.entity_type, start, end, float(r.score)))
         return RedactionResult(out.text, redactions, entities)
 
     def redact_safe(self, text: str, policy: RedactionPolicy = _NO_POLICY) -> RedactionResult:

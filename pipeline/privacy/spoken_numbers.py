@@ -16,10 +16,14 @@ punctuation (``, . - ( )``), spoken separators ("dash", "hyphen") or up to two f
 filler; runs of plain numerals ("536-22-8726", "192.168.1.1") are left exactly as
 written so that Presidio's own recognizers still see their usual shapes.
 
+A word misheard for a digit ("for", "to", "ate", "won") counts only inside a run of
+spoken digits (``number_words``, where the vocabulary lives).
+
 Rendering: adjacent single-digit words join ("four one one one" -> "4111"); other
-number words stand apart ("twelve twenty eight" -> "12 28"), so a recognizer can still
-see the grouping that was spoken. Every recognizer treats a run's digits as one
-sequence whatever the spacing.
+number words stand apart ("twelve twenty eight" -> "12 28"); every recognizer reads a
+run's digits as one sequence whatever the spacing. A repair inside a run stays ("four
+five sorry four six" -> "45 sorry 46"), so the recognizers can also try the reading
+the speaker meant ("46").
 """
 
 from __future__ import annotations
@@ -27,35 +31,35 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["Normalized", "normalize", "trailing_run_start", "FILLERS"]
+from pipeline.privacy.number_words import (
+    CANDIDATE,
+    FILLERS,
+    HOMOPHONES,
+    MAX_GAP_FILLERS,
+    REPAIRS,
+    REPEATS,
+    SCALES,
+    TEENS,
+    TENS,
+    UNITS,
+    ZERO_LETTERS,
+    digit_value,
+    homophone_digits,
+)  # fmt: skip
 
-UNITS = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4,
-    "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
-}  # fmt: skip
-ZERO_LETTERS = {"oh", "o"}
-TEENS = {
-    "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
-    "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
-}  # fmt: skip
-TENS = {
-    "twenty": 20, "thirty": 30, "forty": 40, "fourty": 40, "fifty": 50,
-    "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
-}  # fmt: skip
-SCALES = {"hundred": 100, "thousand": 1000}
-REPEATS = {"double": 2, "triple": 3}
-#: Words that may sit inside a run without ending it (at most two in a row).
-FILLERS = frozenset({
-    "um", "umm", "uh", "uhh", "uhm", "er", "erm", "ah", "eh", "hmm", "hm", "mm", "mhm",
-    "sorry", "dash", "hyphen", "slash",
-})  # fmt: skip
+__all__ = [
+    "FILLERS", "HOMOPHONES", "REPAIRS", "REPEATS", "SCALES", "TEENS", "TENS", "UNITS",
+    "ZERO_LETTERS", "Normalized", "Run", "normalize", "trailing_run_start",
+]  # fmt: skip
+
 _SEPARATORS = frozenset(",.-–—()")
-_MAX_GAP_FILLERS = 2
 
 _TOKEN = re.compile(r"\d+|[A-Za-z]+(?:'[A-Za-z]+)?|[^\sA-Za-z\d]")
 
 # Token kinds.
-_NUMERAL, _UNIT, _ZERO_LETTER, _TEEN, _TENS, _SCALE, _REPEAT, _FILLER, _SEP, _OTHER = range(10)
+_NUMERAL, _UNIT, _ZERO_LETTER, _TEEN, _TENS, _SCALE, _REPEAT, _FILLER, _SEP, _OTHER, _HOMOPHONE = (
+    range(11)
+)
 
 
 def _kind(tok: str) -> int:
@@ -76,6 +80,8 @@ def _kind(tok: str) -> int:
         return _REPEAT
     if low in FILLERS:
         return _FILLER
+    if low in HOMOPHONES:
+        return _HOMOPHONE
     if len(tok) == 1 and tok in _SEPARATORS:
         return _SEP
     return _OTHER
@@ -145,15 +151,24 @@ def _tokens(text: str, pos: int = 0, endpos: int | None = None) -> list[_Tok]:
     return [_Tok(m.group(), m.start(), m.end(), _kind(m.group())) for m in it]
 
 
-# Where runs can be: number tokens joined by what may sit between them in a run. Found by
-# one regex scan in C, so text without numbers costs almost nothing; tokenizing and the
-# run rules then apply inside these spans only.
-_NUM_ALT = "|".join(
-    sorted({*UNITS, *ZERO_LETTERS, *TEENS, *TENS, *SCALES, *REPEATS}, key=len, reverse=True)
-)
-_NUM_TOKEN = rf"(?:\d+|(?<![A-Za-z'])(?:{_NUM_ALT})(?![A-Za-z']))"
-_GAP = rf"(?:[\s,.\-–—()]*(?:(?<![A-Za-z'])(?:{'|'.join(sorted(FILLERS))})(?![A-Za-z'])[\s,.\-–—()]*){{0,{_MAX_GAP_FILLERS}}})"
-_CANDIDATE = re.compile(rf"(?i){_NUM_TOKEN}(?:{_GAP}{_NUM_TOKEN})*")
+_DIGIT_WORD_KINDS = (_UNIT, _ZERO_LETTER, _HOMOPHONE, _REPEAT, _TENS, _TEEN)
+
+
+def _resolve_homophones(toks: list[_Tok]) -> None:
+    """Turn the homophones inside a run of spoken digits into digits (in place), as
+    ``number_words.homophone_digits`` rules: each sequence of digit words, with only
+    fillers and light punctuation between them, is judged as a whole."""
+    seq: list[int] = []
+    for i in range(len(toks) + 1):
+        kind = toks[i].kind if i < len(toks) else _OTHER
+        if kind in _DIGIT_WORD_KINDS:
+            seq.append(i)
+        elif kind not in (_FILLER, _SEP):
+            words = [toks[j].text for j in seq]
+            after = toks[seq[-1] + 1].text if seq and seq[-1] + 1 < len(toks) else ""
+            for n in homophone_digits(words, after):
+                toks[seq[n]].kind = _UNIT
+            seq = []
 
 
 def _find_runs(toks: list[_Tok]) -> list[tuple[int, int]]:
@@ -175,7 +190,7 @@ def _find_runs(toks: list[_Tok]) -> list[tuple[int, int]]:
                 fillers = 0
             elif k == _FILLER:
                 fillers += 1
-                if fillers > _MAX_GAP_FILLERS:
+                if fillers > MAX_GAP_FILLERS:
                     break
             elif k == _SEP:
                 # "4111." at a sentence end: the period ends the run unless a number follows.
@@ -203,7 +218,7 @@ def _elements(toks: list[_Tok]) -> list[Element]:
             out.append(Element(t.text, t.start, t.end, False))
             i += 1
         elif k in (_UNIT, _ZERO_LETTER):
-            value = UNITS.get(low, 0)
+            value = digit_value(low)
             if nxt is not None and nxt.kind == _SCALE:
                 el, i = _scaled(nums, i, value)
                 out.append(el)
@@ -220,8 +235,8 @@ def _elements(toks: list[_Tok]) -> list[Element]:
         elif k == _TENS:
             value, end = TENS[low], t.end
             i += 1
-            if nxt is not None and nxt.kind == _UNIT and UNITS[nxt.text.lower()] > 0:
-                value += UNITS[nxt.text.lower()]
+            if nxt is not None and nxt.kind == _UNIT and digit_value(nxt.text.lower()) > 0:
+                value += digit_value(nxt.text.lower())
                 end = nxt.end
                 i += 1
             if i < n and nums[i].kind == _SCALE:
@@ -233,7 +248,7 @@ def _elements(toks: list[_Tok]) -> list[Element]:
             if nxt is not None and (
                 nxt.kind in (_UNIT, _ZERO_LETTER) or (nxt.kind == _NUMERAL and len(nxt.text) == 1)
             ):
-                digit = nxt.text if nxt.kind == _NUMERAL else str(UNITS.get(nxt.text.lower(), 0))
+                digit = nxt.text if nxt.kind == _NUMERAL else str(digit_value(nxt.text.lower()))
                 out.append(Element(digit * REPEATS[low], t.start, nxt.end, True))
                 i += 2
             else:
@@ -268,12 +283,12 @@ def _scaled(nums: list[_Tok], i: int, value: int, start: int | None = None) -> t
             total += TENS[low]
             end = t.end
             j += 1
-            if j < n and nums[j].kind == _UNIT and UNITS[nums[j].text.lower()] > 0:
-                total += UNITS[nums[j].text.lower()]
+            if j < n and nums[j].kind == _UNIT and digit_value(nums[j].text.lower()) > 0:
+                total += digit_value(nums[j].text.lower())
                 end = nums[j].end
                 j += 1
         elif t.kind == _UNIT and j == n - 1:
-            total += UNITS[low]
+            total += digit_value(low)
             end = t.end
             j += 1
     return Element(str(total), first.start if start is None else start, end, False), j
@@ -292,7 +307,9 @@ def _trim_zero_letters(toks: list[_Tok], i: int, j: int) -> tuple[int, int] | No
 
 def _collect_runs(toks: list[_Tok], found: list[Run]) -> None:
     for i, j in _find_runs(toks):
-        if _trim_zero_letters(toks, i, j) is None:
+        while j > i and toks[j - 1].kind == _REPEAT:
+            j -= 1  # "... one double": nothing doubled yet, the word stays a word
+        if j == i or _trim_zero_letters(toks, i, j) is None:
             continue
         part = toks[i:j]
         elements = _elements(part)
@@ -305,8 +322,9 @@ def _collect_runs(toks: list[_Tok], found: list[Run]) -> None:
 def normalize(text: str) -> Normalized:
     """Rewrite spoken number runs as numerals; keep a per-character map to ``text``."""
     found: list[Run] = []
-    for m in _CANDIDATE.finditer(text):
+    for m in CANDIDATE.finditer(text):
         toks = _tokens(text, m.start(), m.end())
+        _resolve_homophones(toks)
         _collect_runs(toks, found)
     if not any(r.rewritten for r in found):
         return Normalized(text, text, [], [], found)
@@ -321,7 +339,16 @@ def normalize(text: str) -> Normalized:
         _copy(text, pos, run.start, pieces, starts, ends)
         prev: Element | None = None
         for el in run.elements:
-            if prev is not None and not (prev.single and el.single):
+            repair = _REPAIR.search(text, prev.end, el.start) if prev is not None else None
+            if repair is not None:  # " sorry ", the word copied as it was written
+                pieces.append(" ")
+                starts.append(prev.end)
+                ends.append(repair.start())
+                _copy(text, repair.start(), repair.end(), pieces, starts, ends)
+                pieces.append(" ")
+                starts.append(repair.end())
+                ends.append(el.start)
+            elif prev is not None and not (prev.single and el.single):
                 pieces.append(" ")
                 starts.append(prev.end)
                 ends.append(el.start)
@@ -332,6 +359,9 @@ def normalize(text: str) -> Normalized:
         pos = run.end
     _copy(text, pos, len(text), pieces, starts, ends)
     return Normalized(text, "".join(pieces), starts, ends, found)
+
+
+_REPAIR = re.compile(rf"(?i)(?<![A-Za-z'])(?:{'|'.join(sorted(REPAIRS))})(?![A-Za-z'])")
 
 
 def _copy(text: str, a: int, b: int, pieces: list[str], starts: list[int], ends: list[int]) -> None:

@@ -21,6 +21,16 @@ Batching: `push` appends to the stream's buffer and arms one 100 ms timer; the b
 shipped when it fires (or at `end`). That is ~10 IPC messages/s per active utterance
 instead of 50.
 
+Partials: the worker looks at the hypothesis every `LOOK_MS` of audio (one VAD frame, so
+always at the end of a batch), and sends a batch's freshest changed hypothesis, plus any
+that are `partial_interval_ms` apart (a batch of seconds, a replay at full speed, still
+yields partials at that interval). The payment guard reads every partial, so it sees an
+intent phrase about a batch after the words were decoded; with a look only every
+`partial_interval_ms` (300) it saw it up to 300 ms of audio later (issue 18). The call
+still publishes one partial per `partial_interval_ms` (`pipeline.ingest.transcripts`),
+so redaction and subscribers carry no more than before. A look costs a worker ~0.03 ms
+(pocketsphinx's `hyp()`), in the noise of decoding (`bench/pci_latency.py`).
+
 Pinning: each stream goes to the worker with the fewest active streams and stays there
 (a Decoder holds the utterance's state). A worker reuses idle Decoders across utterances
 and creates one more only when more utterances are active at once than it has decoders.
@@ -79,6 +89,7 @@ log = logging.getLogger(__name__)
 SOURCE = "local"
 LANGUAGE = "en-US"
 SHIP_INTERVAL_S = 0.1
+LOOK_MS = 20  # how often a worker looks at an utterance's hypothesis (see above)
 BYTES_PER_MS = 32  # 16 kHz * 2 bytes
 JOIN_TIMEOUT_S = 3.0
 MAX_STARTUP_FAILURES = 3
@@ -106,6 +117,7 @@ def _worker_main(
 
     decoders = Decoders(options)
     active: dict[int, UtteranceDecoding] = {}
+    last_sent: dict[int, int] = {}  # sid -> end_ms of its last partial sent
     channels: OrderedDict[str, ChannelNorm] = OrderedDict()  # least recently used first
     parent = os.getppid()
     send = res_conn.send
@@ -124,7 +136,7 @@ def _worker_main(
         if kind == "a":
             utt = active.get(sid)
             if utt is not None:
-                for text, end_ms in utt.feed(msg[2]):
+                for text, end_ms in _thin(utt.feed(msg[2]), last_sent, sid, partial_interval_ms):
                     send((sid, False, text, end_ms, 0.0, 0.0, 0))
         elif kind == "s":
             channel = msg[3]
@@ -133,11 +145,12 @@ def _worker_main(
                 channels.move_to_end(channel)
             utt = UtteranceDecoding(
                 decoders, msg[2], prior=norm.state() if norm is not None else None, digits=msg[4],
-                warm_ms=warm_ms, partial_interval_ms=partial_interval_ms,
+                warm_ms=warm_ms, partial_interval_ms=min(LOOK_MS, partial_interval_ms),
             )  # fmt: skip
             utt.channel = channel
             active[sid] = utt
         elif kind == "e":
+            last_sent.pop(sid, None)
             utt = active.pop(sid, None)
             if utt is not None:
                 text, conf = utt.finish()
@@ -145,9 +158,25 @@ def _worker_main(
                 if utt.channel is not None and (mean := utt.channel_mean()) is not None:
                     _learn(channels, utt.channel, mean)
         elif kind == "c":
+            last_sent.pop(sid, None)
             utt = active.pop(sid, None)
             if utt is not None:
                 utt.cancel()
+
+
+def _thin(
+    looks: list[tuple[str, int]], last_sent: dict[int, int], sid: int, interval_ms: int
+) -> list[tuple[str, int]]:
+    """Of one batch's changed hypotheses (text, end_ms), the ones to send: the freshest,
+    and those ``interval_ms`` after the last one sent. The looks in between would reach
+    the parent together with the freshest, which supersedes them."""
+    out: list[tuple[str, int]] = []
+    for i, (text, end_ms) in enumerate(looks):
+        last = last_sent.get(sid)
+        if i == len(looks) - 1 or last is None or end_ms - last >= interval_ms:
+            out.append((text, end_ms))
+            last_sent[sid] = end_ms
+    return out
 
 
 def _learn(

@@ -133,6 +133,9 @@
     const gauges = new Map(); // participant -> {box, label, meter, value}
     const payment = { open: false, trigger: null };
     const recording = { state: "unknown", detail: "" };
+    // callstream's own recorder (CALLSTREAM_RECORDER=local): its recording.* events carry
+    // recordingId "local". "off" until one arrives; "paused" while a payment is cut out.
+    const localRecording = { state: "off", detail: "" };
 
     // -- connection
 
@@ -211,6 +214,10 @@
     // -- events
 
     function apply(ev) {
+      if (ev.recordingId === "local" && ev.type.startsWith("recording.")) {
+        showLocalRecording(ev);
+        return;
+      }
       switch (ev.type) {
         case "call.started":
           document.body.dataset.callMode = ev.mode || "";
@@ -280,6 +287,21 @@
         default:
           break;
       }
+    }
+
+    function showLocalRecording(ev) {
+      if (ev.type === "recording.paused") {
+        localRecording.state = "paused";
+        localRecording.detail = "callstream's own recording: the payment is being cut out (silence), nothing of it is written.";
+      } else if (ev.type === "recording.resumed") {
+        localRecording.state = "active";
+        localRecording.detail = "callstream's own recording: on; the payment was cut out.";
+      } else {
+        localRecording.state = "error";
+        localRecording.detail = `callstream's own recording: ${ev.error || "error"}`;
+        notice(localRecording.detail);
+      }
+      renderBanner();
     }
 
     function latencyText(what, ev) {
@@ -443,31 +465,36 @@
     }
 
     function renderBanner() {
+      // With no ACS recording in sight (the demo), callstream's own recorder drives the banner.
+      const shown = recording.state === "unknown" && localRecording.state !== "off" ? localRecording : recording;
       banner.dataset.payment = payment.open ? "open" : "closed";
-      banner.dataset.recording = recording.state;
+      banner.dataset.recording = shown.state;
+      banner.dataset.localRecording = localRecording.state;
       let text;
       const details = [];
       if (ended) {
         text = payment.open ? "Call ended during a payment" : "Call ended";
       } else if (payment.open) {
-        if (recording.state === "paused") text = "Payment in progress — recording paused";
-        else if (recording.state === "error") text = "Payment in progress — pausing the recording failed, retrying";
-        else if (recording.state === "unconfirmed") text = "Payment in progress — recording NOT confirmed paused, retrying";
+        if (shown.state === "paused") text = "Payment in progress — recording paused";
+        else if (shown.state === "error" && shown === localRecording) text = "Payment in progress — part of it was written before the cut (exposure on the audit)";
+        else if (shown.state === "error") text = "Payment in progress — pausing the recording failed, retrying";
+        else if (shown.state === "unconfirmed") text = "Payment in progress — recording NOT confirmed paused, retrying";
         else text = "Payment in progress — recording not yet confirmed paused";
         details.push(`Opened by ${TRIGGERS[payment.trigger] || payment.trigger || "the pipeline"}; digits are hidden until it closes.`);
-      } else if (recording.state === "paused") {
+      } else if (shown.state === "paused") {
         text = "Payment ended — resuming the recording";
-      } else if (recording.state === "unconfirmed") {
+      } else if (shown.state === "unconfirmed") {
         text = "Payment ended — recording state not confirmed by ACS, retrying";
-      } else if (recording.state === "error") {
+      } else if (shown.state === "error") {
         text = "Recording control error";
-      } else if (recording.state === "active") {
+      } else if (shown.state === "active") {
         text = "No payment in progress — recording on";
       } else {
         text = "No payment in progress";
       }
       if (!payment.open && payment.trigger) details.push(`The last payment window was closed by ${TRIGGERS[payment.trigger] || payment.trigger}.`);
       if (recording.detail) details.push(recording.detail);
+      if (localRecording.detail) details.push(localRecording.detail);
       const textNode = byId("banner-text");
       if (textNode.textContent !== text) textNode.textContent = text;
       byId("banner-detail").textContent = details.join(" ");

@@ -20,6 +20,7 @@ from .phone_number import PhoneSpeechRecognizer
 from .spoken_email import SpokenEmailRecognizer
 from .spoken_iban import SpokenIbanRecognizer
 from .street_address import StreetAddressRecognizer
+from .unfinished_number import unfinished_number_recognizers
 from .us_ssn import UsSsnSpeechRecognizer
 
 __all__ = [
@@ -53,4 +54,5 @@ def speech_recognizers(
         SpokenIbanRecognizer(language),
         PersonIntroRecognizer(language),
         StreetAddressRecognizer(language),
+        *unfinished_number_recognizers(language),
     ]

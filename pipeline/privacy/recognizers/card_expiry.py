@@ -1,5 +1,8 @@
 """Card expiry dates: "04/27", "oh four twenty seven", "twelve twenty eight", "march 2027".
 
+Dates are not expiries: "14/03/2025" and "2027-04-15" are kept whole (a slashed month
+and year is taken only where no day stands before it).
+
 A bare "12 28" is just two numbers, so every match scores below the threshold and is
 redacted only with expiry words near it or in the previous utterance ("and the expiry
 date?"), through Presidio's context enhancer.
@@ -10,7 +13,8 @@ from __future__ import annotations
 import re
 
 from .base import SpeechRecognizer
-from .digit_runs import find_runs, is_measure
+from .digit_runs import is_measure
+from .readings import judge_readings
 
 __all__ = ["CardExpiryRecognizer"]
 
@@ -34,7 +38,11 @@ _MONTH_PREFIXES = (
     "nov",
     "dec",
 )
-_SLASHED = re.compile(r"(?<!\d)(?:0?[1-9]|1[0-2])\s?/\s?(?:20)?[2-4]\d(?!\d)")
+# "04/27", "0 4/27" ("o4/27": the normalizer's zero, apart), "04/2027"; never part of a
+# date ("14/03/2025", "03/04/2027"): no digit and slash before it, no slash after.
+_SLASHED = re.compile(
+    r"(?<![\d/.\-])(?<![\d/.\-]\s)(?:0\s)?(?:0?[1-9]|1[0-2])\s?/\s?(?:20)?[2-4]\d(?![\d/])"
+)
 
 
 def _month_year(digits: str) -> bool:
@@ -61,7 +69,15 @@ class CardExpiryRecognizer(SpeechRecognizer):
             found += [(m.start(), m.end(), 0.3) for m in _MONTH_YEAR.finditer(text)]
         # "04/27" is the shape printed on cards: enough on its own.
         found += [(m.start(), m.end(), 0.45) for m in _SLASHED.finditer(text)]
-        for run in find_runs(text):
-            if _month_year(run.digits) and not is_measure(text, run.start, run.end):
-                found.append((run.start, run.end, 0.25 if len(run.digits) == 3 else 0.3))
-        return found
+        found += judge_readings(
+            text,
+            lambda runs: [
+                (run.start, run.end, 0.25 if len(run.digits) == 3 else 0.3)
+                for run in runs
+                if _month_year(run.digits) and not is_measure(text, run.start, run.end)
+            ],
+        )
+        best: dict[tuple[int, int], float] = {}
+        for start, end, score in found:  # "04/27" is both slashed and a month and year
+            best[(start, end)] = max(score, best.get((start, end), 0.0))
+        return [(start, end, score) for (start, end), score in best.items()]

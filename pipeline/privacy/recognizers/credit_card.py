@@ -2,7 +2,8 @@
 
 A spoken card number arrives in pieces: "four one one one, one one one one and then one
 one one one ..." normalizes to two or three digit runs, separated by a word or two. So
-runs that follow each other with at most two words between them are tried together;
+runs that follow each other with at most two words between them are tried together
+(up to six, "sorry what was that", when the whole opens like a card and passes Luhn);
 any run or chain of runs holding 13-19 digits that passes Luhn is a card, and so is a
 13-19 digit window with a known card prefix inside a longer run (a card read out
 straight after another number). A 13-19 digit run that fails Luhn (one misheard digit)
@@ -14,11 +15,15 @@ from __future__ import annotations
 import re
 
 from .base import SpeechRecognizer
-from .digit_runs import DigitRun, find_runs, luhn_ok
+from .digit_runs import DigitRun, is_measure, luhn_ok
+from .readings import judge_readings
 
 __all__ = ["CreditCardSpeechRecognizer", "known_card_prefix"]
 
-_GAP = re.compile(r"^[\s,.;:\-–]*(?:[A-Za-z']+[\s,.;:\-–]+){0,2}$")
+_GAP = re.compile(r"^[\s,.;:\-–]*(?:[A-Za-z']+[\s,.;:\-–?!]+){0,2}$")
+# A longer remark between groups ("sorry what was that", "hold on let me check"): the
+# chain holds only if the whole number opens like a card and passes Luhn.
+_LONG_GAP = re.compile(r"^[\s,.;:\-–]*(?:[A-Za-z']+[\s,.;:\-–?!]+){0,6}$")
 
 # Issuer prefixes (IIN ranges) of the networks a contact center takes.
 _PREFIX = re.compile(
@@ -40,7 +45,9 @@ class CreditCardSpeechRecognizer(SpeechRecognizer):
     CONTEXT = ("card", "credit", "debit", "visa", "mastercard", "amex", "discover", "front")
 
     def find(self, text: str) -> list[tuple[int, int, float]]:
-        runs = find_runs(text)
+        return judge_readings(text, lambda runs: self._find_in(text, runs))
+
+    def _find_in(self, text: str, runs: tuple[DigitRun, ...]) -> list[tuple[int, int, float]]:
         found: list[tuple[int, int, float]] = []
         i = 0
         while i < len(runs):
@@ -55,25 +62,28 @@ class CreditCardSpeechRecognizer(SpeechRecognizer):
         return found
 
     def _chain_from(
-        self, text: str, runs: list[DigitRun], i: int
+        self, text: str, runs: tuple[DigitRun, ...], i: int
     ) -> tuple[int, int, float, int] | None:
         """The longest chain of runs from runs[i] that reads as a card number."""
         best = None
         digits = ""
+        strict = False  # a long remark was crossed: only a card-like Luhn number counts
         for j in range(i, len(runs)):
-            if j > i and not _GAP.match(text[runs[j - 1].end : runs[j].start]):
-                break
+            if j > i:
+                gap = text[runs[j - 1].end : runs[j].start]
+                if not _GAP.match(gap):
+                    if not _LONG_GAP.match(gap):
+                        break
+                    strict = True
+            if is_measure(text, runs[j].start, runs[j].end):
+                break  # "300 dollars with 6011 ...": an amount is no part of a card
             digits += runs[j].digits
             if len(digits) > 19:
                 break
-            if len(digits) >= 13:
-                if luhn_ok(digits):
-                    best = (
-                        runs[i].start,
-                        runs[j].end,
-                        1.0 if known_card_prefix(digits) else 0.8,
-                        j,
-                    )
+            if len(digits) >= 13 and luhn_ok(digits):
+                known = known_card_prefix(digits)
+                if known or not strict:
+                    best = (runs[i].start, runs[j].end, 1.0 if known else 0.8, j)
         return best
 
     @staticmethod

@@ -18,14 +18,18 @@ __all__ = [
     "DigitRun",
     "find_runs",
     "is_measure",
+    "unit_after",
     "luhn_ok",
     "words_before",
     "result",
     "NOT_SECRET_CUES",
 ]
 
-# A digit, then more digits each optionally preceded by spaces and one separator.
-_RUN = re.compile(r"(?<![A-Za-z\d])\d(?:[ \t]{0,2}[,.\-–()/]?[ \t]{0,2}\d)*(?!\d)")
+# A digit, then more digits each optionally preceded by spaces and one separator, or by
+# the repair word the normalizer keeps inside a run ("45 sorry 46": one run, read both ways).
+_RUN = re.compile(
+    r"(?<![A-Za-z\d])\d(?:(?:[ \t]{0,2}[,.\-–()/]?[ \t]{0,2}|[ \t]+(?i:sorry)[ \t]+)\d)*(?!\d)"
+)
 _DIGIT = re.compile(r"\d")
 _WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
 
@@ -45,8 +49,14 @@ _UNIT_AFTER = re.compile(
     r"boxes|pieces|gb|mb|kg|lbs?)"
 )
 _UNIT_BEFORE = re.compile(
-    r"(?i)(?:[$£€]|\b(?:at|around|about|by|until|till|since|from|to|of|over|under|than))\s*$"
+    r"(?i)(?:[$£€]|\b(?:at|around|about|by|until|till|since|from|to|of|over|under|than"
+    r"|charged|costs?|priced|owe|owed))\s*$"  # "i was charged forty nine ninety nine"
 )
+
+
+def unit_after(text: str, end: int) -> bool:
+    """True if a unit follows the number ending at ``end`` ("30 dollars", "5 pm")."""
+    return _UNIT_AFTER.match(text, end) is not None
 
 
 def is_measure(text: str, start: int, end: int) -> bool:
@@ -62,10 +72,14 @@ class DigitRun:
     end: int
     digits: str
     positions: tuple[int, ...]  # text index of each digit
+    # Where each digit's text ends, when not one character after it (a word read as a
+    # digit: "for" in another reading of the text, see ``readings``).
+    ends: tuple[int, ...] | None = None
 
     def span(self, a: int, b: int) -> tuple[int, int]:
         """The text span of digits [a, b) of this run."""
-        return self.positions[a], self.positions[b - 1] + 1
+        end = self.ends[b - 1] if self.ends is not None else self.positions[b - 1] + 1
+        return self.positions[a], end
 
 
 @functools.lru_cache(maxsize=16)

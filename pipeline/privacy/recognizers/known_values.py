@@ -14,7 +14,8 @@ import re
 from collections.abc import Iterable
 
 from pipeline.privacy.recognizers.base import SpeechRecognizer
-from pipeline.privacy.recognizers.digit_runs import find_runs, result
+from pipeline.privacy.recognizers.digit_runs import DigitRun, is_measure, result
+from pipeline.privacy.recognizers.readings import readings
 from pipeline.privacy.spoken_numbers import normalize
 
 __all__ = ["KnownValuesRecognizer", "clean_type"]
@@ -66,15 +67,73 @@ def _word_patterns(entity_type: str, value: str) -> list[str]:
     return [r"(?<![A-Za-z0-9])" + p + r"(?![A-Za-z0-9])" for p in out]
 
 
+# Words an utterance may open with before the rest of a number ("um", "and then", "sorry").
+_LEAD_IN = re.compile(
+    r"(?i)^[\s,.\-]*(?:(?:um+|uh+|er|erm|hmm|and|then|so|sorry|okay|ok|yeah|yes|it's|its|is|"
+    r"the|rest|continuing|slash|dash|of)[\s,.\-]+){0,3}$"
+)
+_CHAIN_GAP = re.compile(r"^[\s,.;:\-–]*(?:[A-Za-z']+[\s,.;:\-–]+){0,2}$")
+
+
+_TAIL_END = re.compile(r"(?i)^(?:[\s,.;:!?\-]|\b(?:um+|uh+|er|erm|hmm|and|so|then)\b)*$")
+_IBAN_GROUPS = re.compile(r"(?:[ \-]?[A-Za-z0-9]{1,4}(?![A-Za-z0-9]))*")
+_SPELLED = re.compile(r"(?i)^[\s,.\-]*(?:[a-z]{1,4}[\s,.\-]+){1,4}$")
+_SEPARATOR_BEFORE = re.compile(r"(?i)\b(?:slash|dash|of)\s+$")
+
+
+def _cut_off(text: str, run: DigitRun, value: str) -> bool:
+    """The first digits of ``value`` ending the utterance, or its last digits opening one:
+    a known number the recognizer split in two ("account 5519" | "0322, it's ...")."""
+    d = run.digits
+    if len(d) < MIN_DIGITS or len(d) >= len(value):
+        return False
+    if value.startswith(d) and _TAIL_END.match(text[run.end :]):
+        return True
+    return value.endswith(d) and _LEAD_IN.match(text[: run.start]) is not None
+
+
+def _leading_number(
+    text: str, year_too: bool = False, letters: bool = False
+) -> tuple[int, int] | None:
+    """The number an utterance opens with, with the numbers a word or two after it
+    (``letters``: an IBAN's, which may open with the letters of its bank code)."""
+    best = None
+    for runs in readings(text):
+        lead = text[: runs[0].start] if runs else ""
+        if not runs or not (_LEAD_IN.match(lead) or (letters and _SPELLED.match(lead))):
+            continue
+        j = 0
+        while j + 1 < len(runs) and _CHAIN_GAP.match(text[runs[j].end : runs[j + 1].start]):
+            j += 1
+        span = (runs[0].start, runs[j].end)
+        if is_measure(text, *span) and not year_too:
+            continue  # "2 items please" goes on with nothing (but an expiry "of 2027")
+        sep = _SEPARATOR_BEFORE.search(text, 0, span[0])  # "slash two seven": its separator too
+        if sep is not None:
+            span = (sep.start(), span[1])
+        if letters and _SPELLED.match(text[: span[0]]):
+            span = (len(text[: span[0]]) - len(text[: span[0]].lstrip(" ,.-")), span[1])
+        if best is None or span[1] - span[0] > best[1] - best[0]:
+            best = span
+    return best
+
+
 class KnownValuesRecognizer(SpeechRecognizer):
     """Matches given (type, value) pairs; build one per call and keep it while values hold."""
 
     ENTITY = "KNOWN_ENTITY"
 
     def __init__(
-        self, values: Iterable[tuple[str, str]], supported_language: str = "en", score: float = 1.0
+        self,
+        values: Iterable[tuple[str, str]],
+        supported_language: str = "en",
+        score: float = 1.0,
+        continues: str | None = None,
     ) -> None:
         self.score = score
+        # The type of a number the previous utterance left open: this text's leading
+        # number is the rest of it ("... double oh oh seven" | "double seven three five").
+        self.continues = clean_type(continues) if continues else None
         self._numbers: list[tuple[str, str]] = []
         self._patterns: list[tuple[str, re.Pattern[str]]] = []
         types = set()
@@ -88,21 +147,37 @@ class KnownValuesRecognizer(SpeechRecognizer):
                 self._patterns += [
                     (t, re.compile(p, re.IGNORECASE)) for p in _word_patterns(t, value.strip())
                 ]
+        if self.continues:
+            types.add(self.continues)
         super().__init__(supported_language)
         self.supported_entities = sorted(types) or [self.ENTITY]
 
     def __bool__(self) -> bool:
-        return bool(self._patterns or self._numbers)
+        return bool(self._patterns or self._numbers or self.continues)
 
     def _matches(self, text: str) -> list[tuple[str, int, int]]:
         found = [(t, m.start(), m.end()) for t, p in self._patterns for m in p.finditer(text)]
         if self._numbers:
-            for run in find_runs(text):
+            for run in {r for runs in readings(text) for r in runs}:
                 d = run.digits
                 for t, value in self._numbers:
-                    if value in d or (len(d) >= min(MIN_PARTIAL_DIGITS, len(value)) and d in value):
+                    if (
+                        value in d
+                        or (len(d) >= min(MIN_PARTIAL_DIGITS, len(value)) and d in value)
+                        or _cut_off(text, run, value)
+                    ):
                         found.append((t, run.start, run.end))
                         break
+        if self.continues:
+            span = _leading_number(
+                text,
+                year_too=self.continues == "CARD_EXPIRY",
+                letters=self.continues == "IBAN_CODE",
+            )
+            if span is not None:
+                if self.continues == "IBAN_CODE":  # "0505 0001 3M02 606": letters too
+                    span = (span[0], _IBAN_GROUPS.match(text, span[1]).end())
+                found.append((self.continues, *span))
         return found
 
     def analyze(self, text, entities=None, nlp_artifacts=None):

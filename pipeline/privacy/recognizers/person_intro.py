@@ -3,7 +3,9 @@
 There is no NER model on a blank spaCy pipeline, and lexical transcripts have no
 capitals, so names are taken only after a self-introduction, and only words that cannot
 be anything else: "my name is on the account" and "this is ridiculous" keep their words.
-Up to three name words, stopping at a common word.
+Up to three name words, stopping at a common word. Also after the forms that ask for
+one ("the name on the card is", "last name", "account holder", "under the name of") and
+spelled out after "spelled" / "that's" ("s m i t h").
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ _STOP = frozenset(
     customer service services support team department company manager agent help
     english spanish french german chinese portuguese who whom publicly generally
     my mister mr mrs ms miss dr doctor
+    first last middle full given family maiden surname holder same spelled spell
+    american express visa mastercard amex discover
     """.split()
 )
 _NOT_NAME_SUFFIX = re.compile(r"(?:ing|ed|ly|ous|ful|ble|ive|ment|ness|tion|sion)$")
@@ -59,8 +63,27 @@ _THIS_IS_START = re.compile(
 )
 
 
+# "the name on the card is X", "first name X", "surname's X", "account holder is X".
+_NAMED = re.compile(
+    rf"(?i)\b(?:(?:first|last|full|given|family|middle|maiden|sur)\s*name|name\s+on\s+the\s+"
+    rf"(?:card|account)|card\s*holder(?:'s)?(?:\s+name)?|account\s+holder(?:'s)?(?:\s+name)?)"
+    rf"(?:'s|\s+is|\s+it's|\s*:|\s+would\s+be|\s+should\s+be)?\W+{_FILL}({_WORD}(?:\s+{_WORD}){{0,2}})"
+)
+# "it's under the name (of) X", "the booking is under X".
+_UNDER = re.compile(
+    rf"(?i)\b(?:under\s+the\s+name\s+(?:of\s+)?|(?:account|booking|reservation|order)"
+    rf"\s+(?:is\s+|was\s+|'s\s+)?under\s+){_FILL}({_WORD}(?:\s+{_WORD})?)"
+)
+# A name spelled out: "that's s m i t h", "spelled k o w a l s k i".
+_SPELLED = re.compile(
+    r"(?i)\b(?:spell(?:ed|s|ing)?(?:\s+it)?|that's)\s+((?:[a-z][\s\-.]{1,2}){2,}[a-z])\b"
+)
+
+
 # (pattern, score, strong cue, words one of which the text must hold for it to match)
 _CUES = (
+    (_NAMED, 0.85, True, ("name", "holder")),
+    (_UNDER, 0.7, False, ("under",)),
     (_MY_NAME, 0.85, True, ("name",)),
     (_WITH_TRAILER, 0.8, False, ("this", "it's", "it is", "i'm", "i am")),
     (_SPEAKING, 0.7, True, ("speaking", "here")),
@@ -93,12 +116,19 @@ class PersonIntroRecognizer(SpeechRecognizer):
 
     def find(self, text: str) -> list[tuple[int, int, float]]:
         best: dict[tuple[int, int], float] = {}
+        if "spell" in text.lower() or "that's" in text.lower():
+            for m in _SPELLED.finditer(text):
+                best[m.span(1)] = 0.6
         lower = text.lower()
         for pattern, score, strong, needs in _CUES:
             if not any(w in lower for w in needs):
                 continue
-            for m in pattern.finditer(text):
+            pos = 0
+            # Not finditer: a match's trailing words may hold the next cue ("first name
+            # jennifer last name walsh"), so the search goes on from its name's start.
+            while (m := pattern.search(text, pos)) is not None:
                 span = _name_words(m.group(1), m.start(1), strong)
                 if span is not None:
                     best[span] = max(score, best.get(span, 0.0))
+                pos = m.start(1) + 1
         return [(s, e, score) for (s, e), score in best.items()]

@@ -17,7 +17,8 @@ import re
 import phonenumbers
 
 from .base import SpeechRecognizer
-from .digit_runs import NOT_SECRET_CUES, find_runs, words_before
+from .digit_runs import NOT_SECRET_CUES, DigitRun, unit_after, words_before
+from .readings import judge_readings
 
 __all__ = ["PhoneSpeechRecognizer"]
 
@@ -27,6 +28,7 @@ _DATE = re.compile(
 )
 _GAP = re.compile(r"^[\s,.;:\-–]*(?:[A-Za-z']+[\s,.;:\-–]+){0,2}$")
 _REGIONS = ("GB", "IE", "DE", "FR", "ES", "IT", "NL", "AU", "IN")
+_TRUNK = re.compile(r"^0[1-9]\d{8,9}$")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -53,8 +55,10 @@ class PhoneSpeechRecognizer(SpeechRecognizer):
     )
 
     def find(self, text: str) -> list[tuple[int, int, float]]:
+        return judge_readings(text, lambda runs: self._find_in(text, runs))
+
+    def _find_in(self, text: str, runs: tuple[DigitRun, ...]) -> list[tuple[int, int, float]]:
         found = []
-        runs = find_runs(text)
         for run in runs:
             d = run.digits
             if not 7 <= len(d) <= 15:
@@ -65,8 +69,10 @@ class PhoneSpeechRecognizer(SpeechRecognizer):
                 start = text.rindex("+", 0, start)
             elif text[max(0, start - 1) : start] == "(":
                 start -= 1
-            if NOT_SECRET_CUES.intersection(words_before(text, start, 3)) or _DATE.match(
-                text[run.start : run.end]
+            if (
+                NOT_SECRET_CUES.intersection(words_before(text, start, 3))
+                or _DATE.match(text[run.start : run.end])
+                or unit_after(text, run.end)  # "2000 142 dollars" is an amount
             ):
                 continue
             if plus:
@@ -82,14 +88,18 @@ class PhoneSpeechRecognizer(SpeechRecognizer):
                 found.append((start, end, 0.6))
             elif len(d) == 7 and d[0] in "23456789":
                 found.append((start, end, 0.3))
-            elif any(_valid(d, region) for region in _REGIONS):
-                # A national number of another country: plausible, not proof.
+            elif any(_valid(d, region) for region in _REGIONS) or _TRUNK.match(d):
+                # A national number of another country: plausible, not proof. So is one
+                # written with a trunk zero, even in a range no operator was given (the
+                # UK's 07700 900xxx, kept for drama and examples).
                 found.append((start, end, 0.3))
         found.extend(self._split_numbers(text, runs, found))
         return found
 
     @staticmethod
-    def _split_numbers(text: str, runs: list, found: list) -> list[tuple[int, int, float]]:
+    def _split_numbers(
+        text: str, runs: tuple[DigitRun, ...], found: list
+    ) -> list[tuple[int, int, float]]:
         """ "area code nine one seven then four four two ...": a North American number
         read in two or three parts with a word or two between them (needs phone words)."""
         taken = {(s, e) for s, e, _ in found}
@@ -99,6 +109,8 @@ class PhoneSpeechRecognizer(SpeechRecognizer):
             for j in range(i, min(i + 3, len(runs))):
                 if j > i and not _GAP.match(text[runs[j - 1].end : runs[j].start]):
                     break
+                if unit_after(text, runs[j].end):
+                    break  # "... after 5 pm": a time is no part of the number
                 digits += runs[j].digits
                 if j > i and len(digits) == 10 and digits[0] in "23456789":
                     if (runs[i].start, runs[j].end) not in taken:

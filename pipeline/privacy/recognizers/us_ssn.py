@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from .base import SpeechRecognizer
-from .digit_runs import find_runs
+from .readings import judge_readings
 
 __all__ = ["UsSsnSpeechRecognizer"]
 
@@ -27,9 +27,10 @@ class UsSsnSpeechRecognizer(SpeechRecognizer):
     CONTEXT = ("social", "ssn", "security")
 
     def find(self, text: str) -> list[tuple[int, int, float]]:
-        found = []
-        for run in find_runs(text):
-            if len(run.digits) == 9 and _issuable(run.digits):
-                written = _DASHED.match(text[run.start : run.end]) is not None
-                found.append((run.start, run.end, 0.5 if written else 0.3))
-        return found
+        def judge(runs):
+            for run in runs:
+                if len(run.digits) == 9 and _issuable(run.digits):
+                    written = _DASHED.match(text[run.start : run.end]) is not None
+                    yield run.start, run.end, 0.5 if written else 0.3
+
+        return judge_readings(text, judge)
