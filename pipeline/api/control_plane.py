@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import json
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from starlette.requests import Request
@@ -41,17 +41,26 @@ log = logging.getLogger(__name__)
 
 MANUAL_ACTIONS = ("pause", "resume")
 ASSIGN_WAIT_S = 5.0
+T = TypeVar("T")
+
+
+def _decode(raw: bytes, kind: type[T], shape: str) -> T | Response:
+    """The body as ``kind``, or a 400 naming the shape expected (and msgspec's path and
+    type, never a value) and nothing else."""
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.ValidationError as exc:
+        return respond(Error(error=f"expected {shape} ({exc})"), 400)
+    except (msgspec.DecodeError, RecursionError):
+        return respond(Error(error=f"expected {shape}"), 400)
 
 
 async def register_recording(request: Request) -> Response:
     service: Service = request.app.state.service
     call_id = request.path_params["callId"]
-    try:
-        body = msgspec.json.decode(await request.body(), type=RecordingRegistration)
-    except msgspec.ValidationError as exc:
-        return respond(Error(error=f'expected {{"recordingId": "..."}} ({exc})'), 400)
-    except (msgspec.DecodeError, RecursionError):
-        return respond(Error(error='expected {"recordingId": "..."}'), 400)
+    body = _decode(await request.body(), RecordingRegistration, '{"recordingId": "..."}')
+    if isinstance(body, Response):
+        return body
     recording_id = body.recording_id
     cc = service.recording.control(call_id)
     known = cc.recording_id or (await service.cluster.lookup(call_id)).get("recordingId")
@@ -79,12 +88,9 @@ async def assign(request: Request) -> Response:
     answer (the member row is written with the audit record)."""
     service: Service = request.app.state.service
     call_id = request.path_params["callId"]
-    try:
-        body = msgspec.json.decode(await request.body(), type=AssignmentRequest)
-    except msgspec.ValidationError as exc:
-        return respond(Error(error=f'expected {{"agentId": "<raw id>"}} ({exc})'), 400)
-    except (msgspec.DecodeError, RecursionError):
-        return respond(Error(error='expected {"agentId": "<raw id>"}'), 400)
+    body = _decode(await request.body(), AssignmentRequest, '{"agentId": "<raw id>"}')
+    if isinstance(body, Response):
+        return body
     if body.agent_id != body.agent_id.strip():  # the pattern's `$` lets a final newline by
         return respond(Error(error='expected {"agentId": "<raw id>"}'), 400)
     service.journal.audit(
