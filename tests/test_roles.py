@@ -391,3 +391,14 @@ def test_an_access_file_that_names_no_token_fails_closed(tmp_path: Path) -> None
         empty.write_text(bad)
         [error] = startup_check(settings, loopback=True)[0]
         assert message in error and "a-long-enough" not in error
+
+
+def test_a_name_with_common_words_does_not_erase_them() -> None:
+    """A PERSON value's parts are matched alone too ("Kowalski"), but not a part that is a
+    common word: registering "Qzx the refund" must not erase every "the" and "refund"."""
+    from pipeline.privacy.recognizers import KnownValuesRecognizer
+
+    found = KnownValuesRecognizer([("PERSON", "Qzx the refund")]).find("I want the refund for Qzx")
+    assert [(start, end) for start, end, _ in found] == [(22, 25)]
+    found = KnownValuesRecognizer([("PERSON", "Marta Kowalski")]).find("thanks Ms. Kowalski")
+    assert [(start, end) for start, end, _ in found] == [(11, 19)]

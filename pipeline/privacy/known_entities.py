@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import re
 import time
-from importlib import resources
 
 import msgspec
 
+from pipeline.privacy.common_words import COMMON_WORDS
 from pipeline.privacy.recognizers import KnownValuesRecognizer, clean_type
 
 __all__ = ["KnownEntities", "KnownEntitiesRequest", "KnownEntityError"]
@@ -28,14 +28,6 @@ MAX_VALUE_CHARS = 256
 MIN_VALUE_CHARS = 3
 _WORD = re.compile(r"\w+")
 
-
-def _common_words() -> frozenset[str]:
-    text = resources.files("pipeline.privacy").joinpath("assets/common_words.txt").read_text()
-    lines = (line for line in text.splitlines() if not line.startswith("#"))
-    return frozenset(word for line in lines for word in line.split())
-
-
-COMMON_WORDS = _common_words()
 UNCLAIMED_TTL_S = 3600.0
 
 

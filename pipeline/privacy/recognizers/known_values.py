@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from pipeline.privacy.common_words import COMMON_WORDS
 from pipeline.privacy.recognizers.base import SpeechRecognizer
 from pipeline.privacy.recognizers.digit_runs import DigitRun, is_measure, result
 from pipeline.privacy.recognizers.readings import readings
@@ -60,7 +61,12 @@ def _word_patterns(entity_type: str, value: str) -> list[str]:
         return []
     out = [body]
     if entity_type == "PERSON":
-        parts = [w for w in words if len(w) >= 3 and w not in _SPOKEN_SEPARATORS]
+        # A part that is a common word ("Will", "the") is matched only within the whole name.
+        parts = [
+            w
+            for w in words
+            if len(w) >= 3 and w not in _SPOKEN_SEPARATORS and w.casefold() not in COMMON_WORDS
+        ]
         out += [re.escape(w) for w in parts]
         # Spelled out: "T-O-M-A-S-Z", "k o w a l s k i".
         out += [r"[\s\-.,]{1,3}".join(map(re.escape, w)) for w in parts]
