@@ -116,6 +116,68 @@ class Summary(Event, tag="summary", kw_only=True):
     text: str
 
 
+class ByRole(msgspec.Struct, kw_only=True, omit_defaults=False):
+    """A figure per role. None where the call's audio cannot tell (mixed audio)."""
+
+    agent: int | float | None = None
+    customer: int | float | None = None
+
+
+class SentimentTrend(msgspec.Struct, kw_only=True):
+    """Mean sentiment score per quarter of the call so far (None: nobody of that role spoke
+    in that quarter)."""
+
+    agent: list[float | None] = []
+    customer: list[float | None] = []
+
+
+class Analytics(Event, tag="analytics", kw_only=True):
+    """Call analytics (pipeline/analytics): every `analytics_interval_s` while the call is
+    live, and a final one just before `call.ended`. Times are ms of the call's timeline."""
+
+    durationMs: int  # the call's audio so far (beyond the contract)
+    talkMs: ByRole
+    silenceMs: int
+    overlapMs: int | None
+    interruptions: ByRole
+    longestMonologueMs: ByRole
+    wordsPerMinute: ByRole
+    sentimentTrend: SentimentTrend
+    final: bool = False
+    # Beyond the contract: matched categories (rule category -> count), and what this call's
+    # audio cannot tell (mixed audio: nothing per role), by field name.
+    categories: dict[str, int] = {}
+    unavailable: list[str] = []
+
+
+class Alert(Event, tag="alert", kw_only=True):
+    """A category rule matched (pipeline/analytics/rules.py)."""
+
+    rule: str
+    category: str
+    severity: str
+    participant: str | None = None
+    utteranceId: str | None = None
+
+
+class _Consult(Event, kw_only=True):
+    teamsUserId: str
+    displayName: str
+    error: str | None = None
+
+
+class ConsultRequested(_Consult, tag="consult.requested", kw_only=True):
+    pass
+
+
+class ConsultAdded(_Consult, tag="consult.added", kw_only=True):
+    pass
+
+
+class ConsultFailed(_Consult, tag="consult.failed", kw_only=True):
+    pass
+
+
 class CallEnded(Event, tag="call.ended", kw_only=True):
     reason: str
 
@@ -138,6 +200,11 @@ AnyEvent = (
     | RecordingResumed
     | RecordingError
     | Summary
+    | Analytics
+    | Alert
+    | ConsultRequested
+    | ConsultAdded
+    | ConsultFailed
     | CallEnded
     | Lagged
 )

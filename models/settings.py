@@ -120,6 +120,12 @@ class Settings(msgspec.Struct, kw_only=True):
     # latency (README, "Card payments (PCI)"). The local engine's own backlog is covered
     # apart: audio waits for its finals.
     recorder_delay_s: float = 20.0
+    # Call analytics and alerts (pipeline/analytics): an `analytics` event this often while
+    # a call is live; category rules from this TOML file (unset: the shipped default set).
+    analytics_interval_s: float = 15.0
+    categories_file: str | None = None
+    # Teams experts an agent may ask into a call: "Name=<Entra object id>", comma-separated.
+    experts: str = ""
     media_idle_timeout_s: float = 60.0  # close a media socket that sends nothing for this long
     # A dropped media socket: wait this long for ACS to reconnect.
     media_reconnect_grace_s: float = 10.0
@@ -169,6 +175,7 @@ _BOUNDS: dict[str, tuple[float, float | None]] = {
     "subscriber_queue": (1, None),
     "sentiment_batch_max": (1, None),
     "recorder_delay_s": (1, 600),  # 1 s at least: a delay line of nothing cuts nothing late
+    "analytics_interval_s": (0.05, 3600),
 }
 BUS_SCHEMES = ("redis", "rediss", "unix")
 STORE_SCHEMES = ("postgresql", "postgres")

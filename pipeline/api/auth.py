@@ -8,7 +8,7 @@
   an unsigned (``alg: none``) or HMAC-signed token never reaches a key.
 - The event stream and the read/control API: `ApiAuth` (credentials.py) says who a bearer
   token or API JWT is (a `Principal` with roles, roles.py). `ApiAuthMiddleware` requires
-  one on ``/events`` and ``/calls...`` (and the console pages), 401 otherwise, and hands
+  one on ``/events``, ``/experts`` and ``/calls...`` (and the console pages), 401 otherwise, and hands
   it on in the scope: what that principal may do is `guard.py`'s (403). Health, metrics,
   ``/media``, ``/acs/*`` and the console's static files are left alone here. Browsers cannot set headers on a websocket, so a
   websocket may also carry ``?access_token=``; the console gets an HttpOnly cookie instead
@@ -160,7 +160,7 @@ class MediaAuth:
 
 
 def _protected(path: str) -> bool:
-    return path in ("/events", "/calls") or path.startswith("/calls/")
+    return path in ("/events", "/calls", "/experts") or path.startswith("/calls/")
 
 
 def _console_page(path: str) -> bool:

@@ -1,6 +1,8 @@
 """The agent console: plain HTML pages over the agent-assist stream, served from package files.
 
 - ``GET /console``: live and recent calls (the page reads ``GET /calls``).
+- ``GET /console/wallboard``: every live call and recent ended ones, for supervisors (the
+  page reads ``GET /calls``, ``GET /calls/{callId}/analytics`` and ``WS /events``).
 - ``GET /console/{callId}``: one call, live (the page reads ``WS /calls/{callId}/events``).
 - ``GET /console/static/{name}``: the pages' stylesheet, script and icon.
 
@@ -26,7 +28,7 @@ MEDIA_TYPES = {
     ".svg": "image/svg+xml",
 }
 # Only these files are served; a name is looked up here, never joined to a path.
-STATIC = ("console.css", "console.js", "icon.svg")
+STATIC = ("console.css", "console.js", "icon.svg", "wallboard.css", "wallboard.js")
 
 HEADERS = {
     "Content-Security-Policy": (
@@ -56,6 +58,10 @@ async def to_console(request: Request) -> Response:
 
 async def console_index(request: Request) -> Response:
     return _file("index.html")
+
+
+async def console_wallboard(request: Request) -> Response:
+    return _file("wallboard.html")
 
 
 async def console_call(request: Request) -> Response:

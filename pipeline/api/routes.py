@@ -13,7 +13,16 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta
 
-from pipeline.api import acs_webhooks, calls, console_routes, control_plane, ops
+from models.events import Analytics
+from pipeline.api import (
+    acs_webhooks,
+    analytics_routes,
+    calls,
+    console_routes,
+    consult_routes,
+    control_plane,
+    ops,
+)
 from pipeline.api.spec import (
     JSON,
     TEXT,
@@ -32,7 +41,10 @@ from pipeline.api.wire import (
     AssignmentRequest,
     Audit,
     CallList,
+    ConsultAccepted,
+    ConsultRequest,
     Error,
+    ExpertList,
     Health,
     Hold,
     HoldRequest,
@@ -63,6 +75,7 @@ TAGS: dict[str, str] = {
     "compliance": "The read side: calls, transcripts, audit, manifests, legal hold.",
     "control": "The agent desktop and CRM: manual payment control, recordings, known values.",
     "acs": "Webhooks ACS calls (Event Grid and Call Automation).",
+    "supervision": "Call analytics and bringing a Teams expert into a call.",
     "console": "The agent console's pages.",
     "operations": "Health, readiness, metrics.",
 }
@@ -246,6 +259,56 @@ ROUTES: tuple[Entry, ...] = (
         replies={200: json_reply(Audit, "The audit trail and its summary."), 404: CALL_NOT_FOUND},
     ),
     Operation(
+        "GET",
+        "/calls/{callId}/analytics",
+        analytics_routes.call_analytics,
+        name="getAnalytics",
+        tag="supervision",
+        summary="The latest call analytics: talk, silence, overlap, interruptions, sentiment "
+        "trend, categories (computed now for a call live here, else the last one published)",
+        access="api",
+        roles={"agent": "own", "supervisor": "all", "compliance": "all"},
+        params=(CALL_ID,),
+        replies={
+            200: json_reply(Analytics, "The analytics (`final` once the call has ended)."),
+            404: Reply(
+                "No such call, or none published for it yet.",
+                {JSON: Error, TEXT: str},
+                component="NoAnalytics",
+            ),
+        },
+    ),
+    Operation(
+        "POST",
+        "/calls/{callId}/consult",
+        consult_routes.consult,
+        name="consultExpert",
+        tag="supervision",
+        summary="Ask a Microsoft Teams user (Entra object id) into the call through Call "
+        "Automation; `consult.requested`, then `consult.added` or `consult.failed` (audited)",
+        access="api",
+        roles={"agent": "own", "supervisor": "all"},
+        params=(CALL_ID,),
+        body=ConsultRequest,
+        replies={
+            202: json_reply(ConsultAccepted, "Asked; the outcome comes as an event."),
+            400: json_reply(Error, 'Not `{"teamsUserId": "<object id>", "displayName": "..."}`.'),
+            404: Reply("No live call with that id.", {JSON: Error, TEXT: str}),
+            503: json_reply(Error, "ACS Call Automation is not configured, or did not answer."),
+        },
+    ),
+    Operation(
+        "GET",
+        "/experts",
+        consult_routes.experts,
+        name="listExperts",
+        tag="supervision",
+        summary="The Teams experts an agent may ask into a call (`CALLSTREAM_EXPERTS`)",
+        access="api",
+        roles={"agent": "all", "supervisor": "all"},
+        replies={200: json_reply(ExpertList, "The experts, in the configured order.")},
+    ),
+    Operation(
         "POST",
         "/calls/{callId}/hold",
         control_plane.legal_hold,
@@ -381,6 +444,17 @@ ROUTES: tuple[Entry, ...] = (
         access="public",
         params=(STATIC_NAME,),
         replies={200: STATIC_FILES, 404: NO_SUCH_PAGE},
+    ),
+    Operation(
+        "GET",
+        "/console/wallboard",
+        console_routes.console_wallboard,
+        name="consoleWallboard",
+        tag="console",
+        summary="The supervisors' wallboard: every live call, its alerts, recent ended calls",
+        access="console",
+        roles=SUPERVISORS,
+        replies={200: PAGE},
     ),
     Operation(
         "GET",

@@ -27,6 +27,10 @@ __all__ = [
     "Audit",
     "CallList",
     "CallSummary",
+    "ConsultAccepted",
+    "ConsultRequest",
+    "Expert",
+    "ExpertList",
     "Error",
     "Health",
     "Hold",
@@ -106,6 +110,37 @@ class AssignmentRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=Tr
 class Assigned(_Answer):
     call_id: str
     agent_id: str
+
+
+# A Microsoft Entra object id (a GUID), as Teams users are added by.
+ENTRA_OBJECT_ID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
+class ConsultRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    teams_user_id: Annotated[
+        str, Meta(pattern=ENTRA_OBJECT_ID, description="The Teams user's Entra object id.")
+    ]
+    display_name: Annotated[str, Meta(min_length=1, max_length=256)]
+
+
+class ConsultAccepted(_Answer):
+    """The request is on its way to ACS: `consult.added` or `consult.failed` follows."""
+
+    call_id: str
+    teams_user_id: str
+    display_name: str
+    operation_context: str
+
+
+class Expert(_Answer):
+    name: str
+    teams_user_id: str
+
+
+class ExpertList(_Answer):
+    """The experts an agent may ask into a call (`CALLSTREAM_EXPERTS`)."""
+
+    experts: list[Expert]
 
 
 class RecordingRegistration(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
