@@ -32,7 +32,7 @@ ROLLING_WEIGHT = 0.3
 
 class EnrichedCall(Protocol):
     """What enrichment needs of a call: who it is, whether it has ended, where its
-    events go, its rolling sentiment, its redacted finals (for the summary), and a way to
+    events go (and where a rating goes besides: its analytics), its rolling sentiment, its redacted finals (for the summary), and a way to
     make the call wait for enrichment in flight before its `call.ended`."""
 
     call_id: str
@@ -41,6 +41,7 @@ class EnrichedCall(Protocol):
     finals: list[tuple[str, str]]
 
     def emit(self, event: Event) -> None: ...
+    def rated(self, participant: str, utterance_id: str, score: float) -> None: ...
     def track(self, task: asyncio.Future) -> None: ...
     def track_new(self, coro) -> asyncio.Task: ...
 
@@ -141,6 +142,7 @@ class Enricher:
                 label=s.label, score=s.score, rollingScore=round(rolling, 3),
             )
         )  # fmt: skip
+        session.rated(participant, utterance_id, s.score)  # analytics and its rules
 
     async def _flush_later(self) -> None:
         await asyncio.sleep(self.settings.sentiment_batch_ms / 1000)

@@ -16,6 +16,7 @@ import msgspec
 
 from models.events import CallEnded, utc_now_iso
 from models.settings import Settings
+from pipeline.analytics.rules import load_rules
 from pipeline.compliance.journal import Journal
 from pipeline.compliance.store import CallRecord, EventStore
 from pipeline.compliance.stores import open_store
@@ -119,6 +120,8 @@ class Service:
         self.recording = RecordingController(settings, self.metrics.pause_latency.observe)
         self.recording.refresh = self.cluster.refresh
         self.enricher = Enricher(settings)
+        # Category rules for call analytics: a bad file stops serve at its start-up check.
+        self.category_rules = load_rules(settings.categories_file)
         self.recorder = Recorder(settings)  # CALLSTREAM_RECORDER=local: callstream's own
         self.ready = False
         self.draining = False
@@ -322,6 +325,7 @@ class Service:
             final_timeout_s=self.final_timeout_s,
             published=self.pseudonyms.published,
             recorder=self.recorder.for_call,
+            rules=self.category_rules,
         )
 
     def adopt(self, session: CallSession, handed: dict[str, Any]) -> None:

@@ -15,8 +15,9 @@ Decisions:
 - End: after `hangover_ms` of consecutive unvoiced frames. Those hangover frames are
   streamed too (trailing silence helps a decoder close its last word), so `end_ms` is
   the offset after the last frame emitted, i.e. about `hangover_ms` after the speech
-  really stopped. `last_voiced_end_ms` gives the end of the last voiced frame for
-  callers that want the tighter bound.
+  really stopped. `onset_ms` (the first voiced frame of the trigger window) and
+  `last_voiced_end_ms` (the end of the last voiced frame) give the tighter bounds, for
+  callers that measure talk rather than feed a decoder.
 - `max_utterance_ms` forces an end (SegmentEnd carries the frame that hit the limit);
   the voiced window is kept, so continuing speech starts the next utterance on the next
   frame, with no gap and no duplicated audio (pre-roll is cleared at every end so no
@@ -104,6 +105,7 @@ class Segmenter:
         self.speech_frames = 0
         self.in_utterance = False
         self.last_voiced_end_ms = start_ms
+        self.onset_ms = start_ms  # the first voiced frame of the current (or last) utterance
         self.last_voiced_ms = 0
         self.last_too_short = False
 
@@ -172,6 +174,12 @@ class Segmenter:
             preroll.clear()
             self.in_utterance = True
             self._utt_start_ms = start
+            # The first voiced frame of the trigger window: where speech began (analytics
+            # measures talk from here; `start` carries the pre-roll before it).
+            first = next(
+                i for i in range(WINDOW_FRAMES) if ring[(self._ring_pos + i) % WINDOW_FRAMES]
+            )
+            self.onset_ms = max(start, frame_end - (WINDOW_FRAMES - first) * FRAME_MS)
             self._unvoiced_run = 0
             self._utt_voiced_frames = self._ring_voiced
             if voiced:

@@ -206,6 +206,26 @@ class Manifest(_Answer):
     export_sha256: Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
 
 
+class AcsResultInformation(msgspec.Struct, rename="camel"):
+    """A Call Automation callback's outcome (the SDK's ``ResultInformation``)."""
+
+    code: int | None = None
+    sub_code: int | None = None
+    message: str | None = None
+
+
+class AcsTeamsUser(msgspec.Struct, rename="camel"):
+    user_id: str | None = None
+
+
+class AcsIdentifier(msgspec.Struct, rename="camel"):
+    """A ``CommunicationIdentifierModel``: the parts callstream reads."""
+
+    raw_id: str | None = None
+    kind: str | None = None
+    microsoft_teams_user: AcsTeamsUser | None = None
+
+
 class AcsEventData(msgspec.Struct, rename="camel"):
     """The fields of an event's ``data`` callstream reads; ACS sends more, which are ignored."""
 
@@ -215,6 +235,10 @@ class AcsEventData(msgspec.Struct, rename="camel"):
     server_call_id: str | None = None
     recording_id: str | None = None
     state: str | None = None
+    # AddParticipantSucceeded / AddParticipantFailed (a Teams expert asked into the call)
+    operation_context: str | None = None
+    result_information: AcsResultInformation | None = None
+    participant: AcsIdentifier | None = None
 
 
 class AcsEvent(msgspec.Struct, rename="camel"):

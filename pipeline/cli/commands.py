@@ -66,6 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )  # main() says what is wrong
     check_data_dir(settings)
     setup_logging(settings.log_level, settings.log_format)
+    from pipeline.analytics.rules import rules_problems
     from pipeline.api.auth import startup_check
     from pipeline.api.callback_auth import callback_startup_check
     from pipeline.api.credentials import api_auth_enabled
@@ -82,6 +83,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for more_errors, more_warnings in (callback_startup_check(settings), key_problems(settings)):
         errors, warnings = errors + more_errors, warnings + more_warnings
     errors += engine_setting_problems(settings)
+    errors += rules_problems(settings.categories_file)
     errors += _claim_problems(settings)
     for error in errors:
         print(f"callstream: {error}", file=sys.stderr)

@@ -109,6 +109,8 @@ def describe(ev: dict, style: Styles, sentiment: dict | None = None) -> str | No
         return style.alert(
             f"  ! alert {ev.get('category', '')} ({ev.get('severity', '')}): rule {ev.get('rule', '')}"
         )
+    if t == "analytics":
+        return _analytics_line(ev, style)
     if t == "summary":
         return style.bold("  summary: ") + ev["text"]
     if t == "call.ended":
@@ -116,6 +118,31 @@ def describe(ev: dict, style: Styles, sentiment: dict | None = None) -> str | No
     if t == "lagged":
         return style.dim(f"  (events {ev['missedFrom']}-{ev['missedTo']} were missed by this view)")
     return style.dim(f"  {t}: {_fields(ev)}")
+
+
+def _seconds(ms: float | None) -> str:
+    return "n/a" if ms is None else f"{ms / 1000:.1f} s"
+
+
+def _analytics_line(ev: dict, style: Styles) -> str | None:
+    """The call's final analytics in one line; the live ones every few seconds are for
+    the wallboard, not for this view."""
+    if not ev.get("final"):
+        return None
+    talk, cuts = ev.get("talkMs") or {}, ev.get("interruptions") or {}
+    if ev.get("unavailable"):
+        per_role = "who spoke when is not known on mixed audio"
+    else:
+        per_role = (
+            f"talk agent {_seconds(talk.get('agent'))}, customer {_seconds(talk.get('customer'))}; "
+            f"overlap {_seconds(ev.get('overlapMs'))}; interruptions agent {cuts.get('agent')}, "
+            f"customer {cuts.get('customer')}"
+        )
+    categories = ", ".join(f"{k} x{v}" for k, v in (ev.get("categories") or {}).items())
+    tail = f"; categories: {categories}" if categories else ""
+    return (
+        style.bold("  analytics: ") + f"{per_role}; silence {_seconds(ev.get('silenceMs'))}{tail}"
+    )
 
 
 @dataclass
@@ -149,7 +176,7 @@ class TimeOrderedView:
             and ev.get("utteranceId") in self._utterance_ms
         ):
             return self._utterance_ms[ev["utteranceId"]] + 0.25
-        if t == "call.ended":
+        if t in ("call.ended", "analytics"):  # (the one printed is the final one, the last)
             return float("inf")
         # Events with no call time of their own (call.started, recording.*): where the
         # call is now, so that they print after everything already shown.

@@ -18,6 +18,7 @@ from workers.vad import SegmentAudio, SegmentEnd, Segmenter, SegmentStart
 
 if TYPE_CHECKING:
     from models.settings import Settings
+    from pipeline.analytics.call_analytics import CallAnalytics
     from pipeline.pci.payment_guard import PaymentGuard
     from workers.stt.base import SpeechChannel, SpeechStream
 
@@ -41,6 +42,7 @@ class ChannelCall(Protocol):
     call_id: str
     sample_rate: int | None
     guard: PaymentGuard
+    analytics: CallAnalytics
     # utterance id -> monotonic time its audio ended, for the speech-latency histogram
     audio_ended: dict[str, float]
 
@@ -149,10 +151,14 @@ class Channel:
             elif kind is SegmentStart:
                 if self.role != "agent":
                     self.call.guard.on_customer_speech(self.call.now_ms())
+                vad = self.segmenter
+                self.call.analytics.talk_started(self, self.role, vad.onset_ms, vad)
                 self.utterance = self.call.open_utterance(self, ev.start_ms)
                 if self.utterance.stream is not None and not self._withheld():
                     self.utterance.stream.push(ev.audio)
             elif kind is SegmentEnd:
+                vad = self.segmenter
+                self.call.analytics.talk_ended(self, vad.last_voiced_end_ms, not vad.last_too_short)
                 utt, self.utterance = self.utterance, None
                 if utt is not None and utt.stream is not None:
                     if ev.audio and not self._withheld():

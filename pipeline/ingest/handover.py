@@ -31,6 +31,7 @@ class HandOverState(msgspec.Struct, rename="camel", kw_only=True):
     acs_transcription: dict = {}  # AcsTranscriptionAdapter.export()
     recording: dict[str, str | None] = {}  # RecordingController.export()
     known_values: int = 0  # how many known values were sent ahead (a command of their own)
+    analytics: dict = {}  # CallAnalytics.export(): talk intervals, words, scores, categories
 
 
 def to_wire(state: HandOverState) -> dict:

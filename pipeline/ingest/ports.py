@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from models.events import Event
     from models.settings import Settings
+    from pipeline.analytics.rules import Rule
     from pipeline.ingest.participants import RoleMap
     from pipeline.observability.stats import Stats
     from pipeline.pci.payment_guard import GuardPolicy, Window
@@ -107,3 +108,5 @@ class CallPorts:
     published: Callable[[str, str], str]
     # The call -> its recorder (pipeline/recorder/recorders.py; a no-op when it is off).
     recorder: Callable[[Any], CallRecorder]
+    # The category rules every call's analytics checks (pipeline/analytics/rules.py).
+    rules: tuple[Rule, ...] = ()

@@ -23,6 +23,7 @@ from collections import Counter, deque
 from typing import TYPE_CHECKING
 
 from models.events import CallEnded, CallStarted, Event, ParticipantJoined, utc_now_iso
+from pipeline.analytics.call_analytics import CallAnalytics
 from pipeline.ingest.call_redaction import CallRedaction
 from pipeline.ingest.channel import Channel, Utterance
 from pipeline.ingest.frames import MIXED, FrameDispatch
@@ -77,6 +78,10 @@ class CallSession:
         self.finals: list[tuple[str, str]] = []  # (role, redacted text), for the summary
         self.close_task: asyncio.Task[None] | None = None
         self.redaction = CallRedaction(call_id, ports.redaction, ports.known)
+        # Who spoke when, words, sentiment, category rules: the `analytics` and `alert`
+        # events (pipeline/analytics), published on the call's own clock (`_analytics_clock`).
+        self.analytics = CallAnalytics(call_id, ports.rules, self.emit)
+        self._analytics_task: asyncio.Task[None] | None = None
         self.recorder = ports.recorder(self)  # callstream's own recording (a no-op when off)
         self.payment = PaymentWindows(
             self, self.guard, ports.recording, ports.notes, ports.stats, self.recorder
@@ -197,7 +202,9 @@ class CallSession:
         await self.recorder.close(reason)
         if self.redaction_counts or self.guard.windows:
             self.audit("redactions", {"counts": dict(sorted(self.redaction_counts.items()))})
+        self._stop_analytics_clock()
         if self.started:
+            self.emit(self.analytics.snapshot(self.audio_ms(), final=True))
             self.emit(CallEnded(callId=self.call_id, reason=reason))
         self._fold_vad_counts()
         self.ending = True
@@ -241,6 +248,7 @@ class CallSession:
         await self._quiesce(timeout_s)
         await self._wind_down(timeout_s)
         await self.recorder.close("handed-over")
+        self._stop_analytics_clock()
         state = HandOverState(
             last_seq=self.seq, started=self.started, mode=self.mode, sample_rate=self.sample_rate,
             elapsed_ms=self.now_ms() if self.t0_mono is not None else None,
@@ -248,7 +256,7 @@ class CallSession:
             participants=dict(self.participants), guard=self.guard.export(),
             policy_audited=self.payment.policy_audited, redaction_counts=dict(self.redaction_counts),
             reconnects=self.reconnects, dtmf_tones=self.dtmf_tones, finals=list(self.finals),
-            acs_transcription=self.acs_adapter.export(),
+            acs_transcription=self.acs_adapter.export(), analytics=self.analytics.export(),
         )  # fmt: skip
         self.audit("media.handed-over", {"lastSeq": self.seq, "paymentOpen": self.guard.is_open})
         self._fold_vad_counts()
@@ -276,6 +284,9 @@ class CallSession:
         if state.started:
             self.started = True
             self.mode = state.mode
+            self.analytics.mixed = state.mode == MIXED
+            self._start_analytics_clock()
+        self.analytics.restore(state.analytics)
         self.guard.restore(state.guard)
         self.payment.policy_audited = state.policy_audited
         self.redaction_counts.update(state.redaction_counts)
@@ -309,10 +320,17 @@ class CallSession:
             return 0
         return int((time.monotonic() - self.t0_mono) * 1000)
 
+    def audio_ms(self) -> int:
+        """How far the call's audio has come on its timeline (the furthest channel): the
+        analytics' clock, which a replay faster than real time moves faster too."""
+        return max((ch.segmenter.clock_ms for ch in self.channels.values()), default=self.now_ms())
+
     def start(self, mode: str) -> None:
         """The call's first frame: `call.started` (or, continuing a stored call, an audit)."""
         self.started = True
         self.mode = mode
+        self.analytics.mixed = mode == MIXED
+        self._start_analytics_clock()
         if self.resumed:
             self.audit("call.resumed", {"fromSeq": self.seq})
             return
@@ -331,6 +349,36 @@ class CallSession:
             self.participants[known[0]] = known[1]
             self.emit(ParticipantJoined(callId=self.call_id, participant=known[0], role=known[1]))
         return known
+
+    # ----- analytics ----------------------------------------------------------------------
+    def _start_analytics_clock(self) -> None:
+        if self._analytics_task is None:
+            self._analytics_task = asyncio.get_running_loop().create_task(self._analytics_clock())
+
+    def _stop_analytics_clock(self) -> None:
+        if self._analytics_task is not None:
+            self._analytics_task.cancel()
+            self._analytics_task = None
+
+    async def _analytics_clock(self) -> None:
+        """About once a second: the rules' clock (dead air while it lasts); every
+        `analytics_interval_s`: an `analytics` event. The last one comes from `_finish`."""
+        interval = self.ports.settings.analytics_interval_s
+        step = min(1.0, interval)
+        due = time.monotonic() + interval
+        while not self.ending:
+            await asyncio.sleep(step)
+            if self.ending:
+                return
+            self.analytics.tick(self.audio_ms())
+            if time.monotonic() >= due:
+                due += interval
+                self.emit(self.analytics.snapshot(self.audio_ms()))
+
+    def rated(self, participant: str, utterance_id: str, score: float) -> None:
+        """A final's sentiment: the trend and the sentiment rules (enrichment calls this)."""
+        role = self.participants.get(participant, "unknown")
+        self.analytics.sentiment(role, participant, utterance_id, score)
 
     # ----- what the call's parts and the control plane use ------------------------------
     def track(self, task: asyncio.Future) -> None:

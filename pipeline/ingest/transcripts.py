@@ -29,6 +29,7 @@ from pipeline.privacy.redaction import RedactionResult
 if TYPE_CHECKING:
     from models.events import Event
     from models.speech import SpeechResult
+    from pipeline.analytics.call_analytics import CallAnalytics
     from pipeline.ingest.call_redaction import CallRedaction
     from pipeline.ingest.channel import Channel
     from pipeline.ingest.payment_window import PaymentWindows
@@ -46,6 +47,7 @@ class TranscriptCall(Protocol):
     participants: dict[str, str]  # participant -> role
     payment_open: bool
     finals: list[tuple[str, str]]
+    analytics: CallAnalytics
 
     def now_ms(self) -> int: ...
     def emit(self, event: Event) -> None: ...
@@ -220,6 +222,7 @@ class Transcripts:
             )
         )  # fmt: skip
         if result.is_final:
+            call.analytics.final(role, participant, uid, result.start_ms, rr.text)
             enrichment = self._ports.enrichment
             # Kept only for a summary, so only when a model will write one.
             if enrichment.wants_finals and len(call.finals) < MAX_SUMMARY_LINES:
