@@ -78,14 +78,20 @@ def _interruptions(talks: list[Talk]) -> dict[str, int]:
     """R interrupts when R starts while the other role is talking: the other role has an
     interval that began strictly before R's onset and ends after it."""
     counts = dict.fromkeys(ROLES, 0)
-    reach = dict.fromkeys(ROLES, -1)  # the latest end of each role's intervals begun so far
-    for t in sorted(talks, key=lambda t: t.start_ms):
-        if t.role not in counts:
-            continue
-        other = CUSTOMER if t.role == AGENT else AGENT
-        if reach[other] > t.start_ms:
-            counts[t.role] += 1
-        reach[t.role] = max(reach[t.role], t.end_ms)
+    reach = dict.fromkeys(ROLES, -1)  # the latest end of each role's intervals begun earlier
+    ordered = sorted((t for t in talks if t.role in counts), key=lambda t: t.start_ms)
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j < len(ordered) and ordered[j].start_ms == ordered[i].start_ms:
+            j += 1
+        same_start = ordered[i:j]  # begun together: neither cuts into the other
+        for t in same_start:
+            if reach[CUSTOMER if t.role == AGENT else AGENT] > t.start_ms:
+                counts[t.role] += 1
+        for t in same_start:
+            reach[t.role] = max(reach[t.role], t.end_ms)
+        i = j
     return counts
 
 

@@ -70,6 +70,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from pipeline.api.auth import startup_check
     from pipeline.api.callback_auth import callback_startup_check
     from pipeline.api.credentials import api_auth_enabled
+    from pipeline.consult.experts import expert_problems
     from pipeline.privacy.pseudonyms import key_problems
 
     if not api_auth_enabled(settings) and not _is_loopback(settings.host) and not settings.insecure:
@@ -84,6 +85,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         errors, warnings = errors + more_errors, warnings + more_warnings
     errors += engine_setting_problems(settings)
     errors += rules_problems(settings.categories_file)
+    errors += expert_problems(settings)
     errors += _claim_problems(settings)
     for error in errors:
         print(f"callstream: {error}", file=sys.stderr)

@@ -80,8 +80,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         try:
             if out is not None:
                 manifest = write_export(store, args.call_id, args.format, out, lines)
+                side = f", {out}.analytics.csv" if args.format == "csv" else ""
                 print(f"wrote {out} ({manifest['eventCount']} events, chain head {manifest['chainHead'][:16]}...)"
-                      f" and {out}.manifest.json", file=sys.stderr)  # fmt: skip
+                      f"{side} and {out}.manifest.json", file=sys.stderr)  # fmt: skip
             else:
                 for line in lines:
                     sys.stdout.buffer.write(line)

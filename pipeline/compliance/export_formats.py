@@ -33,11 +33,13 @@ from typing import Any
 
 import msgspec
 
+from pipeline.compliance.export_analytics import alert_line, summary_lines
 from pipeline.compliance.store import EventStore
 
 FINAL = "transcript.final"
 SENTIMENT = "sentiment"
 TRANSLATION = "translation"
+ANALYTICS = "analytics"
 
 ROLE_LABELS = {"agent": "Agent", "customer": "Customer", "unknown": "Unknown"}
 
@@ -217,7 +219,10 @@ class _Queue:
 def vtt_lines(store: EventStore, call_id: str) -> Iterator[bytes]:
     yield b"WEBVTT\n\n"
     yield f"NOTE call {_vtt_safe(call_id)}\n\n".encode()
+    analytics: dict[str, Any] | None = None
     for _seq, event in _events(store, call_id):
+        if event.get("type") == ANALYTICS:
+            analytics = event
         if event.get("type") != FINAL:
             continue
         start = _ms(event.get("startMs"))
@@ -228,6 +233,8 @@ def vtt_lines(store: EventStore, call_id: str) -> Iterator[bytes]:
         text = vtt_escape(_one_line(event.get("text", "")))
         cue = f"{vtt_timestamp(start)} --> {vtt_timestamp(end)}\n<v {_role_label(event.get('role'))}>{text}</v>\n\n"
         yield ((f"{ident}\n" if ident.strip() else "") + cue).encode()
+    if analytics is not None:
+        yield ("NOTE\n" + "\n".join(map(_vtt_safe, summary_lines(analytics))) + "\n\n").encode()
 
 
 # ----- TXT --------------------------------------------------------------------------------
@@ -238,6 +245,7 @@ def txt_lines(store: EventStore, call_id: str) -> Iterator[bytes]:
     plan = _plan(store, call_id, (TRANSLATION,))
     queue = _Queue(plan)
     summaries: list[str] = []  # one, at the end of a call
+    analytics: dict[str, Any] | None = None  # the last one: the final one of an ended call
     for seq, event in _events(store, call_id, plan.last_seq):
         kind = event.get("type")
         if kind == FINAL:
@@ -252,12 +260,18 @@ def txt_lines(store: EventStore, call_id: str) -> Iterator[bytes]:
             )
         elif kind == "summary":
             summaries.append(_one_line(event.get("text", "")))
+        elif kind == ANALYTICS:
+            analytics = event
+        elif kind == "alert":
+            queue.ready(f"{TXT_INDENT}{alert_line(event)}\n")
         for held in queue.pop_ready(seq):
             yield _txt_record(held)
     for held in queue.pop_all():
         yield _txt_record(held)
     for text in summaries:
         yield f"\nSummary: {text}\n".encode()
+    if analytics is not None:
+        yield ("\n" + "".join(f"{line}\n" for line in summary_lines(analytics))).encode()
 
 
 def _txt_record(held: _Held) -> bytes:

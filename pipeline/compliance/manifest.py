@@ -20,6 +20,7 @@ from typing import Any
 
 from pipeline.compliance import chain
 from pipeline.compliance.audit_summary import summarize
+from pipeline.compliance.export_analytics import side_file_of
 from pipeline.compliance.private_files import open_private
 from pipeline.compliance.store import EventStore
 from pipeline.recorder.record import recording_doc
@@ -102,7 +103,15 @@ def write_export(
     manifest = build_manifest(store, call_id, fmt, digest.hexdigest())
     with open_private(manifest_path(out)) as fh:
         fh.write(json.dumps(manifest, indent=1).encode())
+    if fmt == "csv":  # a table of utterances has no place for the call's figures: beside it
+        with open_private(analytics_path(out)) as fh:
+            fh.write(side_file_of(store, call_id))
     return manifest
+
+
+def analytics_path(out: Path) -> Path:
+    """Where a CSV export's analytics go: `<out>.analytics.csv`."""
+    return out.with_name(out.name + ".analytics.csv")
 
 
 # Keys every manifest has, with their types; a JSONL manifest also needs what the chain check reads.
