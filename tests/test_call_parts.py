@@ -18,6 +18,7 @@ import uvicorn
 from models.events import PaymentEnded, PaymentStarted
 from models.settings import load_settings
 from models.speech import SpeechResult
+from pipeline.analytics.call_analytics import CallAnalytics
 from pipeline.api.app import create_app
 from pipeline.cli.replay import load_call_audio, replay_call
 from pipeline.compliance.store import SqliteEventStore
@@ -163,6 +164,7 @@ class _ChannelCall:
         settings = load_settings(environ={}, overrides={})
         self.guard = PaymentGuard(GuardPolicy.from_settings(settings))
         self.streams: list[_Stream] = []
+        self.analytics = CallAnalytics(self.call_id, (), lambda event: None)
 
     def now_ms(self) -> int:
         return 0
@@ -216,6 +218,10 @@ def test_a_channel_alone_segments_real_speech_and_withholds_audio_when_told() ->
         assert set(call.audio_ended) == {f"u{n}" for n in range(1, len(call.streams) + 1)}
         pushed = sum(s.pushed for s in call.streams)
         assert (pushed == 0) is withhold, pushed
+        # Analytics heard the same utterances (a click or breath too short is not talk).
+        talk = call.analytics.talks
+        assert 0 < len(talk) <= len(call.streams)
+        assert all(t.role == "customer" and 0 <= t.start_ms < t.end_ms <= 12000 for t in talk)
 
 
 def test_hand_over_state_round_trips_the_wire_keys_replicas_exchange() -> None:
@@ -223,10 +229,13 @@ def test_hand_over_state_round_trips_the_wire_keys_replicas_exchange() -> None:
         last_seq=41, started=True, mode="unmixed", sample_rate=16000, elapsed_ms=5230,
         participants={CUSTOMER: "customer"}, redaction_counts={"CREDIT_CARD": 1},
         finals=[("agent", "hello")], recording={"recordingId": "rec-1"}, known_values=2,
+        analytics={"talks": [["agent", 0, 900]], "words": {"agent": 1}},
     )  # fmt: skip
     wire = to_wire(state)
     # The keys other replicas (and older ones) read: camelCase, as before the struct.
-    for key in ("lastSeq", "sampleRate", "elapsedMs", "t0WallMs", "knownValues", "recording"):
+    for key in (
+        "lastSeq", "sampleRate", "elapsedMs", "t0WallMs", "knownValues", "recording", "analytics"
+    ):  # fmt: skip
         assert key in wire
     assert from_wire(wire) == state
     assert from_wire({**wire, "aFieldFromANewerReplica": 1}) == state
