@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from pipeline.analytics.rules import Rule, normalize
-from pipeline.analytics.talk import Talk, measure
+from pipeline.analytics.talk import Talk, interruptions
 
 MINUTE_MS = 60_000
 
@@ -85,8 +85,15 @@ class CallRules:
         """An utterance ended: interruptions in the last minute, against each limit."""
         if not self._interruptions:
             return []
-        recent = [t for t in talks if t.end_ms >= now_ms - MINUTE_MS]
-        counts = measure(recent, now_ms).interruptions
+        # Intervals are appended as they close, so the recent ones are at the end: walk
+        # back until well past the minute (utterances close at most 15 s out of order).
+        recent = []
+        for t in reversed(talks):
+            if t.end_ms < now_ms - 2 * MINUTE_MS:
+                break
+            if t.end_ms >= now_ms - MINUTE_MS:
+                recent.append(t)
+        counts = interruptions(recent)
         out = []
         for r in self._interruptions:
             n = sum(counts.values()) if r.role == "any" else counts.get(r.role, 0)

@@ -74,7 +74,7 @@ def _intersection(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> int:
     return total
 
 
-def _interruptions(talks: list[Talk]) -> dict[str, int]:
+def interruptions(talks: list[Talk]) -> dict[str, int]:
     """R interrupts when R starts while the other role is talking: the other role has an
     interval that began strictly before R's onset and ends after it."""
     counts = dict.fromkeys(ROLES, 0)
@@ -122,6 +122,6 @@ def measure(talks: list[Talk], duration_ms: int) -> TalkFigures:
         speech_ms=speech,
         silence_ms=max(0, duration_ms - speech),
         overlap_ms=_intersection(by_role[AGENT], by_role[CUSTOMER]),
-        interruptions=_interruptions(talks),
+        interruptions=interruptions(talks),
         longest_monologue_ms=_monologues(talks),
     )
