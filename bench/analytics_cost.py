@@ -67,6 +67,9 @@ class _Call:
     def withholds(self, role: str) -> bool:
         return False
 
+    def customer_speech(self, onset_ms: int) -> None:
+        pass
+
     def open_continuous(self, channel: Channel, start_ms: int) -> None:
         return None
 

@@ -172,6 +172,9 @@ class _ChannelCall:
     def withholds(self, role: str) -> bool:
         return self.withhold and role != "agent"
 
+    def customer_speech(self, onset_ms: int) -> None:
+        self.guard.on_customer_speech(self.now_ms(), onset_ms)
+
     def open_continuous(self, channel: Channel, start_ms: int) -> None:
         return None
 

@@ -93,6 +93,24 @@ def test_exposure_only_when_the_customer_spoke_before_the_pause_took_effect() ->
     assert w2.exposures == [(10000, 10900)]
 
 
+def test_speech_that_began_before_the_confirmation_is_an_exposure_though_detected_after() -> None:
+    """The VAD says an utterance began 140-200 ms after its first voiced frame: the
+    customer's first word, begun 80 ms before ACS confirmed the pause and detected 100 ms
+    after, was on the recording."""
+    g = guard()
+    w = g.on_text("can I take the card number", "agent", 0, 1000).window
+    g.confirmed(1500)
+    assert g.on_customer_speech(1600, onset_ms=1420) is w
+    assert w.exposures == [(1000, 1500)]
+    assert g.on_customer_speech(1900, onset_ms=1700) is None  # after it: nothing more
+    assert w.exposures == [(1000, 1500)]
+    g.on_text("thanks, payment is complete", "agent", 9000, 9500)
+    w2 = g.on_text("take a payment", "agent", 10000, 10000).window
+    g.confirmed(10300)
+    assert g.on_customer_speech(10500, onset_ms=10350) is None  # began after: none
+    assert w2.exposures == []
+
+
 class _RemoteEngine:
     """A stand-in cloud recognizer: records what audio it was given, never answers."""
 

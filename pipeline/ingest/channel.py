@@ -47,6 +47,7 @@ class ChannelCall(Protocol):
     audio_ended: dict[str, float]
 
     def now_ms(self) -> int: ...
+    def customer_speech(self, onset_ms: int) -> None: ...
     def withholds(self, role: str) -> bool: ...
     def open_continuous(self, channel: Channel, start_ms: int) -> SpeechChannel | None: ...
     def open_utterance(self, channel: Channel, start_ms: int) -> Utterance: ...
@@ -149,9 +150,9 @@ class Channel:
                 ):
                     self.utterance.stream.push(ev.audio)
             elif kind is SegmentStart:
-                if self.role != "agent":
-                    self.call.guard.on_customer_speech(self.call.now_ms())
                 vad = self.segmenter
+                if self.role != "agent":
+                    self.call.customer_speech(vad.onset_ms)
                 self.call.analytics.talk_started(self, self.role, vad.onset_ms, vad)
                 self.utterance = self.call.open_utterance(self, ev.start_ms)
                 if self.utterance.stream is not None and not self._withheld():

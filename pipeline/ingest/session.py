@@ -409,6 +409,14 @@ class CallSession:
         self.payment_open = open_
         self.redaction.all_digits = open_
 
+    def customer_speech(self, onset_ms: int) -> None:
+        """The customer began to speak (VAD, first voiced frame at ``onset_ms``): while a
+        payment window waits for ACS to confirm its pause, that is an exposure, audited
+        even when the VAD noticed only after the confirmation came."""
+        window = self.guard.on_customer_speech(self.now_ms(), onset_ms)
+        if window is not None:
+            self.payment.audit_exposures(window)
+
     def withholds(self, role: str) -> bool:
         """During a payment the customer's audio does not go to a remote speech engine."""
         return self.payment_open and role != "agent" and self.withhold_audio

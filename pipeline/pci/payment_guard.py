@@ -170,10 +170,31 @@ class PaymentGuard:
             return None
         return self._open("dtmf", now_ms, exposure_from_ms=now_ms)
 
-    def on_customer_speech(self, now_ms: int) -> None:
-        """The customer's channel started an utterance (VAD): audio the recording may hold."""
-        if self.window is not None:
-            self._customer_activity(now_ms)
+    def on_customer_speech(self, now_ms: int, onset_ms: int | None = None) -> Window | None:
+        """The customer's channel started an utterance (VAD): audio the recording may hold.
+
+        The VAD says so 140-200 ms after the first voiced frame (``onset_ms``, on the audio
+        timeline; the earlier of the two counts). Speech that began before ACS confirmed
+        the pause but was detected after it is an exposure all the same: the window is
+        returned when that adds one after the confirmation, for its audit.
+        """
+        w = self.window
+        if w is None:
+            return None
+        began = now_ms if onset_ms is None else min(onset_ms, now_ms)
+        if w.confirmed_ms is None:
+            self._customer_activity(began)
+            return None
+        if (
+            began < w.confirmed_ms
+            and w.customer_activity_ms is None
+            and w.exposure_from_ms is None
+            and not w.exposures
+        ):
+            w.customer_activity_ms = began
+            w.exposures.append((w.start_ms, w.confirmed_ms))
+            return w
+        return None
 
     def manual(self, action: str, now_ms: int) -> Decision | None:
         if action == "pause" and self.window is None:
