@@ -206,6 +206,31 @@ def test_the_payment_guard_sees_digits_in_any_form(card: str) -> None:
     assert g.window.last_digit_ms == 9500
 
 
+@pytest.mark.parametrize(
+    "phrase",
+    [
+        "card\u200b number",  # a zero-width space before the space
+        "ca\u00adrd num\u200dber",  # a soft hyphen and a joiner inside the words
+        "ｃａｒｄ ｎｕｍｂｅｒ",  # fullwidth
+        "card\u2060 number",  # a word joiner
+    ],
+)
+def test_the_payment_guard_sees_an_intent_phrase_in_any_form(phrase: str) -> None:
+    d = guard().on_text(f"may I have the {phrase} please", "agent", 1000, 1500)
+    assert d is not None and (d.action, d.trigger) == ("open", "intent")
+
+
+@pytest.mark.parametrize("junk", ["\u200b", "\u2060", "\u00ad", "\ufe0f"])
+def test_the_log_scrubber_sees_a_card_split_by_invisible_characters(junk: str) -> None:
+    from pipeline.privacy.log_scrubber import scrub
+
+    line = "decoded: " + junk.join("4111111111111111") + " end"
+    scrubbed = scrub(line)
+    assert "1111" not in scrubbed.replace(junk, "") and "4" not in scrubbed.split(":")[1]
+    fullwidth = scrub("card ４１１１ １１１１ １１１１ １１１１")
+    assert not any(ch.isdigit() for ch in fullwidth)
+
+
 def test_partials_hold_back_digits_in_any_form_and_sticky_values_match_them(redactor) -> None:
     # A partial's trailing digits are held back until they can be judged, in any form
     # (or redacted already, if a recognizer can judge them).

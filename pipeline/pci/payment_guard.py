@@ -139,7 +139,9 @@ class PaymentGuard:
         self, text: str, role: str, utterance_start_ms: int, now_ms: int
     ) -> Decision | None:
         """A raw partial or final transcript. Returns what changed, if anything."""
-        flat = _SPACES.sub(" ", _PUNCT.sub(" ", text.lower()))
+        # As the recognizers read it: a fullwidth "ｃａｒｄ ｎｕｍｂｅｒ", or one with invisible
+        # characters inside its words, is the phrase.
+        flat = _SPACES.sub(" ", _PUNCT.sub(" ", analysis_form(text).lower()))
         w = self.window
         if w is not None:
             if role != "agent":

@@ -41,6 +41,8 @@ import traceback
 from contextvars import ContextVar
 from typing import Any
 
+from pipeline.privacy.normalize import analysis_form
+
 __all__ = ["JsonFormatter", "ScrubbingFilter", "current_call_id", "install_log_scrubber", "scrub"]
 
 # The call whose work is running: set by the media endpoint for its connection's task.
@@ -69,11 +71,15 @@ def _mask(match: re.Match[str]) -> str:
 
 
 def scrub(text: str) -> str:
-    """Return ``text`` with card-like and long digit runs masked digit by digit."""
+    """Return ``text`` with card-like and long digit runs masked digit by digit. A line
+    that is not ASCII is read as the recognizers read text (`normalize.analysis_form`):
+    a zero-width space between two digits, or a fullwidth digit, does not hide a card."""
+    text = analysis_form(text)
     return _SPOKEN_RUN.sub(SPOKEN_MASK, _LONG_RUN.sub(_mask, _CARD_LIKE.sub(_mask, text)))
 
 
 def _needs_scrub(text: str) -> bool:
+    text = analysis_form(text)
     return bool(_CARD_LIKE.search(text) or _LONG_RUN.search(text) or _SPOKEN_RUN.search(text))
 
 
