@@ -126,5 +126,20 @@ def test_known_values_match_any_form() -> None:
     assert not KnownValuesRecognizer([])
 
 
+@pytest.mark.parametrize(
+    ("known", "said", "caught"),
+    [
+        ("Marta Kowalską", "pani kowalską dzwoni", "kowalską"),  # not "kowalsk" and a visible "ą"
+        ("José Núñez", "this is jose nunez", "jose nunez"),  # the recognizer drops the accents
+        ("Jose Nunez", "this is José Núñez", "José Núñez"),  # the CRM has none
+        ("Zoë Brontë", "zoe here", "zoe"),
+        ("Søren", "s o r e n", "s o r e n"),  # spelled out
+    ],
+)
+def test_known_names_match_with_or_without_their_diacritics(known, said, caught) -> None:
+    r = KnownValuesRecognizer([("PERSON", known)])
+    assert caught in spans(r, said)
+
+
 def test_payment_digits_takes_every_digit() -> None:
     assert spans(PaymentDigitsRecognizer(), "the blue 1 costs 5 and 12 28") == ["1", "5", "12 28"]

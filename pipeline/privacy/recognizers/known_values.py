@@ -11,7 +11,9 @@ them. Names match each part on its own too ("it's marta") and spelled out
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
+from functools import cache
 
 from pipeline.privacy.common_words import COMMON_WORDS
 from pipeline.privacy.recognizers.base import SpeechRecognizer
@@ -30,6 +32,42 @@ _SPOKEN_SEPARATORS = {
 }
 MIN_DIGITS = 3
 MIN_PARTIAL_DIGITS = 6
+_WORD = r"[^\W_]"  # a letter or digit of any script
+
+
+# Latin letters with a stroke, which Unicode does not decompose, read as their base letter.
+_STROKED = str.maketrans("øØđĐłŁħĦŧŦı", "oOdDlLhHtTi")
+
+
+def _base(ch: str) -> str:
+    """The letter a Latin letter with diacritics is written on ("ą" -> "a"), else itself."""
+    return (unicodedata.normalize("NFD", ch)[:1] or ch).translate(_STROKED)
+
+
+@cache
+def _variants() -> dict[str, str]:
+    """Each ASCII letter and the precomposed Latin letters written on it ("o": "òóôõöøō...")."""
+    out: dict[str, set[str]] = {}
+    for cp in range(0x00C0, 0x0250):
+        ch = chr(cp)
+        base = _base(ch).lower()
+        if ch.isalpha() and base.isascii() and base.isalpha():
+            out.setdefault(base, {base}).add(ch.lower())
+    return {b: "".join(sorted(v)) for b, v in out.items()}
+
+
+def _letters(word: str) -> str:
+    """A word as a pattern that matches it with or without its diacritics: a CRM says
+    "José Núñez" and the recognizer "jose nunez", or the other way round."""
+    variants = _variants()
+    out = []
+    for ch in word:
+        base = _base(ch).lower()
+        if base in variants:
+            out.append("[" + re.escape(variants[base]) + "]")
+        else:
+            out.append(re.escape(ch))
+    return "".join(out)
 
 
 def clean_type(entity_type: str | None) -> str:
@@ -48,7 +86,7 @@ def _number(value: str) -> str | None:
 
 
 def _word_patterns(entity_type: str, value: str) -> list[str]:
-    words = re.findall(r"[A-Za-z0-9]+|[.@_\-]", value)
+    words = re.findall(_WORD + r"+|[.@_\-]", unicodedata.normalize("NFC", value))
     body = ""
     for prev, w in zip([None, *words], words, strict=False):
         if w in _SPOKEN_SEPARATORS:
@@ -56,7 +94,7 @@ def _word_patterns(entity_type: str, value: str) -> list[str]:
         else:
             if prev is not None and prev not in _SPOKEN_SEPARATORS:
                 body += r"[\s,.\-]+"
-            body += re.escape(w)
+            body += _letters(w)
     if not body:
         return []
     out = [body]
@@ -67,10 +105,10 @@ def _word_patterns(entity_type: str, value: str) -> list[str]:
             for w in words
             if len(w) >= 3 and w not in _SPOKEN_SEPARATORS and w.casefold() not in COMMON_WORDS
         ]
-        out += [re.escape(w) for w in parts]
+        out += [_letters(w) for w in parts]
         # Spelled out: "T-O-M-A-S-Z", "k o w a l s k i".
-        out += [r"[\s\-.,]{1,3}".join(map(re.escape, w)) for w in parts]
-    return [r"(?<![A-Za-z0-9])" + p + r"(?![A-Za-z0-9])" for p in out]
+        out += [r"[\s\-.,]{1,3}".join(map(_letters, w)) for w in parts]
+    return [rf"(?<!{_WORD})" + p + rf"(?!{_WORD})" for p in out]
 
 
 # Words an utterance may open with before the rest of a number ("um", "and then", "sorry").
