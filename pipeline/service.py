@@ -20,6 +20,8 @@ from pipeline.analytics.rules import load_rules
 from pipeline.compliance.journal import Journal
 from pipeline.compliance.store import CallRecord, EventStore
 from pipeline.compliance.stores import open_store
+from pipeline.consult.controller import OPS as CONSULT_OPS
+from pipeline.consult.controller import ConsultController
 from pipeline.delivery.backends import make_bus, make_cluster
 from pipeline.delivery.cluster import HANDOVER_WAIT_S, CallRegistry
 from pipeline.enrichment import Enricher
@@ -123,6 +125,9 @@ class Service:
         # Category rules for call analytics: a bad file stops serve at its start-up check.
         self.category_rules = load_rules(settings.categories_file)
         self.recorder = Recorder(settings)  # CALLSTREAM_RECORDER=local: callstream's own
+        # Teams experts asked into a call (pipeline/consult): a bad CALLSTREAM_EXPERTS
+        # stops serve at its start-up check.
+        self.consult = ConsultController(settings, self.recording, self.cluster)
         self.ready = False
         self.draining = False
         self.started_at = time.time()
@@ -232,6 +237,7 @@ class Service:
         await self.cluster.aclose()
         await self.engine.aclose()
         self.recording.close()
+        self.consult.close()
         await self.enricher.aclose()
         self.redaction.close()
         self.store.close()
@@ -261,6 +267,8 @@ class Service:
         session = self.calls.get(call_id)
         if session is None or session.ended:
             return None
+        if op in CONSULT_OPS:  # a Teams expert asked into the call (pipeline/consult)
+            return self.consult.command(session, op, body)
         if op == "handover":  # ACS reconnected the call's media to the replica asking
             if await self.media_owners.streaming(call_id):
                 # Its socket here still streams: the asker's socket is a second one, not a

@@ -2,9 +2,10 @@
 
 Stdlib only. `FakeAcs` is an HTTP server on 127.0.0.1 that verifies every request's HMAC
 signature the way ACS does, records every request, answers the few routes callstream uses
-(answer, create call, start/get/pause/resume/stop recording), posts CloudEvents callbacks
-(CallConnected, MediaStreamingStarted, RecordingStateChanged) to the callback URLs it was
-given, and lets a test inject failures per operation (`script`).
+(answer, create call, start/get/pause/resume/stop recording, add participant), posts
+CloudEvents callbacks (CallConnected, MediaStreamingStarted, RecordingStateChanged,
+AddParticipantSucceeded/Failed) to the callback URLs it was given, and lets a test inject
+failures per operation (`script`).
 
 Every callback it posts carries ``Authorization: Bearer <JWT>`` the way ACS signs its
 mid-call callbacks (RS256, issuer ``https://acscallautomation.communication.azure.com``,
@@ -61,6 +62,7 @@ OPS = (
     "pause",
     "resume",
     "stop_recording",
+    "add_participant",
     "unknown",
 )
 
@@ -84,8 +86,16 @@ _ERROR_CODES = {
     504: "GatewayTimeout",
 }
 _OK_RESULT = {"code": 200, "subCode": 0, "message": "Action completed successfully."}
+_ADDED = {"code": 200, "subCode": 0, "message": "add participant completed successfully."}
 
-Behavior = str | int | tuple[str, float]
+# What an add-participant callback says when the fake is scripted to fail it ("fail").
+ADD_PARTICIPANT_FAILED = {
+    "code": 408,
+    "subCode": 10004,
+    "message": "The participant did not answer the invitation (injected).",
+}
+
+Behavior = str | int | tuple[str, float] | tuple[str, dict]
 
 
 @dataclass
@@ -103,6 +113,7 @@ class Recorded:
     signed_ok: bool
     headers: dict[str, str] = field(default_factory=dict)
     auth_error: str | None = None  # why the signature was refused, if it was
+    call_connection_id: str | None = None  # of a call connection's own route (participants)
     handled: threading.Event = field(
         default_factory=threading.Event, repr=False, compare=False
     )  # done with it
@@ -282,6 +293,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 _REC_ACTION = re.compile(r"^/calling/recordings/([^/]+):(pause|resume)$")
+_ADD_PARTICIPANT = re.compile(r"^/calling/callConnections/([^/]+)/participants:add$")
 _REC_ONE = re.compile(r"^/calling/recordings/([^/:]+)$")
 
 
@@ -292,6 +304,9 @@ def _route(method: str, path: str) -> tuple[str, str | None]:
         return "create_call", None
     if method == "POST" and path == "/calling/recordings":
         return "start_recording", None
+    m = _ADD_PARTICIPANT.match(path)
+    if m and method == "POST":
+        return "add_participant", unquote(m.group(1))  # the callConnectionId
     m = _REC_ACTION.match(path)
     if m and method == "POST":
         return ("pause" if m.group(2) == "pause" else "resume"), unquote(m.group(1))
@@ -396,12 +411,20 @@ class FakeAcs(LoopbackServer):
 
     def script(self, op: str, *behaviors: Behavior) -> None:
         """Queue behaviors for the next requests of `op`, one per request: "ok", an HTTP
-        status int, ("timeout", s) or ("delay", s) (sleep, then answer normally)."""
+        status int, ("timeout", s) or ("delay", s) (sleep, then answer normally). For
+        "add_participant" also "fail" or ("fail", {"code", "subCode", "message"}): accepted
+        (202) like any other, and then ACS posts AddParticipantFailed with that
+        resultInformation (`ADD_PARTICIPANT_FAILED` by default) instead of
+        AddParticipantSucceeded."""
         if op not in OPS:
             raise ValueError(f"unknown op {op!r}; one of {OPS}")
         for b in behaviors:
+            fails = op == "add_participant" and (
+                b == "fail" or (isinstance(b, tuple) and len(b) == 2 and b[0] == "fail")
+            )
             ok = (
                 b == "ok"
+                or fails
                 or (isinstance(b, int) and not isinstance(b, bool) and 100 <= b <= 599)
                 or (isinstance(b, tuple) and len(b) == 2 and b[0] in ("timeout", "delay"))
             )
@@ -564,6 +587,9 @@ class FakeAcs(LoopbackServer):
         length = int(h.headers.get("Content-Length") or 0)
         raw = h.rfile.read(length) if length else b""
         op, recording_id = _route(method, urlsplit(path_q).path)
+        ccid = None
+        if op == "add_participant":
+            ccid, recording_id = recording_id, None
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
@@ -581,6 +607,7 @@ class FakeAcs(LoopbackServer):
             signed_ok=why is None,
             headers={k.lower(): v for k, v in h.headers.items()},
             auth_error=why,
+            call_connection_id=ccid,
         )
         with self.lock:
             self.requests.append(rec)
@@ -597,12 +624,19 @@ class FakeAcs(LoopbackServer):
             if isinstance(behavior, int):
                 self._respond(h, rec, behavior, _error_body(behavior, "injected"))
                 return
-            if isinstance(behavior, tuple):
-                time.sleep(float(behavior[1]))  # the scripted latency itself
+            failure: dict | None = None
+            if behavior == "fail" or (isinstance(behavior, tuple) and behavior[0] == "fail"):
+                extra = behavior[1] if isinstance(behavior, tuple) else {}
+                failure = {**ADD_PARTICIPANT_FAILED, **extra}  # type: ignore[dict-item]
+            elif isinstance(behavior, tuple):
+                time.sleep(float(behavior[1]))  # type: ignore[arg-type]  # the scripted latency
 
             # Answer normally. The effect happens even if the client has given up (like a
             # service that did the work but whose answer was never read).
-            status, payload, after = self._dispatch(op, recording_id, body)
+            if op == "add_participant":
+                status, payload, after = self._add_participant(ccid, body, failure)
+            else:
+                status, payload, after = self._dispatch(op, recording_id, body)
             if op == "start_recording" and isinstance(payload, dict):
                 rec.recording_id = payload.get("recordingId")
             # Queue the callbacks before answering, so that `wait_callbacks()` called right after
@@ -769,6 +803,35 @@ class FakeAcs(LoopbackServer):
             props["sourceDisplayName"] = body["sourceDisplayName"]
         return 201, props, self._connected_events(call, body)
 
+    def _add_participant(
+        self, ccid: str | None, body: Any, failure: dict | None
+    ) -> tuple[int, Any, list]:
+        """``POST /calling/callConnections/{id}/participants:add``: 202 with an
+        AddParticipantResponse, then AddParticipantSucceeded (or, scripted, ...Failed) to
+        the call's callback URL (or the request's operationCallbackUri)."""
+        body = body if isinstance(body, dict) else {}
+        with self.lock:
+            call = self.calls.get(ccid or "")
+            if call is None or call["state"] == "disconnected":
+                return 404, _error_body(404, "Call connection not found."), []
+            ids = self._call_ids(call)
+            url = body.get("operationCallbackUri") or call["callbackUri"]
+        target = body.get("participantToAdd")
+        if not isinstance(target, dict) or not target.get("rawId"):
+            return 400, _error_body(400, "participantToAdd is required."), []
+        participant = _as_acs_names_it(target)
+        context = body.get("operationContext")
+        answer = {
+            "participant": {"identifier": participant, "isMuted": False, "isOnHold": False},
+            "invitationId": str(uuid.uuid4()),
+        }
+        data = {**ids, "participant": participant, "resultInformation": failure or _ADDED}
+        if context is not None:
+            answer["operationContext"] = context
+            data["operationContext"] = context
+        kind = "AddParticipantFailed" if failure else "AddParticipantSucceeded"
+        return 202, answer, [(url, [cloud_event(kind, data)])]
+
     def _start_recording(self, body: dict) -> tuple[int, Any, list]:
         locator = body.get("callLocator") or {}
         with self.lock:
@@ -826,6 +889,32 @@ class FakeAcs(LoopbackServer):
         if r["callConnectionId"]:
             data["callConnectionId"] = r["callConnectionId"]
         return r["callbackUri"], [cloud_event("RecordingStateChanged", data)]
+
+
+_IDENTIFIER_KINDS = (
+    "microsoftTeamsUser",
+    "communicationUser",
+    "phoneNumber",
+    "microsoftTeamsApp",
+    "teamsExtensionUser",
+)
+
+
+def _as_acs_names_it(model: dict) -> dict:
+    """A CommunicationIdentifierModel the SDK sent, as ACS gives it back in its answers and
+    callbacks: with its ``kind`` (the SDK sends none) and the cloud in ACS's lower case
+    (the SDK sends ``PUBLIC``; the REST enum is ``public``/``dod``/``gcch``)."""
+    out = dict(model)
+    kind = next((k for k in _IDENTIFIER_KINDS if k in model), None)
+    out["kind"] = kind or model.get("kind") or "unknown"
+    teams = model.get("microsoftTeamsUser")
+    if isinstance(teams, dict):
+        out["microsoftTeamsUser"] = {
+            "userId": teams.get("userId"),
+            "isAnonymous": bool(teams.get("isAnonymous", False)),
+            "cloud": str(teams.get("cloud") or "public").lower(),
+        }
+    return out
 
 
 def _client_gone(sock: socket.socket) -> bool:

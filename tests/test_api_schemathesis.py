@@ -47,6 +47,7 @@ from websockets.sync.client import connect
 from pipeline.api.openapi import openapi_document
 
 from .conftest import Server, start_server, wait_until
+from .fake_acs import FakeAcs
 
 # Schemathesis' own strategies draw from `random` (hypothesis warns about it); not ours to fix.
 pytestmark = pytest.mark.filterwarnings(
@@ -87,7 +88,16 @@ SAID = _frame(
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def acs() -> Iterator[FakeAcs]:
+    """Call Automation, for the operations that need it to succeed (a Teams expert consult
+    on the live call: the fake answers 404 for a call it never connected, so the consult
+    fails as an event, never as the HTTP answer)."""
+    with FakeAcs() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, acs: FakeAcs) -> Iterator[Server]:
     srv = start_server(
         tmp_path_factory.mktemp("schemathesis"),
         CALLSTREAM_STT="acs",
@@ -95,6 +105,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         CALLSTREAM_CALLBACK_SECRET=SECRET,
         CALLSTREAM_MEDIA_AUTH="off",
         CALLSTREAM_MEDIA_IDLE_TIMEOUT_S="86400",  # the live call below sends nothing while fuzzed
+        CALLSTREAM_ACS_ENDPOINT=acs.endpoint,
+        CALLSTREAM_ACS_KEY=acs.access_key,
+        CALLSTREAM_RECORDING="off",
     )
     srv.token = TOKEN
     try:

@@ -5,7 +5,8 @@
   Call Automation with media streaming to our ``/media`` (unmixed, 16 kHz, DTMF on,
   starting at once) and callbacks to ``/acs/callbacks``.
 - ``/acs/callbacks``: CallConnected starts the recording (unless ``CALLSTREAM_RECORDING=off``);
-  RecordingStateChanged confirms pauses and resumes; CallDisconnected ends the call; every
+  RecordingStateChanged confirms pauses and resumes; CallDisconnected ends the call;
+  AddParticipantSucceeded/Failed settle a Teams expert consult (pipeline/consult); every
   callback is audited by type.
 
 Both need the URL secret; beyond it (ACS's signed token, Event Grid's Entra token, and
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 VALIDATION = "Microsoft.EventGrid.SubscriptionValidationEvent"
 INCOMING_CALL = "Microsoft.Communication.IncomingCall"
+ADD_PARTICIPANT = ("AddParticipantSucceeded", "AddParticipantFailed")
 MAX_BODY = 1 << 20
 
 
@@ -189,7 +191,16 @@ async def _callback(service: Service, auth: CallbackAuth, ev: AcsEvent, public: 
             session.end_now("call-disconnected")
         else:
             await service.cluster.send(cc.call_id, "end", {"reason": "call-disconnected"})
+    elif kind in ADD_PARTICIPANT:  # a Teams expert asked into the call (pipeline/consult)
+        info = data.result_information
+        audit |= {
+            "operationContext": (data.operation_context or "")[:128] or None,
+            "resultCode": info.code if info else None,
+            "resultSubCode": info.sub_code if info else None,
+        }
     service.journal.audit(cc.call_id, "acs.callback", audit)
+    if kind in ADD_PARTICIPANT:
+        await service.consult.report(cc.call_id, data, succeeded=kind == ADD_PARTICIPANT[0])
     if (
         kind == "CallConnected"
         and _recording_wanted(service)

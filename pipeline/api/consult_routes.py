@@ -49,9 +49,7 @@ async def consult(request: Request) -> Response:
             503,
         )
     if request.scope.get(GRANT) == "own" and not controller.is_expert(body.teams_user_id):
-        return respond(
-            Error(error="an agent may ask only a configured expert (GET /experts)"), 403
-        )
+        return respond(Error(error="an agent may ask only a configured expert (GET /experts)"), 403)
     teams_user_id = body.teams_user_id.lower()
     result = await controller.ask(call_id, teams_user_id, display_name, actor(request.scope))
     if result is None:

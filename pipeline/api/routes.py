@@ -9,20 +9,17 @@ repeated here. Order matters only where the router would otherwise take the wron
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from msgspec import Meta
-
-from models.events import Analytics
 from pipeline.api import (
-    acs_webhooks,
-    analytics_routes,
     calls,
     console_routes,
-    consult_routes,
     control_plane,
     ops,
 )
+from pipeline.api.route_params import CALL_ID, COMPLIANCE, INTEGRATIONS, SUPERVISORS
+from pipeline.api.routes_acs import ACS_ROUTES
+from pipeline.api.routes_supervision import SUPERVISION_ROUTES
 from pipeline.api.spec import (
     JSON,
     TEXT,
@@ -30,21 +27,15 @@ from pipeline.api.spec import (
     Operation,
     Param,
     Reply,
-    Roles,
     Socket,
     json_reply,
 )
 from pipeline.api.wire import (
-    AcsAnswer,
-    AcsEvents,
     Assigned,
     AssignmentRequest,
     Audit,
     CallList,
-    ConsultAccepted,
-    ConsultRequest,
     Error,
-    ExpertList,
     Health,
     Hold,
     HoldRequest,
@@ -80,12 +71,6 @@ TAGS: dict[str, str] = {
     "operations": "Health, readiness, metrics.",
 }
 
-# Who may use each `api` and `console` route besides admin (spec.Roles; README, "Roles").
-SUPERVISORS: Roles = {"supervisor": "all"}
-COMPLIANCE: Roles = {"compliance": "all"}
-INTEGRATIONS: Roles = {"integration": "all"}
-
-CALL_ID = Param("callId", "path", Annotated[str, Meta(min_length=1)], "The ACS call connection id.")
 FORMAT = Param("format", "query", _one_of(FORMATS), "Export format.", default="jsonl")
 LIMIT = Param(
     "limit", "query", int, "How many calls (clamped to 1..1000).", default=calls.DEFAULT_LIMIT
@@ -100,13 +85,6 @@ CALL_NOT_FOUND = Reply(
 )
 BAD_FORMAT = json_reply(Error, "Unknown format.")
 PAGE = Reply("The page.", {"text/html": str})
-ACS_REPLIES = {
-    200: json_reply(AcsAnswer, "Handled (unknown calls and event types are ignored)."),
-    400: json_reply(
-        Error, "Not JSON, not an event or an array of events, or a field of the wrong type."
-    ),
-    413: json_reply(Error, "Body larger than 1 MiB."),
-}
 TRANSCRIPT = Reply(
     "The export: JSONL is the events as published; WebVTT, TXT and CSV are the finals.",
     {_bare(MEDIA_TYPES[f]): str for f in FORMATS},
@@ -258,56 +236,7 @@ ROUTES: tuple[Entry, ...] = (
         params=(CALL_ID,),
         replies={200: json_reply(Audit, "The audit trail and its summary."), 404: CALL_NOT_FOUND},
     ),
-    Operation(
-        "GET",
-        "/calls/{callId}/analytics",
-        analytics_routes.call_analytics,
-        name="getAnalytics",
-        tag="supervision",
-        summary="The latest call analytics: talk, silence, overlap, interruptions, sentiment "
-        "trend, categories (computed now for a call live here, else the last one published)",
-        access="api",
-        roles={"agent": "own", "supervisor": "all", "compliance": "all"},
-        params=(CALL_ID,),
-        replies={
-            200: json_reply(Analytics, "The analytics (`final` once the call has ended)."),
-            404: Reply(
-                "No such call, or none published for it yet.",
-                {JSON: Error, TEXT: str},
-                component="NoAnalytics",
-            ),
-        },
-    ),
-    Operation(
-        "POST",
-        "/calls/{callId}/consult",
-        consult_routes.consult,
-        name="consultExpert",
-        tag="supervision",
-        summary="Ask a Microsoft Teams user (Entra object id) into the call through Call "
-        "Automation; `consult.requested`, then `consult.added` or `consult.failed` (audited)",
-        access="api",
-        roles={"agent": "own", "supervisor": "all"},
-        params=(CALL_ID,),
-        body=ConsultRequest,
-        replies={
-            202: json_reply(ConsultAccepted, "Asked; the outcome comes as an event."),
-            400: json_reply(Error, 'Not `{"teamsUserId": "<object id>", "displayName": "..."}`.'),
-            404: Reply("No live call with that id.", {JSON: Error, TEXT: str}),
-            503: json_reply(Error, "ACS Call Automation is not configured, or did not answer."),
-        },
-    ),
-    Operation(
-        "GET",
-        "/experts",
-        consult_routes.experts,
-        name="listExperts",
-        tag="supervision",
-        summary="The Teams experts an agent may ask into a call (`CALLSTREAM_EXPERTS`)",
-        access="api",
-        roles={"agent": "all", "supervisor": "all"},
-        replies={200: json_reply(ExpertList, "The experts, in the configured order.")},
-    ),
+    *SUPERVISION_ROUTES,
     Operation(
         "POST",
         "/calls/{callId}/hold",
@@ -338,37 +267,7 @@ ROUTES: tuple[Entry, ...] = (
         params=(CALL_ID, FORMAT),
         replies={200: json_reply(Manifest, "The manifest."), 400: BAD_FORMAT, 404: CALL_NOT_FOUND},
     ),
-    Operation(
-        "POST",
-        "/acs/events",
-        acs_webhooks.acs_events,
-        name="acsEvents",
-        tag="acs",
-        summary="Event Grid: subscription validation and Microsoft.Communication.IncomingCall",
-        access="acs",
-        max_body=acs_webhooks.MAX_BODY,
-        body=AcsEvents,
-        replies={
-            **ACS_REPLIES,
-            503: json_reply(Error, "Stopping: an IncomingCall is left to another replica."),
-        },
-    ),
-    Operation(
-        "POST",
-        "/acs/callbacks",
-        acs_webhooks.acs_callbacks,
-        name="acsCallbacks",
-        tag="acs",
-        summary="Call Automation callbacks (CallConnected, RecordingStateChanged, "
-        "CallDisconnected, ...)",
-        access="acs",
-        max_body=acs_webhooks.MAX_BODY,
-        body=AcsEvents,
-        replies={
-            **ACS_REPLIES,
-            503: json_reply(Error, "The call registry is away: ACS retries the callback."),
-        },
-    ),
+    *ACS_ROUTES,
     Operation(
         "GET",
         "/healthz",

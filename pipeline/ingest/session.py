@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from models.events import CallEnded, CallStarted, Event, ParticipantJoined, utc_now_iso
 from pipeline.analytics.call_analytics import CallAnalytics
+from pipeline.analytics.clock import AnalyticsClock
 from pipeline.ingest.call_redaction import CallRedaction
 from pipeline.ingest.channel import Channel, Utterance
 from pipeline.ingest.frames import MIXED, FrameDispatch
@@ -79,9 +80,9 @@ class CallSession:
         self.close_task: asyncio.Task[None] | None = None
         self.redaction = CallRedaction(call_id, ports.redaction, ports.known)
         # Who spoke when, words, sentiment, category rules: the `analytics` and `alert`
-        # events (pipeline/analytics), published on the call's own clock (`_analytics_clock`).
+        # events (pipeline/analytics), published on the call's own clock.
         self.analytics = CallAnalytics(call_id, ports.rules, self.emit)
-        self._analytics_task: asyncio.Task[None] | None = None
+        self.analytics_clock = AnalyticsClock(self, ports.settings.analytics_interval_s)
         self.recorder = ports.recorder(self)  # callstream's own recording (a no-op when off)
         self.payment = PaymentWindows(
             self, self.guard, ports.recording, ports.notes, ports.stats, self.recorder
@@ -202,7 +203,7 @@ class CallSession:
         await self.recorder.close(reason)
         if self.redaction_counts or self.guard.windows:
             self.audit("redactions", {"counts": dict(sorted(self.redaction_counts.items()))})
-        self._stop_analytics_clock()
+        self.analytics_clock.stop()
         if self.started:
             self.emit(self.analytics.snapshot(self.audio_ms(), final=True))
             self.emit(CallEnded(callId=self.call_id, reason=reason))
@@ -212,16 +213,12 @@ class CallSession:
         self.ports.ended(self)
 
     def _fold_vad_counts(self) -> None:
-        """Move the channels' VAD frame counts into the service totals as the call ends.
-
-        Live channels are read at scrape time (metrics), so the per-frame path adds to
-        nothing but the segmenter's own counters; this runs in the same loop step that
-        removes the call from `service.calls`, so no frame is counted twice or lost.
-        """
-        stats = self.stats
+        """Move the channels' VAD frame counts into the service totals as the call ends
+        (live channels are read at scrape time), in the loop step that removes the call
+        from `service.calls`: no frame is counted twice or lost."""
         for ch in self.channels.values():
-            stats.vad_frames += ch.segmenter.frames
-            stats.vad_speech_frames += ch.segmenter.speech_frames
+            self.stats.vad_frames += ch.segmenter.frames
+            self.stats.vad_speech_frames += ch.segmenter.speech_frames
 
     def end_now(self, reason: str) -> None:
         """Server shutdown: finish without waiting for connections to close."""
@@ -248,7 +245,7 @@ class CallSession:
         await self._quiesce(timeout_s)
         await self._wind_down(timeout_s)
         await self.recorder.close("handed-over")
-        self._stop_analytics_clock()
+        self.analytics_clock.stop()
         state = HandOverState(
             last_seq=self.seq, started=self.started, mode=self.mode, sample_rate=self.sample_rate,
             elapsed_ms=self.now_ms() if self.t0_mono is not None else None,
@@ -285,7 +282,7 @@ class CallSession:
             self.started = True
             self.mode = state.mode
             self.analytics.mixed = state.mode == MIXED
-            self._start_analytics_clock()
+            self.analytics_clock.start()
         self.analytics.restore(state.analytics)
         self.guard.restore(state.guard)
         self.payment.policy_audited = state.policy_audited
@@ -321,8 +318,7 @@ class CallSession:
         return int((time.monotonic() - self.t0_mono) * 1000)
 
     def audio_ms(self) -> int:
-        """How far the call's audio has come on its timeline (the furthest channel): the
-        analytics' clock, which a replay faster than real time moves faster too."""
+        """How far the call's audio has come on its timeline: the analytics' clock."""
         return max((ch.segmenter.clock_ms for ch in self.channels.values()), default=self.now_ms())
 
     def start(self, mode: str) -> None:
@@ -330,7 +326,7 @@ class CallSession:
         self.started = True
         self.mode = mode
         self.analytics.mixed = mode == MIXED
-        self._start_analytics_clock()
+        self.analytics_clock.start()
         if self.resumed:
             self.audit("call.resumed", {"fromSeq": self.seq})
             return
@@ -350,35 +346,11 @@ class CallSession:
             self.emit(ParticipantJoined(callId=self.call_id, participant=known[0], role=known[1]))
         return known
 
-    # ----- analytics ----------------------------------------------------------------------
-    def _start_analytics_clock(self) -> None:
-        if self._analytics_task is None:
-            self._analytics_task = asyncio.get_running_loop().create_task(self._analytics_clock())
-
-    def _stop_analytics_clock(self) -> None:
-        if self._analytics_task is not None:
-            self._analytics_task.cancel()
-            self._analytics_task = None
-
-    async def _analytics_clock(self) -> None:
-        """About once a second: the rules' clock (dead air while it lasts); every
-        `analytics_interval_s`: an `analytics` event. The last one comes from `_finish`."""
-        interval = self.ports.settings.analytics_interval_s
-        step = min(1.0, interval)
-        due = time.monotonic() + interval
-        while not self.ending:
-            await asyncio.sleep(step)
-            if self.ending:
-                return
-            self.analytics.tick(self.audio_ms())
-            if time.monotonic() >= due:
-                due += interval
-                self.emit(self.analytics.snapshot(self.audio_ms()))
-
     def rated(self, participant: str, utterance_id: str, score: float) -> None:
-        """A final's sentiment: the trend and the sentiment rules (enrichment calls this)."""
-        role = self.participants.get(participant, "unknown")
-        self.analytics.sentiment(role, participant, utterance_id, score)
+        """A final's sentiment (enrichment): the trend and the sentiment rules."""
+        self.analytics.sentiment(
+            self.participants.get(participant, "unknown"), participant, utterance_id, score
+        )
 
     # ----- what the call's parts and the control plane use ------------------------------
     def track(self, task: asyncio.Future) -> None:
@@ -410,11 +382,8 @@ class CallSession:
         self.redaction.all_digits = open_
 
     def customer_speech(self, onset_ms: int) -> None:
-        """The customer began to speak (VAD, first voiced frame at ``onset_ms``): while a
-        payment window waits for ACS to confirm its pause, that is an exposure, audited
-        even when the VAD noticed only after the confirmation came."""
-        window = self.guard.on_customer_speech(self.now_ms(), onset_ms)
-        if window is not None:
+        """The customer began to speak: an exposure if before ACS confirmed a pause."""
+        if (window := self.guard.on_customer_speech(self.now_ms(), onset_ms)) is not None:
             self.payment.audit_exposures(window)
 
     def withholds(self, role: str) -> bool:

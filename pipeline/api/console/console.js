@@ -117,6 +117,10 @@
     const pauseButton = byId("pause");
     const resumeButton = byId("resume");
     const controlStatus = byId("control-status");
+    const consultSection = byId("consult");
+    const expertSelect = byId("expert");
+    const askButton = byId("consult-ask");
+    const consultStatus = byId("consult-status");
 
     let lastSeq = 0; // the last seq applied: every (re)connection asks for what came after it
     let generation = 0; // the socket whose messages count; older ones are ignored
@@ -125,6 +129,9 @@
     let socket = null;
     let reconnectTimer = null;
     let busy = false;
+    let consultBusy = false;
+    const expertNames = new Map(); // teamsUserId -> name (GET /experts)
+    const consults = new Map(); // teamsUserId -> the list item showing that expert's consult
 
     const utterances = new Map(); // utteranceId -> {li, text, state, startMs, sentiment, translations}
     const pendingSentiment = new Map();
@@ -269,6 +276,11 @@
           notice(recording.detail);
           renderBanner();
           break;
+        case "consult.requested":
+        case "consult.added":
+        case "consult.failed":
+          showConsult(ev);
+          break;
         case "speech.error":
           notice(`Speech recognition error for ${roleName(roles.get(ev.participant))}: ${ev.error || "unknown"}`);
           break;
@@ -281,6 +293,8 @@
           document.body.dataset.ended = "true";
           pauseButton.disabled = true;
           resumeButton.disabled = true;
+          expertSelect.disabled = true;
+          askButton.disabled = true;
           setConnection("ended", `Call ended (${ev.reason || "ended"})`);
           renderBanner();
           break;
@@ -552,8 +566,104 @@
     pauseButton.addEventListener("click", () => control("pause"));
     resumeButton.addEventListener("click", () => control("resume"));
 
+    // -- asking a Teams expert into the call (POST /calls/{id}/consult)
+
+    const CONSULT_WORDS = {
+      requested: "asked to join…",
+      added: "joined the call",
+      failed: "could not be added",
+    };
+
+    function showConsult(ev) {
+      const state = ev.type.slice("consult.".length); // requested | added | failed
+      const id = String(ev.teamsUserId || "");
+      let li = consults.get(id);
+      if (!li) {
+        li = el("li", { "data-teams-user-id": id });
+        byId("consults").append(li);
+        consults.set(id, li);
+      }
+      const name = ev.displayName || expertNames.get(id) || id;
+      li.dataset.state = state;
+      const words = state === "failed" ? `${CONSULT_WORDS.failed}: ${ev.error || "unknown error"}` : CONSULT_WORDS[state] || state;
+      li.replaceChildren(el("span", { class: "who" }, name), ` — ${words}`);
+      consultSection.dataset.state = state;
+      if (state === "failed") notice(`${name} ${words}.`);
+    }
+
+    function canAsk() {
+      return !ended && expertNames.size > 0 && !consultBusy;
+    }
+
+    async function loadExperts() {
+      try {
+        const response = await fetch("/experts", { headers: { accept: "application/json" } });
+        if (response.status === 401 || response.status === 403) {
+          consultSection.dataset.available = "false";
+          consultStatus.textContent = "Asking an expert is not available with this console's token.";
+          return;
+        }
+        if (!response.ok) throw new Error(`HTTP ${response.status}`);
+        const doc = await response.json();
+        const experts = Array.isArray(doc.experts) ? doc.experts : [];
+        expertNames.clear();
+        for (const e of experts) expertNames.set(String(e.teamsUserId), String(e.name));
+        expertSelect.replaceChildren(...experts.map((e) => el("option", { value: e.teamsUserId }, e.name)));
+        consultSection.dataset.available = experts.length ? "true" : "false";
+        consultStatus.textContent = experts.length ? "" : "No experts are configured (CALLSTREAM_EXPERTS).";
+      } catch (err) {
+        consultStatus.textContent = `Could not load the experts (${err.message}).`;
+      }
+      expertSelect.disabled = !canAsk();
+      askButton.disabled = !canAsk();
+    }
+
+    async function askExpert() {
+      if (!canAsk()) return;
+      const teamsUserId = expertSelect.value;
+      const name = expertNames.get(teamsUserId);
+      if (!name) return;
+      consultBusy = true;
+      askButton.disabled = true;
+      consultStatus.dataset.result = "pending";
+      consultStatus.textContent = `Asking ${name} to join…`;
+      let result = "error";
+      let text;
+      try {
+        const response = await fetch(`/calls/${encodedId}/consult`, {
+          method: "POST",
+          headers: { "content-type": "application/json", accept: "application/json" },
+          body: JSON.stringify({ teamsUserId, displayName: name }),
+        });
+        if (response.status === 202) {
+          result = "accepted";
+          text = `${name} has been asked to join; the answer shows below.`;
+        } else if (response.status === 404) {
+          text = "This call is not live (yet, or any more).";
+        } else if (response.status === 503) {
+          text = "Experts cannot be added: ACS Call Automation is not configured.";
+        } else if (response.status === 403) {
+          text = "This console's token may not ask that expert into the call.";
+        } else if (response.status === 401) {
+          text = "Not authorized: the console's token was refused.";
+        } else {
+          text = `The request failed (HTTP ${response.status}).`;
+        }
+      } catch (err) {
+        text = `The request failed (${err.message}).`;
+      } finally {
+        consultBusy = false;
+        askButton.disabled = !canAsk();
+      }
+      consultStatus.dataset.result = result;
+      consultStatus.textContent = text;
+    }
+
+    askButton.addEventListener("click", askExpert);
+
     renderBanner();
     connect();
+    loadExperts();
   }
 
   const page = document.body.dataset.page;
