@@ -20,10 +20,18 @@ from azure.communication.callautomation._generated.models import AddParticipantS
 from websockets.asyncio.client import connect
 
 from models.settings import load_settings
-from pipeline.cli.replay import audio_message, metadata_message
+from pipeline.cli.replay import audio_message, load_call_audio, metadata_message
 from pipeline.consult.experts import ExpertsError, expert_problems, parse_experts
 
-from .conftest import Server, collect_call_events, free_port, run_cli, start_server, wait_for
+from .conftest import (
+    FIXTURES,
+    Server,
+    collect_call_events,
+    free_port,
+    run_cli,
+    start_server,
+    wait_for,
+)
 from .fake_acs import FakeAcs, post_event_grid
 from .test_console import chromium_path  # noqa: F401  (the fixture: skips without chromium)
 from .test_security import bearer, request
@@ -58,7 +66,7 @@ def fake() -> Iterator[FakeAcs]:
 def server(tmp_path_factory: pytest.TempPathFactory, fake: FakeAcs) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("consult")
     s = start_server(
-        tmp, public_url_self=True, CALLSTREAM_STT="acs", CALLSTREAM_MEDIA_AUTH="off",
+        tmp, public_url_self=True, CALLSTREAM_STT="local", CALLSTREAM_MEDIA_AUTH="off",
         CALLSTREAM_ACS_ENDPOINT=fake.endpoint, CALLSTREAM_ACS_KEY=fake.access_key,
         CALLSTREAM_CALLBACK_SECRET=SECRET, CALLSTREAM_RECORDING="off",
         CALLSTREAM_EXPERTS=EXPERTS, CALLSTREAM_API_TOKENS=TOKENS["admin"],
@@ -93,6 +101,7 @@ class LiveCall:
     def __init__(self, call_id: str) -> None:
         self.call_id = call_id
         self.events: list[dict] = []
+        self.media = None  # the call's media socket (ACS's), while it is open
 
     def of(self, *kinds: str) -> list[dict]:
         return [e for e in self.events if e["type"] in kinds]
@@ -115,6 +124,7 @@ async def live_call(
         assert await asyncio.to_thread(fake.wait_callbacks, 10)  # CallConnected delivered
     headers = {"x-ms-call-connection-id": call.call_id}
     async with connect(f"{server.ws}/media", additional_headers=headers) as media:
+        call.media = media
         await media.send(metadata_message(16000).decode())
         for raw in (CUSTOMER, AGENT):
             await media.send(audio_message(b"\x01\x00" * 320, raw, "2026-01-01T00:00:00.000Z").decode())  # fmt: skip
@@ -291,6 +301,45 @@ async def test_an_agent_asks_an_expert_in_and_acs_adds_them(server: Server, fake
         (context, 200),
         (forged["operationContext"], 200),
     }
+
+
+async def test_the_expert_is_a_third_channel_transcribed_and_redacted(
+    server: Server, fake: FakeAcs
+) -> None:
+    """Once added, ACS streams the expert's audio on the call's socket as a third unmixed
+    participant: it joins as staff (role agent), and what they say is transcribed and
+    redacted like anyone's (here: the fixture customer's card number, said by the expert)."""
+    audio = load_call_audio(FIXTURES / "payment_call.wav")
+    [pcm] = [t for pid, t in audio.tracks if pid and pid.startswith("4:")]
+    said = pcm[6200 * 32 : 11600 * 32]  # "four one one one, one one one one, ..." (6.37-11.32 s)
+    expert = f"8:orgid:{BILLING}"
+    async with live_call(server, fake) as call:
+        status, _ = await asyncio.to_thread(consult, server, call.call_id, BILLING, "Billing desk")
+        assert status == 202
+        await call.wait("consult.added")
+        silence = bytes(640)
+        for i in range(0, len(said) + 25 * 640, 640):  # the speech, then 0.5 s of silence
+            chunk = said[i : i + 640] if i < len(said) else silence
+            for raw, frame in (
+                (expert, chunk.ljust(640, b"\0")),
+                (CUSTOMER, silence),
+                (AGENT, silence),
+            ):
+                await call.media.send(
+                    audio_message(frame, raw, "2026-01-01T00:00:01.000Z").decode()
+                )
+        await wait_for(
+            lambda: any(e["participant"] == expert for e in call.of("transcript.final")),
+            60, "the expert's final",
+        )  # fmt: skip
+    [joined] = [e for e in call.of("participant.joined") if e["participant"] == expert]
+    assert joined["role"] == "agent"
+    finals = [e for e in call.of("transcript.final") if e["participant"] == expert]
+    assert all(e["role"] == "agent" for e in finals)
+    text = " ".join(e["text"] for e in finals)
+    assert "[" in text and "one one one" not in text and "1111" not in text, text
+    last = call.of("analytics")[-1]
+    assert last["final"] and last["talkMs"]["agent"] >= 4000  # the expert's talk is staff's
 
 
 async def test_a_second_ask_while_one_is_pending_is_the_same_request(
