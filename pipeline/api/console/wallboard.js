@@ -303,11 +303,7 @@
       }
       if (c.lastSeq < catching.target) c.lastSeq = catching.target; // the store lacks it too
       catching.buffer.sort((a, b) => a.seq - b.seq);
-      for (const held of catching.buffer) {
-        if (held.type === "lagged") lagged(c, held);
-        else if (c.catchingUp) c.catchingUp.buffer.push(held);
-        else applyIfNew(c, held);
-      }
+      for (const held of catching.buffer) applyIfNew(c, held);
       markDirty(c);
     };
     try {
@@ -344,7 +340,7 @@
       if (c.catchingUp.socket) c.catchingUp.socket.close();
       c.catchingUp = null;
     }
-    if (c.row) c.row.remove();
+    if (c.row) c.row.tr.remove();
     const entry = recent.get(c.callId) || { callId: c.callId };
     entry.startedAt = entry.startedAt ?? c.startedAt;
     entry.endedAt = entry.endedAt ?? c.endedAt;
@@ -367,6 +363,7 @@
   let reconnectTimer = null;
   let backoff = 500;
   let stopped = false; // unauthorized: retrying cannot help
+  let everOpen = false; // until the stream first opens, "no live calls" is not known yet
 
   function wsBase() {
     return `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}`;
@@ -386,6 +383,10 @@
     ws.onopen = () => {
       if (gen !== generation) return;
       setConnection("live", "Live");
+      if (!everOpen) {
+        everOpen = true;
+        scheduleRender();
+      }
     };
     ws.onmessage = (message) => {
       if (gen !== generation) return;
@@ -493,6 +494,7 @@
     }
     const newest = [...recent.values()].sort((a, b) => (b.endedAt || 0) - (a.endedAt || 0));
     for (const stale of newest.slice(RECENT_MAX)) recent.delete(stale.callId);
+    for (const callId of analyticsTried.keys()) if (!recent.has(callId)) analyticsTried.delete(callId);
     renderRecent();
     // The final analytics of each recent call (its categories), once each.
     for (const entry of newest.slice(0, RECENT_MAX)) {
@@ -715,11 +717,12 @@
       setData(byId(id), "n", n);
     }
     const filtered = filterText || alertingOnly || inPayment;
+    // (with no live call, the line under the table says so)
     setText(liveStatus, live.length === 0
-      ? "No live calls."
+      ? ""
       : `${live.length} live ${live.length === 1 ? "call" : "calls"}${filtered ? `, ${shownCount} shown` : ""}.`);
     liveEmpty.hidden = shownCount > 0;
-    setText(liveEmpty, live.length === 0 ? "No live calls." : "No live call matches the filter.");
+    setText(liveEmpty, live.length > 0 ? "No live call matches the filter." : everOpen ? "No live calls." : "Connecting to the event stream…");
   }
 
   // -- recent ended calls
