@@ -143,6 +143,10 @@ def test_the_default_rules_load_and_have_each_kind() -> None:
         ('[[rule]]\nname="a"\ncategory="x"\nphrases=["p"]\n[[rule]]\nname="a"\ncategory="y"\nphrases=["q"]', "second rule"),
         ("[[rule]\nname=", "not valid TOML"),
         ('[[rule]]\nname=""\ncategory="x"\nphrases=["p"]', "blank"),
+        ('[[rule]]\nname="a"\ncategory="x"\nmetric="silence"\nseconds=nan', "finite"),
+        ('[[rule]]\nname="a"\ncategory="x"\nmetric="sentiment"\nbelow=-inf\nutterances=2', "finite"),
+        ('[[rule]]\nname="a"\ncategory="x"\nmetric="silence"\nseconds=5\nbelow=-0.2', "below does not apply"),
+        ('[[rule]]\nname="a"\ncategory="x"\nphrases=["p"]\nseconds=5', "does not apply to a phrase rule"),
     ],
 )  # fmt: skip
 def test_a_bad_rules_file_is_refused_naming_what_is_wrong(toml: str, says: str) -> None:
@@ -220,6 +224,49 @@ def test_the_interruption_rule_counts_the_last_minute_and_fires_at_most_once_a_m
     late = [Talk(C, 200000 + i * 5000, 203000 + i * 5000) for i in range(3)]
     late += [Talk(A, 202000 + i * 5000, 204000 + i * 5000) for i in range(3)]
     assert rules.on_talk(talks + late, 214000)  # a minute later, over the limit again
+
+
+def test_on_mixed_audio_a_speaker_of_no_known_role_may_be_anyone() -> None:
+    rules = _rules(
+        '[[rule]]\nname="manager"\ncategory="escalation"\nrole="customer"\n'
+        'phrases=["speak to a manager"]'
+    )
+    assert rules.on_final("unknown", "mixed", "u1", "I want to speak to a manager")
+
+
+def test_the_rules_state_goes_along_with_a_hand_over() -> None:
+    toml = (
+        '[[rule]]\nname="dead-air"\ncategory="silence"\nmetric="silence"\nseconds=5\n'
+        '[[rule]]\nname="low"\ncategory="unhappy"\nmetric="sentiment"\nbelow=0\nutterances=2'
+    )
+    old = _rules(toml)
+    assert old.on_silence(1000, 7000) and not old.on_sentiment(C, "4:~x", "u1", -0.5)
+    new = _rules(toml)
+    new.restore(json.loads(json.dumps(old.export())))
+    assert new.on_silence(1000, 9000) == []  # the same stretch fired on the old replica
+    assert new.on_sentiment(C, "4:~x", "u2", -0.5)  # the run of low finals went on
+    assert new.categories == {"silence": 1, "unhappy": 1}
+
+
+def test_a_channel_that_stopped_mid_utterance_does_not_hold_off_dead_air_forever() -> None:
+    events: list = []
+    rules = parse_rules(
+        b'[[rule]]\nname="dead-air"\ncategory="silence"\nmetric="silence"\nseconds=5', "t"
+    )
+    ca = CallAnalytics("c", rules, events.append)
+    ca.talk_started(1, A, 1000, _Vad(2000))  # the expert's audio stops at 2 s, mid-word
+    ca.tick(3000)
+    assert events == []
+    ca.tick(8000)  # 6 s with nothing from that channel
+    assert [e.rule for e in events] == ["dead-air"]
+
+
+def test_nothing_is_counted_or_said_after_the_final_analytics() -> None:
+    events: list = []
+    ca = CallAnalytics("c", load_rules(None), events.append)
+    ca.snapshot(1000, final=True)
+    ca.final(C, "4:~x", "u9", 900, "i want to cancel my account")  # a late final
+    assert events == [] and ca.words[C] == 0
 
 
 # ---------------------------------------------------------------- a real call

@@ -105,7 +105,18 @@ class CallRules:
 
     # ----- a call handed to another replica carries its counts --------------------------
     def export(self) -> dict:
-        return {"categories": dict(self.categories)}
+        return {
+            "categories": dict(self.categories),
+            "silenceFired": dict(self._silence_fired),
+            "lowRun": [[r, p, n] for (r, p), n in self._low_run.items()],
+            "interruptionsFired": dict(self._interruptions_fired),
+        }
 
     def restore(self, state: dict) -> None:
+        """What the rules knew on the old replica: a stretch of dead air that already
+        fired there does not fire again here, a run of low finals goes on counting."""
         self.categories.update(state.get("categories") or {})
+        self._silence_fired.update(state.get("silenceFired") or {})
+        for rule, participant, n in state.get("lowRun") or []:
+            self._low_run[(str(rule), str(participant))] = int(n)
+        self._interruptions_fired.update(state.get("interruptionsFired") or {})

@@ -28,6 +28,8 @@ PER_ROLE = (
     "sentimentTrend",
 )
 QUARTERS = 4
+# A channel in an utterance whose audio is this far behind the call's: it stopped sending.
+STALE_MS = 2000
 
 
 class TalkSource(Protocol):
@@ -51,6 +53,7 @@ class CallAnalytics:
         self._starts: dict[str, int] = {}  # utterance id -> its start, for the trend
         self.scores: dict[str, list[tuple[int, float]]] = {r: [] for r in ROLES}
         self.mixed = False
+        self.closed = False  # the final snapshot is out: nothing more is counted or said
 
     # ----- what the call reports -----------------------------------------------------------
     def talk_started(self, channel: object, role: str, onset_ms: int, vad: TalkSource) -> None:
@@ -71,6 +74,8 @@ class CallAnalytics:
 
     def final(self, role: str, participant: str, uid: str, start_ms: int, text: str) -> None:
         """A redacted final was published (the only text analytics ever sees)."""
+        if self.closed:
+            return
         self.words[role] += len(text.split())
         self._starts[uid] = start_ms
         self._alert(self.rules.on_final(role, participant, uid, text))
@@ -81,14 +86,18 @@ class CallAnalytics:
         self._alert(self.rules.on_sentiment(role, participant, uid, score))
 
     def tick(self, now_ms: int) -> None:
-        """The call's clock (about once a second while it is live): dead air while it lasts."""
-        if not self._open:
+        """The call's clock (about once a second while it is live): dead air while it lasts.
+        A channel whose audio stopped inside an utterance (a participant who left mid-word)
+        speaks no more: it does not hold the silence rule off for the rest of the call."""
+        if not any(vad.clock_ms >= now_ms - STALE_MS for _r, _o, vad in self._open.values()):
             self._check_silence(now_ms)
 
     def _check_silence(self, now_ms: int) -> None:
         self._alert(self.rules.on_silence(self._last_end, now_ms))
 
     def _alert(self, matches: list[Match]) -> None:
+        if self.closed:  # (after the call's end: an alert would follow its call.ended)
+            return
         for m in matches:
             self._emit(
                 Alert(
@@ -120,6 +129,7 @@ class CallAnalytics:
 
     def snapshot(self, duration_ms: int, final: bool = False) -> Analytics:
         duration_ms = max(0, duration_ms)
+        self.closed = self.closed or final
         fig = measure(self._talks_now(), duration_ms)
         categories = dict(sorted(self.rules.categories.items()))
         if self.mixed:

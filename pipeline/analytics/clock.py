@@ -6,6 +6,7 @@ ends (`CallSession._finish`), after its last finals and their sentiment."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import TYPE_CHECKING, Protocol
 
@@ -14,8 +15,12 @@ if TYPE_CHECKING:
     from pipeline.analytics.call_analytics import CallAnalytics
 
 
+log = logging.getLogger(__name__)
+
+
 class ClockedCall(Protocol):
     ending: bool
+    ended: bool
     analytics: CallAnalytics
 
     def audio_ms(self) -> int: ...
@@ -29,7 +34,7 @@ class AnalyticsClock:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        if self._task is None:
+        if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     def stop(self) -> None:
@@ -41,11 +46,14 @@ class AnalyticsClock:
         call = self._call
         step = min(1.0, self._interval)
         due = time.monotonic() + self._interval
-        while not call.ending:
+        while not (call.ending or call.ended):
             await asyncio.sleep(step)
-            if call.ending:
+            if call.ending or call.ended:
                 return
-            call.analytics.tick(call.audio_ms())
-            if time.monotonic() >= due:
-                due += self._interval
-                call.emit(call.analytics.snapshot(call.audio_ms()))
+            try:
+                call.analytics.tick(call.audio_ms())
+                if time.monotonic() >= due:
+                    due = max(due + self._interval, time.monotonic())
+                    call.emit(call.analytics.snapshot(call.audio_ms()))
+            except Exception:  # a bug must not silence the call's analytics for good
+                log.exception("analytics clock of a call failed; it goes on")

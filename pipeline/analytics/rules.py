@@ -24,6 +24,7 @@ a mistake stops `serve` with one line naming the file, the rule and the field.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -36,6 +37,16 @@ Severity = Literal["info", "low", "medium", "high", "critical"]
 RoleName = Literal["agent", "customer", "any"]
 Metric = Literal["silence", "sentiment", "interruptions"]
 SETTING = "CALLSTREAM_CATEGORIES_FILE"
+
+
+# The fields each kind of rule reads; any other of these set on a rule is a mistake.
+_KIND_FIELDS: dict[str, set[str]] = {
+    "all": {"seconds", "below", "utterances", "per_minute"},
+    "phrases": set(),
+    "silence": {"seconds"},
+    "sentiment": {"below", "utterances"},
+    "interruptions": {"per_minute"},
+}
 
 
 class RulesError(ValueError):
@@ -73,7 +84,9 @@ class Rule:
     per_minute: float = 0.0
 
     def applies_to(self, role: str) -> bool:
-        return self.role == "any" or self.role == role
+        """A speaker of no known role (mixed audio) may be anyone: every rule applies, so
+        a mixed call's "speak to a manager" alerts rather than going unnoticed."""
+        return self.role in ("any", role) or role == "unknown"
 
 
 _NOT_WORD = re.compile(r"[^\w]+")
@@ -95,12 +108,20 @@ def _check(spec: _RuleSpec, where: str) -> Rule:
     def need(field: str, value: float | int | None, low: float, strict: bool = False) -> float:
         if value is None:
             raise RulesError(f"{where}: metric {spec.metric!r} needs {field}")
+        if not math.isfinite(value):
+            raise RulesError(f"{where}: {field} must be a finite number")
         if value < low or (strict and value == low):
             raise RulesError(f"{where}: {field} must be {'above' if strict else 'at least'} {low}")
         return value
 
     if not spec.name.strip() or not spec.category.strip():
         raise RulesError(f"{where}: name and category must not be blank")
+    given = {f for f in _KIND_FIELDS["all"] if getattr(spec, f) is not None}
+    allowed = _KIND_FIELDS.get(spec.metric or "phrases", set())
+    stray = sorted(given - allowed)
+    if stray and (spec.metric is not None or spec.phrases):  # (neither: said below)
+        kind = f"metric {spec.metric!r}" if spec.metric else "a phrase rule"
+        raise RulesError(f"{where}: {', '.join(stray)} does not apply to {kind}")
     if spec.metric is None:
         pattern = _phrase_pattern(spec.phrases)
         if pattern is None:

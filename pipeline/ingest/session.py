@@ -125,6 +125,8 @@ class CallSession:
             self.close_task.cancel()
             self.close_task = None
             self.ending = False  # the call goes on
+            if self.started:
+                self.analytics_clock.start()  # (it stops once the call is ending)
 
     def resume(self, last_seq: int) -> None:
         """This call is already in the store (its process restarted, or its media came back
@@ -133,9 +135,8 @@ class CallSession:
         self.resumed = True
 
     def detach(self, reason: str, grace_s: float = 0.0) -> None:
-        """The media websocket closed. ``grace_s`` > 0 (it dropped rather than closed): ACS
-        may reconnect with the same call id, so the call waits that long before it ends, with
-        its guard, its utterances and its seq intact."""
+        """The media websocket closed. ``grace_s`` > 0 (it dropped): ACS may reconnect with
+        the same call id, so the call waits that long, its guard, utterances and seq intact."""
         self.connections -= 1
         # Not while the call is already being ended (end_now: ACS hung up, or a shutdown):
         # a second _finish would publish a second call.ended.
@@ -155,8 +156,7 @@ class CallSession:
         await self._finish(reason)
 
     async def _quiesce(self, timeout_s: float) -> None:
-        """Close open utterances and wait, at most ``timeout_s`` each step, for their finals
-        to be redacted and published."""
+        """Close open utterances; wait (``timeout_s`` a step) for their finals to be published."""
         for ch in self.channels.values():
             ch.flush()
         closing = [

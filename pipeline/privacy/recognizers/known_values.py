@@ -32,7 +32,22 @@ _SPOKEN_SEPARATORS = {
 }
 MIN_DIGITS = 3
 MIN_PARTIAL_DIGITS = 6
-_WORD = r"[^\W_]"  # a letter or digit of any script
+
+
+def _mark_class() -> str:
+    """A regex class of every combining mark (Mn, Mc, Me): Python's ``\\w`` has none of
+    them, yet in Devanagari, Thai or pointed Hebrew they are inside every other word."""
+    ranges: list[list[int]] = []
+    for cp in range(0x0300, 0x20000):
+        if unicodedata.category(chr(cp)) in ("Mn", "Mc", "Me"):
+            if ranges and ranges[-1][1] == cp - 1:
+                ranges[-1][1] = cp
+            else:
+                ranges.append([cp, cp])
+    return "[" + "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges) + "]"
+
+
+_WORD = rf"(?:[^\W_]|{_mark_class()})"  # a letter, digit or mark of any script
 
 
 # Latin letters with a stroke, which Unicode does not decompose, read as their base letter.
@@ -48,7 +63,7 @@ def _base(ch: str) -> str:
 def _variants() -> dict[str, str]:
     """Each ASCII letter and the precomposed Latin letters written on it ("o": "òóôõöøō...")."""
     out: dict[str, set[str]] = {}
-    for cp in range(0x00C0, 0x0250):
+    for cp in (*range(0x00C0, 0x0250), *range(0x1E00, 0x1F00)):  # Latin-1 to Extended Additional
         ch = chr(cp)
         base = _base(ch).lower()
         if ch.isalpha() and base.isascii() and base.isalpha():
@@ -63,8 +78,8 @@ def _letters(word: str) -> str:
     out = []
     for ch in word:
         base = _base(ch).lower()
-        if base in variants:
-            out.append("[" + re.escape(variants[base]) + "]")
+        if base in variants:  # (the letter itself too: a letter with two marks is no variant)
+            out.append("[" + re.escape("".join(sorted(set(variants[base] + ch.lower())))) + "]")
         else:
             out.append(re.escape(ch))
     return "".join(out)
