@@ -357,5 +357,6 @@ class Service:
         if self.calls.get(session.call_id) is session:
             del self.calls[session.call_id]
             self.known.drop(session.call_id)
+            self.consult.forget(session)
             self.stats.calls_ended += 1
             self.cluster.release(session.call_id)

@@ -342,6 +342,33 @@ async def test_the_expert_is_a_third_channel_transcribed_and_redacted(
     assert last["final"] and last["talkMs"]["agent"] >= 4000  # the expert's talk is staff's
 
 
+async def test_nobody_is_asked_in_while_a_card_is_read_and_an_agent_cannot_rename_an_expert(
+    server: Server, fake: FakeAcs
+) -> None:
+    async with live_call(server, fake) as call:
+        assert (
+            await asyncio.to_thread(post, server, f"/calls/{call.call_id}/recording/pause", {})
+        )[0] == 202
+        status, refused = await asyncio.to_thread(
+            consult, server, call.call_id, BILLING, "Billing desk"
+        )
+        assert status == 409 and "payment" in refused["error"]
+        assert add_requests(fake, call.call_id) == []
+        assert (
+            await asyncio.to_thread(post, server, f"/calls/{call.call_id}/recording/resume", {})
+        )[0] == 202
+        # Once the payment is over; the agent's label is replaced by the configured name.
+        status, accepted = await asyncio.to_thread(
+            consult, server, call.call_id, BILLING, "my friend Bob"
+        )
+        assert status == 202 and accepted["displayName"] == "Billing desk"
+        [requested] = await call.wait("consult.requested")
+        assert requested["displayName"] == "Billing desk"
+        await call.wait("consult.added")
+    [refusal] = audit_records(server, call.call_id, "consult.refused")
+    assert refusal["reason"] == "payment window open" and refusal["teamsUserId"] == BILLING
+
+
 async def test_a_second_ask_while_one_is_pending_is_the_same_request(
     server: Server, fake: FakeAcs
 ) -> None:

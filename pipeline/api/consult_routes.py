@@ -51,9 +51,13 @@ async def consult(request: Request) -> Response:
     if request.scope.get(GRANT) == "own" and not controller.is_expert(body.teams_user_id):
         return respond(Error(error="an agent may ask only a configured expert (GET /experts)"), 403)
     teams_user_id = body.teams_user_id.lower()
+    if request.scope.get(GRANT) == "own":  # an agent's expert is named as configured
+        display_name = controller.expert_name(teams_user_id) or display_name
     result = await controller.ask(call_id, teams_user_id, display_name, actor(request.scope))
     if result is None:
         return respond(Error(error=f"no live call {call_id!r}"), 404)
+    if "refused" in result:
+        return respond(Error(error=str(result["refused"])), 409)
     accepted = ConsultAccepted(
         call_id=call_id,
         teams_user_id=teams_user_id,

@@ -47,6 +47,7 @@ SUPERVISION_ROUTES: tuple[Entry, ...] = (
             202: json_reply(ConsultAccepted, "Asked; the outcome comes as an event."),
             400: json_reply(Error, 'Not `{"teamsUserId": "<object id>", "displayName": "..."}`.'),
             404: Reply("No live call with that id.", {JSON: Error, TEXT: str}),
+            409: json_reply(Error, "A payment window is open: nobody joins while a card is read."),
             503: json_reply(Error, "ACS Call Automation is not configured, or did not answer."),
         },
     ),

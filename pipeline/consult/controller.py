@@ -160,22 +160,35 @@ class ConsultController:
 
     # ----- where the call's session is (Service.run_command) ------------------------------
     def command(self, session: CallSession, op: str, body: dict[str, Any]) -> dict[str, Any] | None:
-        self._forget_ended()
         if op == OP_REQUEST:
             return self._request(session, body)
         if op == OP_RESULT:
             return self._result(session, body)
         raise ValueError(f"unknown consult command {op!r}")
 
-    def _forget_ended(self) -> None:
-        for context in [c for c, k in self._pending.items() if k.session.ended]:
+    def forget(self, session: CallSession) -> None:
+        """The call has ended (or moved to another replica): its consults go with it."""
+        for context in [c for c, k in self._pending.items() if k.session is session]:
             del self._pending[context]
+
+    def expert_name(self, teams_user_id: str) -> str | None:
+        return next(
+            (e.name for e in self.experts if e.teams_user_id == teams_user_id.lower()), None
+        )
 
     def _request(self, session: CallSession, body: dict[str, Any]) -> dict[str, Any] | None:
         if not session.started or session.ending:  # no audio yet, or ending: not live
             return None
         teams_user_id = str(body["teamsUserId"])
         by = {"by": str(body.get("by", "")), "byRole": str(body.get("byRole", ""))}
+        if session.payment_open:
+            # PCI: a card is being read out; nobody new joins to hear it (nor is their
+            # audio withheld from a remote engine: they would be staff).
+            session.audit(
+                "consult.refused",
+                {"teamsUserId": teams_user_id, "reason": "payment window open", **by},
+            )
+            return {"refused": "a payment is in progress: ask again once it has ended"}
         for earlier in self._pending.values():
             if (
                 earlier.session is session
