@@ -156,6 +156,9 @@ CASES: list[tuple[str, list[str], dict[str, str], int, list[str]]] = [
     ("demo-stt", ["demo"], {"CALLSTREAM_STT": "nonsense"}, 2, ["CALLSTREAM_STT"]),
     ("demo-translator", ["demo"], {"CALLSTREAM_TRANSLATOR": "nonsense"}, 2, ["CALLSTREAM_TRANSLATOR"]),
     ("demo-data-dir-file", ["demo", "--data-dir", "afile"], {}, 2, ["afile"]),
+    ("demo-categories", ["demo"], {"CALLSTREAM_CATEGORIES_FILE": "missing.toml"}, 2, ["CALLSTREAM_CATEGORIES_FILE", "no such file"]),
+    ("demo-experts", ["demo"], {"CALLSTREAM_EXPERTS": "bob"}, 2, ["CALLSTREAM_EXPERTS"]),
+    ("serve-experts", ["serve"], {"CALLSTREAM_EXPERTS": "Bob=not-a-guid"}, 2, ["CALLSTREAM_EXPERTS"]),
     # export
     ("export-out-missing-dir", ["export", "X", "--out", "/missing/dir/x.jsonl"], {}, 1, ["/missing/dir/x.jsonl", "no directory"]),
     ("export-out-is-dir", ["export", "X", "--out", "adir.wav"], {}, 1, ["adir.wav", "directory"]),

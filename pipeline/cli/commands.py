@@ -228,7 +228,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         host="127.0.0.1", port=0, data_dir=args.data_dir, media_auth="off", media_message_rate=0
     )
     check_data_dir(settings)
-    if problems := _claim_problems(settings):
+    from pipeline.analytics.rules import rules_problems
+    from pipeline.consult.experts import expert_problems
+
+    problems = _claim_problems(settings) + rules_problems(settings.categories_file)
+    if problems := problems + expert_problems(settings):
         raise CliError(problems[0], 2)
     path = Path(args.file) if args.file is not None else None
     try:
