@@ -362,6 +362,7 @@
   let socket = null;
   let reconnectTimer = null;
   let backoff = 500;
+  let openedAt = null; // when the current stream opened
   let stopped = false; // unauthorized: retrying cannot help
   let everOpen = false; // until the stream first opens, "no live calls" is not known yet
 
@@ -382,6 +383,7 @@
     socket = ws;
     ws.onopen = () => {
       if (gen !== generation) return;
+      openedAt = Date.now();
       setConnection("live", "Live");
       if (!everOpen) {
         everOpen = true;
@@ -390,7 +392,6 @@
     };
     ws.onmessage = (message) => {
       if (gen !== generation) return;
-      backoff = 500;
       let ev;
       try {
         ev = JSON.parse(message.data);
@@ -407,9 +408,30 @@
         setConnection("unauthorized", "Not authorized: open the wallboard as /console/wallboard?token=YOUR_TOKEN (a supervisor's).");
         return;
       }
+      // A stream that stayed up a while was fine: start again from a short wait. One that
+      // the server closes right after its replay does not get the replay every 0.5 s.
+      if (openedAt !== null && Date.now() - openedAt > 10000) backoff = 500;
+      openedAt = null;
       scheduleReconnect();
       loadCalls(); // calls that ended while this page was away are not replayed
+      recheckLive();
     };
+  }
+
+  // A call that ended while the stream was away, and is older than GET /calls's newest
+  // 100, is not replayed nor listed: ask each call still shown live for its analytics,
+  // whose final one says it has ended.
+  async function recheckLive() {
+    for (const c of [...calls.values()]) {
+      if (c.ended || stopped) continue;
+      const doc = await fetchAnalytics(c.callId);
+      if (doc && doc.final && calls.get(c.callId) === c && !c.ended) {
+        c.ended = true;
+        c.endedAt = c.endedAt ?? Date.now();
+        c.analytics = doc;
+        endCall(c);
+      }
+    }
   }
 
   function scheduleReconnect(delay) {
