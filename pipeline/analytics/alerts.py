@@ -83,16 +83,22 @@ class CallRules:
 
     def on_talk(self, talks: list[Talk], now_ms: int) -> list[Match]:
         """An utterance ended: interruptions in the last minute, against each limit."""
-        if not self._interruptions:
+        if not self._interruptions or not talks:
             return []
         # Intervals are appended as they close, so the recent ones are at the end: walk
         # back until well past the minute (utterances close at most 15 s out of order).
-        recent = []
+        closed = talks[-1]
+        recent, overlapped = [], False
         for t in reversed(talks):
             if t.end_ms < now_ms - 2 * MINUTE_MS:
                 break
             if t.end_ms >= now_ms - MINUTE_MS:
                 recent.append(t)
+            overlapped = overlapped or (
+                t.role != closed.role and t.start_ms < closed.end_ms and closed.start_ms < t.end_ms
+            )
+        if not overlapped:  # no new interruption (most utterances): nothing to count
+            return []
         counts = interruptions(recent)
         out = []
         for r in self._interruptions:
