@@ -114,6 +114,9 @@ class SpeechError(Event, tag="speech.error", kw_only=True):
 
 class Summary(Event, tag="summary", kw_only=True):
     text: str
+    # The call's categories by then (rule category -> count; beyond the contract): what the
+    # rules said beside what the model wrote.
+    categories: dict[str, int] = {}
 
 
 class ByRole(msgspec.Struct, kw_only=True, omit_defaults=False):

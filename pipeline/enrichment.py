@@ -23,6 +23,7 @@ from workers.enrich.sentiment import LocalSentiment, Sentiment
 
 if TYPE_CHECKING:
     from models.settings import Settings
+    from pipeline.analytics.call_analytics import CallAnalytics
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class EnrichedCall(Protocol):
     ended: bool
     rolling_sentiment: dict[str, float]
     finals: list[tuple[str, str]]
+    analytics: CallAnalytics  # (its categories go with the summary)
 
     def emit(self, event: Event) -> None: ...
     def rated(self, participant: str, utterance_id: str, score: float) -> None: ...
@@ -211,7 +213,9 @@ class Enricher:
             self.errors["summary"] += 1
             log.warning("call %s: summary failed (%s)", session.call_id, exc)
             return
-        session.emit(Summary(callId=session.call_id, text=text))
+        session.emit(
+            Summary(callId=session.call_id, text=text, categories=session.analytics.categories)
+        )
 
     async def drain(self) -> None:
         if self._batch:

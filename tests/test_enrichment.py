@@ -97,6 +97,10 @@ async def test_spoken_call_is_enriched_and_the_model_never_sees_a_secret(
         ] == tags  # tags intact and in order
     [summary] = of(events, "summary")
     assert summary["text"].startswith("Summary: ")
+    assert (
+        summary["categories"]
+        == next(e for e in events if e["type"] == "analytics" and e["final"])["categories"]
+    )
     assert events[-1]["type"] == "call.ended" and events.index(summary) < len(events) - 1
     # The model saw only redacted text: no digit run of the card or phone number, spoken or written.
     seen = fake_llm.all_text()

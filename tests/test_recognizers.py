@@ -134,7 +134,11 @@ def test_known_values_match_any_form() -> None:
         ("Jose Nunez", "this is José Núñez", "José Núñez"),  # the CRM has none
         ("Zoë Brontë", "zoe here", "zoe"),
         ("Søren", "s o r e n", "s o r e n"),  # spelled out
-        ("Nguyễn Văn Anh", "my name is Nguyễn Văn Anh", "Nguyễn Văn Anh"),  # Latin Extended Additional
+        (
+            "Nguyễn Văn Anh",
+            "my name is Nguyễn Văn Anh",
+            "Nguyễn Văn Anh",
+        ),  # Latin Extended Additional
         ("Nguyễn Văn Anh", "nguyen van anh here", "nguyen van anh"),
         ("Nguyen Thi", "Nguyễn Thị here", "Nguyễn Thị"),
         ("Ṣeyda", "ṣeyda here", "ṣeyda"),

@@ -106,6 +106,11 @@ class CallAnalytics:
                 )
             )  # fmt: skip
 
+    @property
+    def categories(self) -> dict[str, int]:
+        """The categories the rules matched so far, by name: category -> count."""
+        return dict(sorted(self.rules.categories.items()))
+
     # ----- the analytics event --------------------------------------------------------------
     def _talks_now(self) -> list[Talk]:
         """The closed intervals and, for utterances still open, what was voiced so far."""
@@ -131,7 +136,7 @@ class CallAnalytics:
         duration_ms = max(0, duration_ms)
         self.closed = self.closed or final
         fig = measure(self._talks_now(), duration_ms)
-        categories = dict(sorted(self.rules.categories.items()))
+        categories = self.categories
         if self.mixed:
             return Analytics(
                 callId=self.call_id, durationMs=duration_ms, talkMs=ByRole(), silenceMs=fig.silence_ms,
