@@ -306,8 +306,8 @@ async def run_browser_checks(
     )
     await expect(page.locator("#banner-text")).to_have_text("No payment in progress")
 
-    audio = padded(load_call_audio(FIXTURES / "payment_call.wav"), 8.0)
-    replay = asyncio.create_task(replay_call(f"{server.ws}/media", audio, call_id, speed=1.0))
+    audio = padded(load_call_audio(FIXTURES / "payment_call.wav"), 20.0)
+    replay = asyncio.create_task(replay_call(f"{server.ws}/media", audio, call_id, speed=2.0))
     collector: asyncio.Task | None = None
     try:
         # The whole call as the stream tells it, to compare with the page: ?since=0 replays
