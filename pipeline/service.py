@@ -134,6 +134,8 @@ class Service:
         # Work started off the request path (answering an incoming call, cluster commands,
         # retention): owned here and cancelled by stop().
         self.tasks = TaskSet("service")
+        # Calls being handed to another replica -> the consults that go with them.
+        self._handing_over: dict[str, list[dict[str, Any]]] = {}
         self._retention: asyncio.Task | None = None
         self._gc_observer = GcPauseObserver(self.metrics.observe_gc)
 
@@ -276,7 +278,12 @@ class Service:
                 log.warning("call %r: hand-over refused, its media still streams here", call_id)
                 return {HANDOVER_REFUSED: SECOND_SOCKET}
             known = self.known.values(call_id)  # dropped here with the session
-            state = await session.hand_over(HANDOVER_WAIT_S)
+            self._handing_over[call_id] = []
+            try:
+                state = await session.hand_over(HANDOVER_WAIT_S)
+            finally:
+                state_consults = self._handing_over.pop(call_id, [])
+            state.consults = state_consults  # (forget() kept them: see there)
             state.recording = self.recording.export(call_id)
             state.known_values = len(known)
             await self.journal.flush()  # the new owner reads on from the store
@@ -352,11 +359,14 @@ class Service:
             return
         session.adopt(state)
         self.recording.restore(session.call_id, state.recording)
+        self.consult.restore(session, state.consults)
 
     def forget(self, session: CallSession) -> None:
         if self.calls.get(session.call_id) is session:
             del self.calls[session.call_id]
             self.known.drop(session.call_id)
-            self.consult.forget(session)
+            waiting = self.consult.forget(session)
+            if session.call_id in self._handing_over:  # they go with the call
+                self._handing_over[session.call_id] = waiting
             self.stats.calls_ended += 1
             self.cluster.release(session.call_id)

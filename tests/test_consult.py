@@ -578,3 +578,61 @@ async def test_the_console_asks_an_expert_in(
     records = audit_records(server, call.call_id)
     assert in_order(records, "consult.requested", "consult.sent", "consult.added")
     assert {r["by"] for r in records} == {"agent one"}
+
+
+class _Session:
+    """A call's session as the consult controller sees it (no media, no engine)."""
+
+    def __init__(self, call_id: str) -> None:
+        self.call_id = call_id
+        self.started, self.ending, self.ended, self.payment_open = True, False, False, False
+        self.events: list = []
+        self.audits: list[tuple[str, dict]] = []
+
+    def emit(self, event) -> None:
+        self.events.append(event)
+
+    def audit(self, kind: str, body: dict) -> None:
+        self.audits.append((kind, body))
+
+    def track_new(self, coro) -> None:
+        coro.close()  # (the request to ACS is not what this test is about)
+
+
+def test_a_pending_consult_goes_with_its_call_to_another_replica() -> None:
+    """The call's media moves while ACS has not answered: the consult travels in the
+    hand-over state, and ACS's callback settles it on the new owner's session."""
+    from pipeline.consult.controller import OP_REQUEST, OP_RESULT, ConsultController
+    from pipeline.ingest.handover import HandOverState, from_wire, to_wire
+    from pipeline.pci.recording import RecordingController
+
+    settings = load_settings(environ={"CALLSTREAM_EXPERTS": EXPERTS})
+    old_replica = ConsultController(settings, RecordingController(settings), cluster=None)
+    new_replica = ConsultController(settings, RecordingController(settings), cluster=None)
+    old, new = _Session("moving-call"), _Session("moving-call")
+    body = {
+        "teamsUserId": BILLING,
+        "displayName": "Billing desk",
+        "by": "agent one",
+        "byRole": "agent",
+    }
+    context = old_replica.command(old, OP_REQUEST, body)["operationContext"]
+
+    old.ending = True  # hand_over: the call leaves this replica
+    waiting = old_replica.forget(old)
+    state = from_wire(to_wire(HandOverState(last_seq=3, consults=waiting)))
+    new_replica.restore(new, state.consults)
+    # The old replica knows nothing more of it; the new one settles it.
+    answer = {"operationContext": context, "succeeded": True, "teamsUserId": BILLING}
+    assert old_replica.command(old, OP_RESULT, answer) == {"matched": False}
+    assert new_replica.command(new, OP_RESULT, answer) == {"matched": True}
+    [added] = new.events
+    assert (type(added).__name__, added.teamsUserId, added.displayName) == (
+        "ConsultAdded", BILLING, "Billing desk",
+    )  # fmt: skip
+    [(kind, record)] = new.audits
+    assert kind == "consult.added" and (record["by"], record["operationContext"]) == (
+        "agent one",
+        context,
+    )
+    assert new_replica.command(new, OP_RESULT, answer) == {"matched": False}  # settled once

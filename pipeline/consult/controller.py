@@ -166,10 +166,32 @@ class ConsultController:
             return self._result(session, body)
         raise ValueError(f"unknown consult command {op!r}")
 
-    def forget(self, session: CallSession) -> None:
-        """The call has ended (or moved to another replica): its consults go with it."""
-        for context in [c for c, k in self._pending.items() if k.session is session]:
-            del self._pending[context]
+    def forget(self, session: CallSession) -> list[dict[str, Any]]:
+        """The call has ended, or moved to another replica: its consults leave this one.
+        Returns those still waiting for ACS, for the hand-over state (`restore` there)."""
+        gone = [k for k in self._pending.values() if k.session is session]
+        for consult in gone:
+            del self._pending[consult.context]
+        return [
+            {"context": k.context, "state": k.state, **k.record(), "teamsUserId": k.teams_user_id}
+            for k in gone
+        ]
+
+    def restore(self, session: CallSession, handed: list[dict[str, Any]]) -> None:
+        """Consults another replica's session was waiting on: ACS's callback, wherever it
+        lands, is carried here now, and settles them on this session."""
+        for item in handed:
+            context = str(item.get("context", ""))
+            if not context.startswith(CONTEXT_PREFIX):
+                continue
+            self._pending[context] = Consult(
+                context=context,
+                session=session,
+                teams_user_id=str(item.get("teamsUserId", "")),
+                display_name=str(item.get("displayName", "")),
+                by={"by": str(item.get("by", "")), "byRole": str(item.get("byRole", ""))},
+                state=str(item.get("state", "pending")),
+            )
 
     def expert_name(self, teams_user_id: str) -> str | None:
         return next(
@@ -227,8 +249,10 @@ class ConsultController:
             )
             loop = asyncio.get_running_loop()
             result = await asyncio.wait_for(loop.run_in_executor(self._pool, fn), 2 * t + 1)
-        except asyncio.CancelledError:  # the call ended first
-            if self._pending.pop(consult.context, None) is not None:
+        except asyncio.CancelledError:
+            # The call ended first; or it is being handed to another replica (`ending` is
+            # set first then): the request is out, and its callback settles it there.
+            if not session.ending and self._pending.pop(consult.context, None) is not None:
                 session.audit("consult.failed", consult.record(error="the call ended first"))
             raise
         except Exception as exc:

@@ -32,6 +32,7 @@ class HandOverState(msgspec.Struct, rename="camel", kw_only=True):
     recording: dict[str, str | None] = {}  # RecordingController.export()
     known_values: int = 0  # how many known values were sent ahead (a command of their own)
     analytics: dict = {}  # CallAnalytics.export(): talk intervals, words, scores, categories
+    consults: list[dict] = []  # ConsultController.forget(): consults waiting for ACS's answer
 
 
 def to_wire(state: HandOverState) -> dict:
