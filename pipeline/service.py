@@ -14,9 +14,10 @@ from typing import Any
 
 import msgspec
 
-from models.events import CallEnded, utc_now_iso
+from models.events import Analytics, CallEnded, utc_now_iso
 from models.settings import Settings
 from pipeline.analytics.rules import load_rules
+from pipeline.compliance.export_analytics import last_analytics
 from pipeline.compliance.journal import Journal
 from pipeline.compliance.store import CallRecord, EventStore
 from pipeline.compliance.stores import open_store
@@ -186,13 +187,17 @@ class Service:
                 rec.call_id
             ):
                 continue
+            seq = rec.last_seq
+            # Its analytics as last measured become its final ones (before its call.ended,
+            # as for any call): the wallboard and the read API see that it has ended.
+            last = await asyncio.to_thread(last_analytics, self.store, rec.call_id)
+            if last is not None:
+                seq += 1
+                final = msgspec.json.decode(last, type=Analytics)
+                final.seq, final.time, final.final = seq, utc_now_iso(), True
+                self.journal.append(final)
             self.journal.append(
-                CallEnded(
-                    callId=rec.call_id,
-                    seq=rec.last_seq + 1,
-                    time=utc_now_iso(),
-                    reason=ORPHAN_REASON,
-                )
+                CallEnded(callId=rec.call_id, seq=seq + 1, time=utc_now_iso(), reason=ORPHAN_REASON)
             )
             self.journal.audit(
                 rec.call_id, "call.recovered", {"reason": ORPHAN_REASON, "lastSeq": rec.last_seq}

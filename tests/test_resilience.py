@@ -116,7 +116,7 @@ async def test_a_dropped_call_that_never_comes_back_ends_as_media_lost(tmp_path)
 
 
 async def test_kill_9_mid_call_loses_nothing_a_subscriber_saw(tmp_path) -> None:
-    server = start_server(tmp_path, CALLSTREAM_STT="acs")
+    server = start_server(tmp_path, CALLSTREAM_STT="acs", CALLSTREAM_ANALYTICS_INTERVAL_S="0.2")
     call_id = "crash-call"
     seen: list[str] = []
 
@@ -135,6 +135,7 @@ async def test_kill_9_mid_call_loses_nothing_a_subscriber_saw(tmp_path) -> None:
         )
     sub = asyncio.create_task(subscriber())
     await wait_for(lambda: len(seen) >= 8, what="the subscriber to see the call")
+    await wait_for(lambda: any('"analytics"' in raw for raw in seen), what="live analytics")
     for word in ["golf", "hotel", "india"]:  # still streaming when the process dies
         await ws.send(_transcription(f"the {word} line of the call", "Final", AGENT, 9000))
     server.proc.send_signal(signal.SIGKILL)
@@ -162,6 +163,10 @@ async def test_kill_9_mid_call_loses_nothing_a_subscriber_saw(tmp_path) -> None:
     assert stored[: len(seen)] == seen
     last = json.loads(stored[-1])
     assert last["type"] == "call.ended" and last["reason"] == "server-crashed"
+    # Its analytics as last measured are its final ones, just before its call.ended.
+    final = json.loads(stored[-2])
+    assert final["type"] == "analytics" and final["final"] is True
+    assert not any('"final":true' in line for line in stored[:-2])
     assert [json.loads(line)["seq"] for line in stored] == list(range(1, len(stored) + 1))
     assert any(r["kind"] == "call.recovered" for r in audit["records"])
     out = tmp_path / "crash-call.jsonl"
