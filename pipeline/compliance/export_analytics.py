@@ -17,13 +17,24 @@ ROLES = ("agent", "customer")
 PER_ROLE = ("talkMs", "interruptions", "longestMonologueMs", "wordsPerMinute")
 
 
+RECENT_EVENTS = 1000  # read first: an interval's worth of events of a busy call, many times
+
+
 def last_analytics(store: Any, call_id: str) -> bytes | None:
-    """The last `analytics` event of a stored call, as stored (the final one once ended)."""
-    last = None
-    for _seq, body in store.read(call_id):
-        if body.startswith(_MARK):
-            last = body
-    return last
+    """The last `analytics` event of a stored call, as stored (the final one once ended).
+    The call's last events are read first, the whole call only if they hold none."""
+    record = store.get_call(call_id)
+    if record is None:
+        return None
+    recent_from = max(0, record.last_seq - RECENT_EVENTS)
+    for since in dict.fromkeys((recent_from, 0)):
+        last = None
+        for _seq, body in store.read(call_id, since):
+            if body.startswith(_MARK):
+                last = body
+        if last is not None:
+            return last
+    return None
 
 
 def _value(v: Any) -> str:
