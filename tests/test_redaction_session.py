@@ -13,6 +13,7 @@ from websockets.asyncio.client import connect
 
 from models.settings import load_settings
 from pipeline.cli.replay import load_call_audio, replay_call
+from pipeline.compliance.export_analytics import side_file_of
 from pipeline.compliance.store import SqliteEventStore
 from pipeline.privacy.partials import StickyValues
 from pipeline.privacy.redaction import RedactionPolicy, get_redactor
@@ -62,6 +63,13 @@ def all_outputs(server, call_id: str, events: list[dict]) -> dict[str, str]:
         outputs[f"export ({fmt})"] = server.get_bytes(
             f"/calls/{call_id}/transcript?format={fmt}"
         ).decode()
+    # The call's analytics as the read API gives them, and the CSV export's side file.
+    outputs["analytics"] = server.get_bytes(f"/calls/{call_id}/analytics").decode()
+    reader = SqliteEventStore(server.data_dir / "callstream.db")
+    try:
+        outputs["export (csv analytics)"] = side_file_of(reader, call_id).decode()
+    finally:
+        reader.close()
     return outputs
 
 
