@@ -32,9 +32,10 @@ ROLLING_WEIGHT = 0.3
 
 
 class EnrichedCall(Protocol):
-    """What enrichment needs of a call: who it is, whether it has ended, where its
-    events go (and where a rating goes besides: its analytics), its rolling sentiment, its redacted finals (for the summary), and a way to
-    make the call wait for enrichment in flight before its `call.ended`."""
+    """What enrichment needs of a call: who it is, whether it has ended, where its events
+    go (and where a rating goes besides: its analytics), its rolling sentiment, its
+    redacted finals (for the summary), and a way to make the call wait for enrichment in
+    flight before its `call.ended`."""
 
     call_id: str
     ended: bool

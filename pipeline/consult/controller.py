@@ -172,10 +172,7 @@ class ConsultController:
         gone = [k for k in self._pending.values() if k.session is session]
         for consult in gone:
             del self._pending[consult.context]
-        return [
-            {"context": k.context, "state": k.state, **k.record(), "teamsUserId": k.teams_user_id}
-            for k in gone
-        ]
+        return [{"context": k.context, "state": k.state, **k.record()} for k in gone]
 
     def restore(self, session: CallSession, handed: list[dict[str, Any]]) -> None:
         """Consults another replica's session was waiting on: ACS's callback, wherever it
