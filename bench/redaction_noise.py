@@ -49,7 +49,11 @@ CORPORA = {
     "corpus": REPO / "tests" / "redaction_corpus.jsonl",
     "holdout": REPO / "tests" / "redaction_holdout.jsonl",
     "blind": REPO / "tests" / "redaction_blind.jsonl",
+    "blind2": REPO / "tests" / "redaction_blind2.jsonl",
 }
+# Held out: never printed case by case. The first blind corpus was held out until
+# 2026-12-07 23:00 UTC, then opened as a development set when the second one was written.
+HELD_OUT = {"blind2"}
 _BLIND_TYPES = {"ADDRESS": "STREET_ADDRESS"}
 _WORDS = re.compile(r"[a-z0-9']+")  # context words, as tests/test_redaction_corpus.py reads them
 
@@ -60,7 +64,7 @@ def load(path: Path) -> list[dict]:
     if items and "id" not in items[0]:  # the blind corpus: secrets are strings of one type
         items = [
             {
-                "id": f"blind-{n:03d}",
+                "id": f"{path.stem.removeprefix('redaction_')}-{n:03d}",
                 "text": i["text"],
                 "secrets": [
                     {"type": _BLIND_TYPES.get(i["type"], i["type"]), "value": s}
@@ -144,7 +148,9 @@ def run_case(case: Case, redactor: Redactor) -> Outcome:
 
 # Words that carry nothing of a secret: fillers, the repair word ("four five sorry four
 # six") and the remark between two groups ("four one one one and then ...").
-_EMPTY_WORD = re.compile(r"(?i)(?<![a-z'])(?:um+|uh+|er|erm|hmm|sorry|and|then)(?![a-z'])")
+# Fillers and repair words inside a secret's span leak nothing ("jack hat hotmail dot com
+# no jack add hotmail dot com": the "no" between the two tries).
+_EMPTY_WORD = re.compile(r"(?i)(?<![a-z'])(?:um+|uh+|er|erm|hmm|sorry|no|wait|and|then)(?![a-z'])")
 
 
 def _covered(entities, text: str, start: int, end: int) -> bool:
@@ -238,8 +244,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description="redaction recall, clean and with recognizer noise")
     ap.add_argument("--seed", type=int, default=18)
     ap.add_argument("--variants", type=int, default=3, help="noisy copies of each case")
-    ap.add_argument("--corpora", default="corpus,holdout,blind")
-    ap.add_argument("--misses", action="store_true", help="print every miss (not for blind)")
+    ap.add_argument("--corpora", default="corpus,holdout,blind,blind2")
+    ap.add_argument(
+        "--misses", action="store_true", help="print every miss (not for held-out corpora)"
+    )
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
     redactor = get_redactor()
@@ -258,7 +266,7 @@ def main() -> int:
         print(f"(seed {args.seed}, {args.variants} variants, {took:.1f} s)\n")
         print(table(clean, noisy))
         print("\n" + noise_table(noisy))
-        if args.misses and name != "blind":
+        if args.misses and name not in HELD_OUT:
             for line in clean.misses:
                 print("  clean miss:", line)
             for line in noisy.misses:

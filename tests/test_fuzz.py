@@ -45,6 +45,7 @@ from models.acs import (
 from models.settings import load_settings
 from pipeline.compliance.store import SqliteEventStore
 from pipeline.ingest.frames import MAX_AUDIO_BYTES
+from pipeline.privacy.partials import trailing_run_start
 from pipeline.privacy.pseudonyms import deployment_key, pseudonym
 from pipeline.privacy.redaction import get_redactor
 from pipeline.privacy.spoken_numbers import (
@@ -56,7 +57,6 @@ from pipeline.privacy.spoken_numbers import (
     UNITS,
     ZERO_LETTERS,
     normalize,
-    trailing_run_start,
 )
 from pipeline.service import Service
 
@@ -523,10 +523,10 @@ def _check_map(text: str) -> None:
                 assert n.starts[i - 1] <= s and n.ends[i - 1] <= e, "the map goes backwards"
             ch = n.text[i]
             copied = e == s + 1 and text[s] == ch
-            if not copied:  # then a digit or a space rendered from a rewritten run
-                assert ch == " " or ch.isdigit(), (i, ch)
+            if not copied:  # a digit, a space or a said "dash"/"slash" rendered from a run
+                assert ch in " -/" or ch.isdigit(), (i, ch)
                 assert (
-                    any(r.rewritten and r.start <= s and e <= r.end for r in n.runs) or ch == " "
+                    any(r.rewritten and r.start <= s and e <= r.end for r in n.runs) or ch in " -/"
                 ), (i, s, e)
         for a in range(0, len(n.text), max(1, len(n.text) // 7)):
             for b in (a, a + 1, len(n.text)):

@@ -13,8 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipeline.privacy.partials import trailing_run_start
 from pipeline.privacy.redaction import get_redactor
-from pipeline.privacy.spoken_numbers import normalize, trailing_run_start
+from pipeline.privacy.spoken_numbers import normalize
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TENS = {

@@ -48,6 +48,8 @@ TENS = {
 }  # fmt: skip
 SCALES = {"hundred": 100, "thousand": 1000}
 REPEATS = {"double": 2, "triple": 3}
+#: The word that may join a scale to the rest of its number: "three hundred and nine".
+SCALE_JOINERS = frozenset({"and"})
 #: Words that may sit inside a run without ending it (at most two in a row).
 FILLERS = frozenset({
     "um", "umm", "uh", "uhh", "uhm", "er", "erm", "ah", "eh", "hmm", "hm", "mm", "mhm",
@@ -103,7 +105,7 @@ _NUM_ALT = "|".join(
     sorted({*UNITS, *ZERO_LETTERS, *TEENS, *TENS, *SCALES, *REPEATS}, key=len, reverse=True)
 )
 _NUM_TOKEN = rf"(?:\d+|(?<![A-Za-z'])(?:{_NUM_ALT})(?![A-Za-z']))"
-_GAP_WORDS = "|".join(sorted({*FILLERS, *HOMOPHONES}))
+_GAP_WORDS = "|".join(sorted({*FILLERS, *HOMOPHONES, *SCALE_JOINERS}))
 _GAP = rf"(?:[\s,.\-–—()]*(?:(?<![A-Za-z'])(?:{_GAP_WORDS})(?![A-Za-z'])[\s,.\-–—()]*){{0,{MAX_GAP_FILLERS + 2}}})"
 _HOMOPHONE = "|".join(sorted(HOMOPHONES))
 # A homophone just before or after may belong to the run ("won hundred", "double ate").

@@ -156,3 +156,27 @@ class StickyValues:
         if new:
             self._values |= new
             self._rebuild()
+
+
+_RUN_WORD = re.compile(r"[A-Za-z']+")
+
+
+def trailing_run_start(text: str, min_digits: int = 3, max_words_after: int = 2) -> int | None:
+    """Where an unfinished number run near the end of ``text`` starts, if there is one.
+
+    For partial results: "my card is four one one" may be the start of a card number
+    that nothing can judge yet, so it is held back until a later partial or the final.
+    A recognizer's partial often ends in a word or two of noise after the digits ("...
+    one one one will"), so a run followed by up to ``max_words_after`` words counts too.
+    """
+    if not text.strip():
+        return None
+    norm = normalize(text)
+    if not norm.runs:
+        return None
+    last = norm.runs[-1]
+    if len(last.digits) < min_digits:
+        return None
+    if len(_RUN_WORD.findall(text, last.end)) > max_words_after:
+        return None
+    return last.start

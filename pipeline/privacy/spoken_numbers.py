@@ -38,6 +38,7 @@ from pipeline.privacy.number_words import (
     MAX_GAP_FILLERS,
     REPAIRS,
     REPEATS,
+    SCALE_JOINERS,
     SCALES,
     TEENS,
     TENS,
@@ -49,7 +50,7 @@ from pipeline.privacy.number_words import (
 
 __all__ = [
     "FILLERS", "HOMOPHONES", "REPAIRS", "REPEATS", "SCALES", "TEENS", "TENS", "UNITS",
-    "ZERO_LETTERS", "Normalized", "Run", "normalize", "trailing_run_start",
+    "ZERO_LETTERS", "Normalized", "Run", "normalize",
 ]  # fmt: skip
 
 _SEPARATORS = frozenset(",.-–—()")
@@ -171,13 +172,22 @@ def _resolve_homophones(toks: list[_Tok]) -> None:
             seq = []
 
 
-def _find_runs(toks: list[_Tok]) -> list[tuple[int, int]]:
+def _find_runs(toks: list[_Tok], text: str = "") -> list[tuple[int, int]]:
     """Index ranges [i, j) of tokens that form number runs (edges are number tokens)."""
     runs: list[tuple[int, int]] = []
     n = len(toks)
     i = 0
     while i < n:
         if toks[i].kind not in _NUMBERISH:
+            i += 1
+            continue
+        if (
+            toks[i].kind in (_UNIT, _TEEN)
+            and i + 1 < n
+            and _COUNT_BEFORE.search(text, max(0, toks[i].start - 10), toks[i].start)
+        ):
+            # "the next six three two five ...": a count, then the digits it announces.
+            runs.append((i, i + 1))
             i += 1
             continue
         j = i + 1
@@ -195,6 +205,13 @@ def _find_runs(toks: list[_Tok]) -> list[tuple[int, int]]:
             elif k == _SEP:
                 # "4111." at a sentence end: the period ends the run unless a number follows.
                 pass
+            elif (
+                toks[j].text.lower() in SCALE_JOINERS
+                and toks[j - 1].kind == _SCALE
+                and j + 1 < n
+                and toks[j + 1].kind in (_UNIT, _TEEN, _TENS)
+            ):
+                pass  # "three hundred and nine": one number
             else:
                 break
             j += 1
@@ -305,8 +322,8 @@ def _trim_zero_letters(toks: list[_Tok], i: int, j: int) -> tuple[int, int] | No
     return i, j
 
 
-def _collect_runs(toks: list[_Tok], found: list[Run]) -> None:
-    for i, j in _find_runs(toks):
+def _collect_runs(text: str, toks: list[_Tok], found: list[Run]) -> None:
+    for i, j in _find_runs(toks, text):
         while j > i and toks[j - 1].kind == _REPEAT:
             j -= 1  # "... one double": nothing doubled yet, the word stays a word
         if j == i or _trim_zero_letters(toks, i, j) is None:
@@ -325,7 +342,7 @@ def normalize(text: str) -> Normalized:
     for m in CANDIDATE.finditer(text):
         toks = _tokens(text, m.start(), m.end())
         _resolve_homophones(toks)
-        _collect_runs(toks, found)
+        _collect_runs(text, toks, found)
     if not any(r.rewritten for r in found):
         return Normalized(text, text, [], [], found)
 
@@ -348,6 +365,11 @@ def normalize(text: str) -> Normalized:
                 pieces.append(" ")
                 starts.append(repair.end())
                 ends.append(el.start)
+            elif prev is not None and (mark := _SPOKEN_MARK.search(text, prev.end, el.start)):
+                # "six oh one dash seven two": the shape as said ("601-72"), as written.
+                pieces.append(_MARKS[mark.group().lower()])
+                starts.append(prev.end)
+                ends.append(el.start)
             elif prev is not None and not (prev.single and el.single):
                 pieces.append(" ")
                 starts.append(prev.end)
@@ -361,6 +383,9 @@ def normalize(text: str) -> Normalized:
     return Normalized(text, "".join(pieces), starts, ends, found)
 
 
+_COUNT_BEFORE = re.compile(r"(?i)\b(?:first|next|last|middle|final)\s+$")
+_MARKS = {"dash": "-", "hyphen": "-", "slash": "/"}
+_SPOKEN_MARK = re.compile(r"(?i)(?<![A-Za-z'])(?:dash|hyphen|slash)(?![A-Za-z'])")
 _REPAIR = re.compile(rf"(?i)(?<![A-Za-z'])(?:{'|'.join(sorted(REPAIRS))})(?![A-Za-z'])")
 
 
@@ -369,27 +394,3 @@ def _copy(text: str, a: int, b: int, pieces: list[str], starts: list[int], ends:
         pieces.append(text[a:b])
         starts.extend(range(a, b))
         ends.extend(range(a + 1, b + 1))
-
-
-_WORD = re.compile(r"[A-Za-z']+")
-
-
-def trailing_run_start(text: str, min_digits: int = 3, max_words_after: int = 2) -> int | None:
-    """Where an unfinished number run near the end of ``text`` starts, if there is one.
-
-    For partial results: "my card is four one one" may be the start of a card number
-    that nothing can judge yet, so it is held back until a later partial or the final.
-    A recognizer's partial often ends in a word or two of noise after the digits ("...
-    one one one will"), so a run followed by up to ``max_words_after`` words counts too.
-    """
-    if not text.strip():
-        return None
-    norm = normalize(text)
-    if not norm.runs:
-        return None
-    last = norm.runs[-1]
-    if len(last.digits) < min_digits:
-        return None
-    if len(_WORD.findall(text, last.end)) > max_words_after:
-        return None
-    return last.start

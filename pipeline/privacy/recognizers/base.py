@@ -21,6 +21,7 @@ from .digit_runs import result, words_before
 # a word nearby (a year as a security code), and is left to the enhancer.
 _LIFTABLE, _LIFT_BELOW, _LIFT = 0.2, 0.4, 0.35
 _WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
+_SPELLED = re.compile(r"(?<![A-Za-z'])[A-Za-z](?: [A-Za-z]){1,3}(?![A-Za-z'])")
 
 __all__ = ["SpeechRecognizer"]
 
@@ -63,6 +64,9 @@ class SpeechRecognizer(EntityRecognizer):
         here; the enhancer still adds the words of the last turns.
         """
         near = words_before(text, start, 4) + [w.lower() for w in _WORD.findall(text, end)[:3]]
+        # A cue spelled out letter by letter counts as the word: "c v v", "s s n".
+        spelled = _SPELLED.findall(text, max(0, start - 24), start)
+        near += [s.replace(" ", "").lower() for s in spelled]
         # Words that start with a cue ("expires", "digits"), not words that hold one
         # ("cancelled" is no "cell").
         return any(w.startswith(c) for w in near for c in self.CONTEXT)

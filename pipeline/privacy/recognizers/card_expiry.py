@@ -22,7 +22,11 @@ _MONTHS = (
     r"jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
     r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?"
 )
-_MONTH_YEAR = re.compile(rf"(?i)\b(?:{_MONTHS})\.?\s+(?:of\s+)?(?:20\s?[2-4]\d|[2-4]\d)(?!\d)")
+# "march 2027", "march of 27", "september and the year is 26"
+_MONTH_YEAR = re.compile(
+    rf"(?i)\b(?:{_MONTHS})\.?\s+(?:of\s+|(?:and\s+)?(?:the\s+)?year\s+(?:is\s+|'s\s+)?)?"
+    r"(?:20\s?[2-4]\d|[2-4]\d)(?!\d)"
+)
 _DIGIT = re.compile(r"\d")
 _MONTH_PREFIXES = (
     "jan",
@@ -58,7 +62,8 @@ def _month_year(digits: str) -> bool:
 
 class CardExpiryRecognizer(SpeechRecognizer):
     ENTITY = "CARD_EXPIRY"
-    CONTEXT = ("expir", "exp", "valid", "thru", "card")
+    # "it runs out in", "good until", "good till": how people say expires.
+    CONTEXT = ("expir", "exp", "valid", "thru", "card", "runs", "until", "till", "good")
 
     def find(self, text: str) -> list[tuple[int, int, float]]:
         if not _DIGIT.search(text):

@@ -27,7 +27,18 @@ _OTHER_CODES = frozenset(
 
 class CardSecurityCodeRecognizer(SpeechRecognizer):
     ENTITY = "CARD_SECURITY_CODE"
-    CONTEXT = ("security", "cvv", "cvc", "csc", "cid", "verification", "digit", "back", "code")
+    CONTEXT = (
+        "security",
+        "cvv",
+        "cvc",
+        "csc",
+        "cid",
+        "verification",
+        "digit",
+        "back",
+        "code",
+        "signature",  # "the last three on the signature strip"
+    )
 
     def find(self, text: str) -> list[tuple[int, int, float]]:
         return judge_readings(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from .base import SpeechRecognizer
-from .digit_runs import DigitRun, is_measure, luhn_ok
+from .digit_runs import DigitRun, breaks_chain, is_measure, luhn_ok
 from .readings import judge_readings
 
 __all__ = ["CreditCardSpeechRecognizer", "known_card_prefix"]
@@ -36,6 +36,22 @@ _PREFIX = re.compile(
 )
 
 
+# "the first 4 are", "then the next 6", "and the last 5": how many digits come next.
+_COUNT_BEFORE = re.compile(r"(?i)\b(?:first|next|last|middle|final|other)\s+$")
+_COUNT_AFTER = re.compile(r"(?i)\s+(?:digits?\s+)?(?:are|is|were|being)?\s*$")
+
+
+def _announces(text: str, runs: tuple[DigitRun, ...], i: int) -> bool:
+    """runs[i] is the count of the group that follows ("the next 6 are 325991")."""
+    run = runs[i]
+    if len(run.digits) > 2 or i + 1 >= len(runs):
+        return False
+    after = text[run.end : runs[i + 1].start]
+    return bool(
+        _COUNT_BEFORE.search(text, max(0, run.start - 12), run.start) and _COUNT_AFTER.match(after)
+    )
+
+
 def known_card_prefix(digits: str) -> bool:
     return _PREFIX.match(digits) is not None
 
@@ -51,6 +67,9 @@ class CreditCardSpeechRecognizer(SpeechRecognizer):
         found: list[tuple[int, int, float]] = []
         i = 0
         while i < len(runs):
+            if _announces(text, runs, i):
+                i += 1  # "the first 4 are": a count, not the card's digits
+                continue
             hit = self._chain_from(text, runs, i)
             if hit is not None:
                 start, end, score, last = hit
@@ -59,6 +78,15 @@ class CreditCardSpeechRecognizer(SpeechRecognizer):
                 continue
             found.extend(self._windows(runs[i]) or self._unchecked(runs[i]))
             i += 1
+        for i in range(1, len(runs) - 1):
+            # "... 7576 0 and the last 4 are 4485": groups of one card, announced.
+            if not _announces(text, runs, i):
+                continue
+            before, after = runs[i - 1], runs[i + 1]
+            cardlike = bool(found) or known_card_prefix(before.digits)
+            for run in (before, after):
+                if len(run.digits) >= 4 and not is_measure(text, run.start, run.end):
+                    found.append((run.start, run.end, 0.6 if cardlike else 0.3))
         return found
 
     def _chain_from(
@@ -68,9 +96,16 @@ class CreditCardSpeechRecognizer(SpeechRecognizer):
         best = None
         digits = ""
         strict = False  # a long remark was crossed: only a card-like Luhn number counts
+        prev = i
         for j in range(i, len(runs)):
             if j > i:
-                gap = text[runs[j - 1].end : runs[j].start]
+                if _announces(text, runs, j):
+                    continue  # "... then the next 6 ...": the count is no digit of it
+                gap = text[runs[prev].end : runs[j].start]
+                if prev != j - 1:  # a count was skipped: its digits are words here
+                    gap = re.sub(r"\d+", "n", gap)
+                if breaks_chain(text, runs[prev], runs[j]):
+                    break
                 if not _GAP.match(gap):
                     if not _LONG_GAP.match(gap):
                         break
@@ -80,6 +115,7 @@ class CreditCardSpeechRecognizer(SpeechRecognizer):
             digits += runs[j].digits
             if len(digits) > 19:
                 break
+            prev = j
             if len(digits) >= 13 and luhn_ok(digits):
                 known = known_card_prefix(digits)
                 if known or not strict:

@@ -23,6 +23,7 @@ __all__ = [
     "words_before",
     "result",
     "NOT_SECRET_CUES",
+    "breaks_chain",
 ]
 
 # A digit, then more digits each optionally preceded by spaces and one separator, or by
@@ -37,7 +38,7 @@ _WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
 NOT_SECRET_CUES = frozenset({
     "order", "ticket", "case", "reference", "ref", "confirmation", "tracking", "invoice",
     "booking", "claim", "incident", "flight", "room", "model", "serial", "version",
-    "item", "sku", "part", "extension", "ext", "page", "step", "chapter", "table",
+    "item", "sku", "extension", "ext", "page", "step", "chapter", "table",
     "reservation", "shipment", "package", "parcel", "request",
 })  # fmt: skip
 
@@ -52,6 +53,24 @@ _UNIT_BEFORE = re.compile(
     r"(?i)(?:[$£€]|\b(?:at|around|about|by|until|till|since|from|to|of|over|under|than"
     r"|charged|costs?|priced|owe|owed))\s*$"  # "i was charged forty nine ninety nine"
 )
+
+
+# A date or a price written out is whole in itself, never a group of a longer number:
+# "unit price 3.40, delivery 2025-06-18" is no card.
+_WHOLE = re.compile(
+    r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}|\d{1,2}-\d{1,2}-\d{4}|\d+\.\d\d"
+)
+
+
+def breaks_chain(text: str, before: DigitRun, after: DigitRun) -> bool:
+    """True if two runs cannot be groups of one number: a reference word between them
+    ("0161 496 0753 extension 204"), or either is a date or a price as written."""
+    gap = {w.lower() for w in _WORD.findall(text, before.end, after.start)}
+    return bool(
+        NOT_SECRET_CUES.intersection(gap)
+        or _WHOLE.fullmatch(text, before.start, before.end)
+        or _WHOLE.fullmatch(text, after.start, after.end)
+    )
 
 
 def unit_after(text: str, end: int) -> bool:
@@ -88,9 +107,23 @@ def find_runs(text: str) -> tuple[DigitRun, ...]:
     runs = []
     for m in _RUN.finditer(text):
         positions = tuple(m.start() + d.start() for d in _DIGIT.finditer(m.group()))
+        count = _COUNT.match(text, m.start(), m.end())
+        if count is not None and _COUNT_BEFORE.search(text, max(0, m.start() - 10), m.start()):
+            # "the next 6 325991": the count stands apart from the digits it announces.
+            n = len(count.group(1))
+            runs.append(
+                DigitRun(
+                    m.start(), positions[n - 1] + 1, text[m.start() : m.start() + n], positions[:n]
+                )
+            )
+            positions = positions[n:]
         digits = "".join(text[p] for p in positions)
-        runs.append(DigitRun(m.start(), m.end(), digits, positions))
+        runs.append(DigitRun(positions[0], m.end(), digits, positions))
     return tuple(runs)
+
+
+_COUNT = re.compile(r"(\d{1,2})[ \t]+\d")
+_COUNT_BEFORE = re.compile(r"(?i)\b(?:first|next|last|middle|final)\s+$")
 
 
 def luhn_ok(digits: str) -> bool:

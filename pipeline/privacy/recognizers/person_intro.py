@@ -14,7 +14,7 @@ import re
 
 from .base import SpeechRecognizer
 
-__all__ = ["PersonIntroRecognizer"]
+__all__ = ["NOT_NAME_WORDS", "PersonIntroRecognizer"]
 
 # Words that end a name (or show there was none).
 _STOP = frozenset(
@@ -36,13 +36,20 @@ _STOP = frozenset(
     american express visa mastercard amex discover
     """.split()
 )
+#: Words no name or town is made of (the public name of ``_STOP``).
+NOT_NAME_WORDS = _STOP
+_FILLERS = frozenset("um uh er erm ah".split())
 _NOT_NAME_SUFFIX = re.compile(r"(?:ing|ed|ly|ous|ful|ble|ive|ment|ness|tion|sion)$")
 _WORD = r"[A-Za-z][A-Za-z'\-]*"
 _FILL = r"(?:(?:um|uh|er|erm|ah|so)\W+)?"
 
 # "my name is X [Y [Z]]": the strongest cue.
 _MY_NAME = re.compile(
-    rf"(?i)\b(?:my\s+name\s+is|my\s+name's|name\s+is|the\s+name's)\W+{_FILL}(?:(?:mister|mr|mrs|ms|miss|dr)\.?\s+)?({_WORD}(?:\s+{_WORD}){{0,2}})"
+    rf"(?i)\b(?:my\s+name\s+is|my\s+name's|name\s+(?:is|was)|the\s+name's"
+    # "in my husband's name michael o'neill", "her name was priya"
+    rf"|(?:my|his|her|their|\w+'s)\s+name(?:\s+(?:is|was)|'s)?"
+    rf"|(?:identified|verified)\s+as)\W+{_FILL}(?:(?:mister|mr|mrs|ms|miss|dr)\.?\s+)?"
+    rf"({_WORD}(?:\s+{_FILL}{_WORD}){{0,2}})"
 )
 # "... ahmed speaking" anywhere: one word, which must not be a common one.
 _NAME_SPEAKING = re.compile(rf"(?i)\b({_WORD})\s*,?\s+speaking\b")
@@ -71,20 +78,23 @@ _NAMED = re.compile(
 )
 # "it's under the name (of) X", "the booking is under X".
 _UNDER = re.compile(
-    rf"(?i)\b(?:under\s+the\s+name\s+(?:of\s+)?|(?:account|booking|reservation|order)"
-    rf"\s+(?:is\s+|was\s+|'s\s+)?under\s+){_FILL}({_WORD}(?:\s+{_WORD})?)"
+    rf"(?i)\b(?:(?:under|in)\s+the\s+name\s+(?:of\s+)?|(?:account|booking|reservation|order)"
+    rf"\s+(?:is\s+|was\s+|'s\s+)?under\s+){_FILL}({_WORD}(?:\s+{_WORD}){{0,2}})"
 )
 # A name spelled out: "that's s m i t h", "spelled k o w a l s k i".
+# The words right after the letters are often the name again, and the rest of it
+# ("h a l v o r s e n halvorsen ingrid halvorsen").
 _SPELLED = re.compile(
     r"(?i)\b(?:spell(?:ed|s|ing)?(?:\s+it)?|that's)\s+((?:[a-z][\s\-.]{1,2}){2,}[a-z])\b"
+    rf"((?:\s+{_WORD}){{0,3}})"
 )
 
 
 # (pattern, score, strong cue, words one of which the text must hold for it to match)
 _CUES = (
     (_NAMED, 0.85, True, ("name", "holder")),
-    (_UNDER, 0.7, False, ("under",)),
-    (_MY_NAME, 0.85, True, ("name",)),
+    (_UNDER, 0.7, False, ("under", "name")),
+    (_MY_NAME, 0.85, True, ("name", "identified", "verified")),
     (_WITH_TRAILER, 0.8, False, ("this", "it's", "it is", "i'm", "i am")),
     (_SPEAKING, 0.7, True, ("speaking", "here")),
     (_NAME_SPEAKING, 0.6, True, ("speaking",)),
@@ -103,6 +113,8 @@ def _name_words(span_text: str, span_start: int, strong: bool) -> tuple[int, int
     end = None
     for m in re.finditer(_WORD, span_text):
         w = m.group().lower()
+        if w in _FILLERS and end is not None:
+            continue  # "james um patterson": one name
         if w in _STOP or len(w) < 2 or (not strong and _NOT_NAME_SUFFIX.search(w)):
             break
         end = m.end()
@@ -118,7 +130,8 @@ class PersonIntroRecognizer(SpeechRecognizer):
         best: dict[tuple[int, int], float] = {}
         if "spell" in text.lower() or "that's" in text.lower():
             for m in _SPELLED.finditer(text):
-                best[m.span(1)] = 0.6
+                after = _name_words(m.group(2), m.start(2), False) if m.group(2) else None
+                best[(m.start(1), after[1] if after else m.end(1))] = 0.6
         lower = text.lower()
         for pattern, score, strong, needs in _CUES:
             if not any(w in lower for w in needs):

@@ -17,7 +17,7 @@ import re
 import phonenumbers
 
 from .base import SpeechRecognizer
-from .digit_runs import NOT_SECRET_CUES, DigitRun, unit_after, words_before
+from .digit_runs import NOT_SECRET_CUES, DigitRun, breaks_chain, unit_after, words_before
 from .readings import judge_readings
 
 __all__ = ["PhoneSpeechRecognizer"]
@@ -29,12 +29,23 @@ _DATE = re.compile(
 _GAP = re.compile(r"^[\s,.;:\-–]*(?:[A-Za-z']+[\s,.;:\-–]+){0,2}$")
 _REGIONS = ("GB", "IE", "DE", "FR", "ES", "IT", "NL", "AU", "IN")
 _TRUNK = re.compile(r"^0[1-9]\d{8,9}$")
+_EXTENSION = re.compile(r"(?i),?\s+(?:extension|ext\.?|x)\s*\d{1,5}(?:\s+sorry\s+\d{1,5})?\b")
+_UK_TRUNK = re.compile(r"^0[1-9]\d{9}$")
+_SAID_PLUS = re.compile(r"(?i)(?<![A-Za-z'])plus[ \t]+$")
 
 
 @functools.lru_cache(maxsize=1024)
 def _valid(number: str, region: str | None) -> bool:
     try:
         return phonenumbers.is_valid_number(phonenumbers.parse(number, region))
+    except phonenumbers.NumberParseException:
+        return False
+
+
+@functools.lru_cache(maxsize=1024)
+def _possible(number: str) -> bool:
+    try:
+        return phonenumbers.is_possible_number(phonenumbers.parse(number, None))
     except phonenumbers.NumberParseException:
         return False
 
@@ -64,8 +75,11 @@ class PhoneSpeechRecognizer(SpeechRecognizer):
             if not 7 <= len(d) <= 15:
                 continue
             start, end = run.start, run.end
-            plus = text[max(0, start - 2) : start].strip().endswith("+")
-            if plus:
+            said_plus = _SAID_PLUS.search(text, max(0, start - 6), start)
+            plus = said_plus is not None or text[max(0, start - 2) : start].strip().endswith("+")
+            if said_plus is not None:
+                start = said_plus.start()  # "plus four four ...": the word is part of it
+            elif plus:
                 start = text.rindex("+", 0, start)
             elif text[max(0, start - 1) : start] == "(":
                 start -= 1
@@ -78,6 +92,10 @@ class PhoneSpeechRecognizer(SpeechRecognizer):
             if plus:
                 if _valid("+" + d, None):
                     found.append((start, end, 0.85))
+                elif _possible("+" + d):
+                    # A country code and the right length, in a range no operator was
+                    # given ("+44 7700 900456", the UK's drama numbers): still a number.
+                    found.append((start, end, 0.6))
             elif (
                 len(d) == 10
                 and d[0] in "23456789"
@@ -88,13 +106,21 @@ class PhoneSpeechRecognizer(SpeechRecognizer):
                 found.append((start, end, 0.6))
             elif len(d) == 7 and d[0] in "23456789":
                 found.append((start, end, 0.3))
+            elif _UK_TRUNK.match(d):
+                # Eleven digits from a trunk zero: the shape of every UK number (mobile
+                # "07700 900 123", geographic "0161 496 0753"), valid or a drama range;
+                # no reference or account number people read out looks like it.
+                found.append((start, end, 0.6))
             elif any(_valid(d, region) for region in _REGIONS) or _TRUNK.match(d):
                 # A national number of another country: plausible, not proof. So is one
-                # written with a trunk zero, even in a range no operator was given (the
-                # UK's 07700 900xxx, kept for drama and examples).
+                # written with a trunk zero, even in a range no operator was given.
                 found.append((start, end, 0.3))
         found.extend(self._split_numbers(text, runs, found))
-        return found
+        # "0161 496 0753 extension 204": the extension is part of the number.
+        return [
+            (s, ext.end() if (ext := _EXTENSION.match(text, e)) else e, score)
+            for s, e, score in found
+        ]
 
     @staticmethod
     def _split_numbers(
@@ -107,7 +133,10 @@ class PhoneSpeechRecognizer(SpeechRecognizer):
         for i in range(len(runs)):
             digits = ""
             for j in range(i, min(i + 3, len(runs))):
-                if j > i and not _GAP.match(text[runs[j - 1].end : runs[j].start]):
+                if j > i and (
+                    not _GAP.match(text[runs[j - 1].end : runs[j].start])
+                    or breaks_chain(text, runs[j - 1], runs[j])
+                ):
                     break
                 if unit_after(text, runs[j].end):
                     break  # "... after 5 pm": a time is no part of the number

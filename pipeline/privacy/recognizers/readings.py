@@ -33,7 +33,10 @@ __all__ = ["readings", "judge_readings"]
 # digits beside it ("oh for 7" reads as an interjection), a reading keeps it.
 HOMOPHONES = {"for": "4", "to": "2", "too": "2", "ate": "8", "won": "1", "oh": "0", "o": "0"}
 _HOMOPHONE = re.compile(r"(?i)(?<![A-Za-z'])(?:for|to|too|ate|won|oh|o)(?![A-Za-z'])")
-_ADJACENT = re.compile(r"(?i)[ \t]*(?:,|slash|dash)?[ \t]*")
+# Next to each other: a comma, a spoken mark or a filler or two between ("oh to uh 29").
+_ADJACENT = re.compile(
+    r"(?i)[ \t]*(?:,|slash|dash)?[ \t]*(?:(?:um+|uh+|er|erm|hmm)[ \t,]+){0,2}[ \t]*"
+)
 _REPAIR_WORDS = r"(?:sorry|no|wait|i\s+mean|actually|or\s+rather|i'm\s+sorry|scratch\s+that)"
 _REPAIR_GAP = re.compile(
     rf"(?i)[\s,.;:\-–]*(?:(?<![A-Za-z']){_REPAIR_WORDS}(?![A-Za-z'])[\s,.;:\-–]*){{1,3}}"
@@ -87,8 +90,8 @@ def _pieces(text: str) -> list[tuple[_Piece, str]]:
                 link = "repair"
             elif _ADJACENT.fullmatch(gap):
                 link = "adjacent"
-            elif not p.homophone and not q.homophone and _REPAIR_GAP.fullmatch(gap):
-                link = "repair"
+            elif not q.homophone and _REPAIR_GAP.fullmatch(gap):
+                link = "repair"  # "for sorry 485": "four", taken back
         out.append((p, link))
     return out
 

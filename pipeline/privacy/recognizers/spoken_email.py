@@ -34,7 +34,7 @@ _WORD = r"[a-z0-9]+"
 _SPELLED = r"(?:[a-z0-9]\s+){1,}[a-z0-9](?![a-z0-9])"
 _LOCAL = rf"(?:{_SPELLED}|{_WORD})(?:{_SEP}(?:{_SPELLED}|{_WORD}))*"
 # "bishop law dot com": a spoken domain label may come as two words.
-_DOMAIN = rf"(?:{_WORD}\s+)?{_WORD}(?:(?:\s+(?:dot|period|point)\s+|\s*\.\s*){_WORD})+"
+_DOMAIN = rf"(?:(?!(?:the|a|an|my|our|your|this|that|his|her|their)\s){_WORD}\s+)?{_WORD}(?:(?:\s+(?:dot|period|point)\s+|\s*\.\s*){_WORD})+"
 _EMAIL = re.compile(
     rf"(?i)(?<![a-z0-9'])(?P<lead>[a-z0-9]+\s+)?(?P<local>{_LOCAL}(?:\s+\d+)?)\s*(?:\bat(?:\s+(?:sign|symbol))?\b|@)\s*(?P<domain>{_DOMAIN})(?![a-z0-9])"
 )
@@ -55,18 +55,25 @@ _LABEL = r"[a-z0-9]+(?:-[a-z0-9]+)*"
 # A written dot only between two labels ("example.com"), never a full stop ("yet. It").
 _DOT = r"(?:\s+(?:dot|period|point)\s+|\.(?=[a-z0-9]))"
 # Top-level domains that are no English word, so "gmail com" can be a domain without its dot.
-_BARE_TLD = r"(?:com|net|org|edu|gov|io|co\s+uk|org\s+uk|co\s+dot\s+uk|uk|de|fr|ca|info|biz)"
+# Country codes alone ("de", "ca", "uk") are words of some language: only with their dot.
+_BARE_TLD = r"(?:com|net|org|edu|gov|co\s+uk|org\s+uk|co\s+dot\s+uk|info|biz)"
+# A mail provider's country domain whose "dot" went missing: "orange fr", "web de".
+_PROVIDER_COUNTRY = (
+    r"(?:orange|free|laposte|sfr|web|gmx|libero|virgilio|alice|telefonica|yahoo|hotmail"
+    r"|outlook|live|btinternet|sky)\s+(?:fr|de|it|es|uk|nl|be|ch|at|ca|ie)"
+)
 # "outlook dot co uk": a country after "co" / "com" / "org" ... whose "dot" went missing.
 _COUNTRY_AFTER = r"(?:\s+(?:uk|au|nz|za|jp|br|kr|il|sg|hk|tr|mx|ar))?"
 _SPOKEN_DOMAIN = re.compile(
-    rf"(?i)(?<![a-z0-9'])(?:{_LABEL}(?:{_DOT}{_LABEL})+|{_LABEL}\s+{_BARE_TLD}){_COUNTRY_AFTER}"
+    rf"(?i)(?<![a-z0-9'])(?:{_LABEL}(?:{_DOT}{_LABEL})+|{_LABEL}\s+{_BARE_TLD}|{_PROVIDER_COUNTRY})"
+    rf"{_COUNTRY_AFTER}"
     r"(?![a-z0-9'])"
 )
 _DOMAIN_WORDS = re.compile(r"(?i)\s+(?:dot|period|point)\s+|\s*\.\s*|\s+")
 _PROVIDERS = frozenset(
     "gmail googlemail yahoo ymail hotmail outlook live msn aol icloud me mac proton protonmail "
     "pm gmx zoho yandex comcast verizon att sbcglobal btinternet sky virginmedia orange web "
-    "fastmail hey tutanota mail".split()
+    "fastmail hey tutanota mail orange free laposte sfr libero virgilio alice".split()
 )
 _FULL_STOP = re.compile(r"[.!?]\s")
 _NAME_TOKEN = re.compile(r"(?i)[a-z0-9]+(?:'[a-z]+)?|@")
@@ -79,6 +86,44 @@ _STOPS = _NOT_LOCAL | frozenset(
     "also new old same be been am are were has have had do does did not no yes name".split()
 )
 _MAX_NAME_TOKENS = 20
+# What recognizers write for a misheard "at" (see the module docstring). Standing between
+# a name and a domain, it is as good as "at" was: "lisa m hat example dot org".
+_AT_HEARD = frozenset("add ad had hat better ate".split())
+# Misheard "at"s that are common words in their own right: they need a local part that
+# can only be an address's ("gary dot b and example dot com", "j smith 70 that ...").
+_AT_HEARD_WEAK = frozenset("that and an".split())
+_ADDRESS_LIKE = re.compile(
+    r"(?i)(?<![a-z])(?:dot|underscore|dash|hyphen|period)(?![a-z])|[._\-]|\d|(?<![a-z'])[a-z](?![a-z'])"
+)
+# Words after which "at" is a place or a glance, not an address: "looking at acme dot com".
+_NOT_BEFORE_AT = frozenset(
+    "look looks looking looked stare staring glance glancing arrive arrives arrived "
+    "stay staying stayed work works working worked live lives living based shop shopping "
+    "shopped meet meeting bought ordered booked listed sold available online".split()
+)
+_LETTERS = re.compile(r"(?i)[a-z]+")
+
+
+def _name_like(text: str, start: int, end: int) -> bool:
+    """The local part holds a word that may be a name (not a stop word, not a letter)."""
+    return any(
+        len(w) > 1 and w.lower() not in _STOPS and w.lower() not in _NAME_SEPARATORS
+        for w in _LETTERS.findall(text, start, end)
+    )
+
+
+def _address_like(text: str, start: int, end: int, slot: str) -> bool:
+    """The local part (up to the slot word) has a separator, a digit or a spelled letter."""
+    cut = text.lower().rfind(slot, start, end)
+    return _ADDRESS_LIKE.search(text, start, cut if cut > start else end) is not None
+
+
+def _place_not_address(text: str, start: int, end: int) -> bool:
+    """The local part is one word like "looking": "at" means somewhere, not an address."""
+    words = [w.lower() for w in _LETTERS.findall(text, start, end)]
+    if words and (words[-1] == "at" or words[-1] in _AT_HEARD):
+        words.pop()
+    return len(words) == 1 and words[0] in _NOT_BEFORE_AT
 
 
 _DIGIT_HOMOPHONES = frozenset("for to too ate won".split())
@@ -167,7 +212,8 @@ class SpokenEmailRecognizer(SpeechRecognizer):
             lead = m.group("lead")
             if lead and lead.strip().lower() not in _NOT_LOCAL:
                 start = m.start("lead")
-            found.append((start, m.end(), 0.8))
+            place = "@" not in m.group() and _place_not_address(text, start, m.end("local"))
+            found.append((start, m.end(), 0.3 if place else 0.8))
             pos = m.end()
         best: dict[tuple[int, int], float] = {}
         for start, end, score in found + self._without_at(text):
@@ -185,9 +231,15 @@ class SpokenEmailRecognizer(SpeechRecognizer):
             if local is None:
                 continue
             start, slot = local
-            if slot in ("at", "@"):
+            if (slot == "at" or slot in _AT_HEARD) and _place_not_address(text, start, m.start()):
+                score = 0.3
+            elif slot in ("at", "@"):
                 score = 0.8
-            elif labels[0] in _PROVIDERS:
+            elif (
+                labels[0] in _PROVIDERS
+                or (slot in _AT_HEARD and _name_like(text, start, m.start()))
+                or (slot in _AT_HEARD_WEAK and _address_like(text, start, m.start(), slot))
+            ):
                 score = 0.6
             else:
                 score = 0.3

@@ -1,7 +1,11 @@
 """Street addresses: a house number, up to three name words and a street type.
 
 "42 elm street", "one two three main street apartment four" (normalized to
-"123 main street apartment 4"), "1600 Pennsylvania Avenue, Suite 300". The name words
+"123 main street apartment 4"), "1600 Pennsylvania Avenue, Suite 300", "flat 7 29 harbour
+road", and the street type first as in French, Spanish or Italian ("9 rue de la paix").
+A town after the street is part of it when the utterance ends there or a post code
+follows (written "M14 4BT" or spelled "m one four four b t"); a post code on its own
+after "postcode" / "zip code" is one too. The name words
 may not be little words, so "3 items on the way" is not an address. A digit misheard as
 a word in the house or unit number ("won 23 main street", "90 to maple drive", "suite
 won 100", "send it to to 21 baker street") and a corrected unit ("unit 201 sorry 204") belong to the address.
@@ -12,6 +16,7 @@ from __future__ import annotations
 import re
 
 from .base import SpeechRecognizer
+from .person_intro import NOT_NAME_WORDS
 
 __all__ = ["StreetAddressRecognizer"]
 
@@ -27,10 +32,31 @@ _HOMOPHONE = r"(?:for|to|too|ate|won)"
 _UNIT = rf"(?:,?\s*(?:apartment|apt|unit|suite|ste|flat|number|no|#)\.?\s*(?:[a-z]\s?)?(?:(?:{_HOMOPHONE}\s)?\d+|{_HOMOPHONE}\b)(?:\s?[a-z]\b)?(?:\s+sorry\s+\d+)?)"
 # The town and the post code after the street, when a post code ends them: "..., Springfield,
 # IL 62704", "springfield illinois 62704", "London NW1 6XE". (A town alone is a guess.)
-_POSTCODE = r"(?:\d{5}(?:-\d{4})?|[a-z]{1,2}\d[a-z\d]?\s?\d[a-z]{2})\b"
+_POSTCODE = (
+    r"(?:\d{5}(?:-\d{4})?|[a-z]{1,2}\d[a-z\d]?\s?\d[a-z]{2}"
+    # spelled: "s w 1 a 2 a a", "m 14 4 b t"
+    r"|[a-z](?:\s[a-z])?\s\d{1,2}(?:\s?[a-z])?(?:\s?\d)?\s[a-z]\s[a-z])\b"
+)
 _TOWN = rf"(?:,?\s+(?:{_NAME_WORD},?\s+){{0,3}}{_POSTCODE})"
+# "flat 7", "apartment 4b" before the house number.
+_UNIT_FIRST = r"(?:(?:flat|apartment|apt|unit|suite)\.?\s+(?:\d+|[a-z])\s?[a-z]?,?\s+)?"
+# Street types that come before the name, and the name's little words ("de la").
+_TYPE_FIRST = re.compile(
+    r"(?i)(?<![\w])\d{1,5}(?:\s?(?:bis|ter|[a-z]))?,?\s+"
+    r"(?:rue|avenue|av|boulevard|bd|place|all[ée]e|chemin|quai|impasse|calle|avenida|via|viale"
+    r"|piazza|corso|largo|rua)\s+(?:(?:de|du|des|la|le|les|del|della|di|da|dos|das|l')\s*)*"
+    r"[a-z\u00c0-\u024f][\w'\-]*(?:\s+(?!\d)[a-z\u00c0-\u024f][\w'\-]*){0,3}?"
+    r"(?:,?\s+\d{4,5}(?:\s+[a-z\u00c0-\u024f][\w'\-]*)?)?(?![\w'])"
+)
+_POSTCODE_ALONE = re.compile(
+    rf"(?i)\b(?:post\s?code|zip(?:\s?code)?|postal\s+code)(?:\s+is|'s|\s*:)?\s+({_POSTCODE})"
+)
+_NOT_TOWN = NOT_NAME_WORDS | frozenset(
+    "tomorrow today tonight yesterday now later soon instead though too either".split()
+)
+_TOWN_WORD = re.compile(r"\s+([a-z][a-z'\-]+)(?=\s*(?:[.,!?]|$))", re.IGNORECASE)
 _ADDRESS = re.compile(
-    rf"(?i)(?<![\w])(?:(?:for|too|ate|won)\s(?:{_HOMOPHONE}\s)?|(?<=\b(?:to|at|on|in)\s)(?:to|for)\s)?(?:\d{{1,6}}\s+sorry\s+)?\d{{1,6}}(?:\s(?:\d{{1,3}}|{_HOMOPHONE}(?=\s\d))){{0,2}}(?:\s{_HOMOPHONE}(?=\s[a-z]))?(?:\s?[a-z])?\s+(?:(?:north|south|east|west|n|s|e|w)\.?\s+)?"
+    rf"(?i)(?<![\w]){_UNIT_FIRST}(?:(?:for|too|ate|won)\s(?:{_HOMOPHONE}\s)?|(?<=\b(?:to|at|on|in)\s)(?:to|for)\s)?(?:\d{{1,6}}\s+sorry\s+)?\d{{1,6}}(?:\s(?:\d{{1,3}}|{_HOMOPHONE}(?=\s\d))){{0,2}}(?:\s{_HOMOPHONE}(?=\s[a-z]))?(?:\s?[a-z])?\s+(?:(?:north|south|east|west|n|s|e|w)\.?\s+)?"
     rf"(?:(?:{_ORDINAL}|{_NAME_WORD})\s+){{1,3}}(?:{_TYPES})\b\.?{_UNIT}?{_TOWN}?"
 )
 
@@ -40,4 +66,13 @@ class StreetAddressRecognizer(SpeechRecognizer):
     CONTEXT = ("live", "address", "street", "send", "ship", "deliver", "mail", "move", "moved")
 
     def find(self, text: str) -> list[tuple[int, int, float]]:
-        return [(m.start(), m.end(), 0.6) for m in _ADDRESS.finditer(text)]
+        found = []
+        for m in _ADDRESS.finditer(text):
+            end = m.end()
+            town = _TOWN_WORD.match(text, end)
+            if town is not None and town.group(1).lower() not in _NOT_TOWN:
+                end = town.end()  # "... maple drive springfield" ending the utterance
+            found.append((m.start(), end, 0.6))
+        found += [(m.start(), m.end(), 0.6) for m in _TYPE_FIRST.finditer(text)]
+        found += [(*m.span(1), 0.6) for m in _POSTCODE_ALONE.finditer(text)]
+        return found

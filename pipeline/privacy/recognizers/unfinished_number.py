@@ -26,7 +26,14 @@ from presidio_analyzer import RecognizerResult
 
 from .base import SpeechRecognizer
 from .credit_card import known_card_prefix
-from .digit_runs import NOT_SECRET_CUES, DigitRun, is_measure, unit_after, words_before
+from .digit_runs import (
+    NOT_SECRET_CUES,
+    DigitRun,
+    breaks_chain,
+    is_measure,
+    unit_after,
+    words_before,
+)
 from .readings import judge_readings
 from .spoken_iban import IBAN_LENGTHS
 
@@ -81,7 +88,7 @@ _SECRETS = (
 )
 # Eight digits or more that open like a card's, ending the utterance: half a card, whatever
 # was said before them ("yeah it's 4050 3492," | "5680 9411").
-_BARE_CARD_DIGITS = 8
+_BARE_CARD_DIGITS = 7
 _YEAR = re.compile(r"^(?:19|20)\d\d$")
 _BARE_SCORE = 0.4
 _AMOUNT_BEFORE = re.compile(r"[$£€]\s*$")
@@ -155,6 +162,7 @@ class UnfinishedNumberRecognizer(SpeechRecognizer):
         while (
             i > 0
             and _GAP.match(text[runs[i - 1].end : runs[i].start])
+            and not breaks_chain(text, runs[i - 1], runs[i])
             # "300 dollars with 6011 4", "charged 49 99 on 5307 4010"
             and not is_measure(text, runs[i - 1].start, runs[i - 1].end)
         ):

@@ -30,7 +30,10 @@ class UsSsnSpeechRecognizer(SpeechRecognizer):
         def judge(runs):
             for run in runs:
                 if len(run.digits) == 9 and _issuable(run.digits):
-                    written = _DASHED.match(text[run.start : run.end]) is not None
+                    pos = run.positions  # "601-72-558 won": dashed, the last digit misheard
+                    written = _DASHED.match(text[run.start : run.end]) is not None or (
+                        "-" in text[pos[2] : pos[3]] and "-" in text[pos[4] : pos[5]]
+                    )
                     yield run.start, run.end, 0.5 if written else 0.3
 
         return judge_readings(text, judge)
