@@ -84,15 +84,29 @@ def payment_call_to_security_code(path: Path) -> Path:
     return _write_stereo(path, _stereo("payment_call")[: end_ms * 16])
 
 
+# The card's first group ("four one one one") ends at this offset of its clip, in the pause
+# before the second; the late call says it alone, then the rest after a breath.
+CARD_FIRST_GROUP_MS = 1270
+CARD_BREATH_MS = 1500
+
+
 def late_trigger_call(path: Path) -> dict[str, tuple[str, int, int]]:
-    """Write the late-trigger call; returns its lines: name -> (role, startMs, endMs)."""
+    """Write the late-trigger call; returns its lines: name -> (role, startMs, endMs).
+
+    The customer reads the card in two utterances, its first group alone: neither the
+    first (four digits) nor an intent phrase says a card is coming, so the window opens on
+    the second and must cut the first too."""
     card = load_manifest("payment_call")["utterances"][1]
+    clip = _clip("payment_call", 1)  # four one one one, one one one one, ...
+    split = CARD_FIRST_GROUP_MS * 16
+    rest_ms = card["startMs"] + CARD_FIRST_GROUP_MS + CARD_BREATH_MS
     lines = {  # (role, startMs, audio)
         "greeting": ("agent", 500, _clip("support_call", 0)),  # hello, how can i help you today?
         "problem": ("customer", 3000, _clip("support_call", 1)),  # hi, my internet is not working.
-        "card": ("customer", card["startMs"], _clip("payment_call", 1)),  # four one one one ...
-        "closing": ("agent", 12115, _clip("payment_call", 6)),  # ... payment has gone through.
-        "after": ("customer", 17000, _clip("support_call", 5)),  # okay, it is working now.
+        "card": ("customer", card["startMs"], clip[:split]),  # four one one one
+        "card rest": ("customer", rest_ms, clip[split:]),  # one one one one, ...
+        "closing": ("agent", 14000, _clip("payment_call", 6)),  # ... payment has gone through.
+        "after": ("customer", 19000, _clip("support_call", 5)),  # okay, it is working now.
     }
     end = max(start + len(a) // 16 for _, start, a in lines.values()) + 1000
     out = np.zeros((end * 16, 2), "<i2")
@@ -227,9 +241,10 @@ def test_no_card_audio_reaches_disk_and_the_rest_is_what_was_sent(recorded) -> N
                 heard = _heard(got)
                 print(f"  {role} recording, decoded: {heard}")
                 assert not any(_card_digits(text) for text in heard), heard
-        # The card's utterance is inside a removed span.
+        # The card's utterance is inside a removed span (both halves of it in the late call).
         card = load_manifest("payment_call")["utterances"][1]
-        assert inside[card["startMs"] * 16 : card["endMs"] * 16].all()
+        end_ms = card["endMs"] + (CARD_BREATH_MS if call_id == LATE else 0)
+        assert inside[card["startMs"] * 16 : end_ms * 16].all()
     # The recognizer would have heard the card: the source clip decodes to its digits.
     assert len(_card_digits(_decode(_clip("payment_call", 1)))) >= 4
     # The late call kept what the customer said before the card (what came after the window

@@ -160,3 +160,39 @@ async def test_customer_audio_is_withheld_from_a_remote_engine_during_a_payment(
         "no customer audio while the window is open"
     )
     assert after and any(n > 0 for n in after.values()), "audio flows again after the window"
+
+
+def test_a_card_read_in_two_utterances_opens_from_the_first() -> None:
+    """No intent, no card-like run in either utterance alone: the joined digits are a card
+    (4929 1278 9012 3459), so the window's exposure reaches back to the first half."""
+    g = guard()
+    assert g.on_text("yeah it's four nine two nine one two", "customer", 1000, 3000) is None
+    assert g.on_text("yeah it's four nine two nine one two", "customer", 1000, 3400) is None
+    d = g.on_text("seven eight nine oh one two three four five nine", "customer", 4200, 7600)
+    assert d is not None and (d.action, d.trigger) == ("open", "digits")
+    assert d.window.exposure_from_ms == 1000
+
+
+def test_a_phone_number_and_digits_after_it_are_no_card() -> None:
+    g = guard()
+    assert g.on_text("my number is 0161 496 0753", "customer", 1000, 3000) is None
+    assert g.on_text("2 of us will come", "customer", 4000, 5000) is None
+    # ... nor digits from the other party, or long after.
+    g = guard()
+    assert g.on_text("it's four nine two nine one two", "customer", 1000, 3000) is None
+    assert (
+        g.on_text("seven eight nine oh one two three four five nine", "agent", 4200, 7600) is None
+    )
+    g = guard()
+    assert g.on_text("it's four nine two nine one two", "customer", 1000, 3000) is None
+    late = g.on_text("seven eight nine oh one two three four five nine", "customer", 30000, 33000)
+    assert late is None
+
+
+def test_a_card_whose_first_group_came_alone_is_cut_from_that_group() -> None:
+    """The second utterance is a card on its own (twelve digits), but its first group was
+    said in the utterance before: that is where the card's audio begins."""
+    g = guard()
+    assert g.on_text("four one one one", "customer", 6000, 7300) is None
+    d = g.on_text("one one one one one one one one one one one one", "customer", 8800, 12000)
+    assert d is not None and d.window.exposure_from_ms == 6000

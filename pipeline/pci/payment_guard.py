@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 from pipeline.privacy.normalize import analysis_form
 from pipeline.privacy.recognizers.credit_card import known_card_prefix
+from pipeline.privacy.recognizers.digit_runs import NOT_SECRET_CUES, luhn_ok, words_before
 from pipeline.privacy.spoken_numbers import Run, normalize
 
 __all__ = ["GuardPolicy", "PaymentGuard", "Window"]
@@ -32,6 +33,9 @@ __all__ = ["GuardPolicy", "PaymentGuard", "Window"]
 CARD_RUN_DIGITS = 12
 # ... or this long if it starts like a card (4..., 51..., 37...).
 CARD_PREFIX_RUN_DIGITS = 8
+# A card read in two utterances: the second began at most this long after the first's
+# last words (a breath, "hang on", a recognizer's endpoint inside the number).
+SPLIT_CARD_GAP_MS = 8000
 
 _PUNCT = re.compile(r"[^\w\s']+")
 _SPACES = re.compile(r"\s+")
@@ -129,6 +133,10 @@ class PaymentGuard:
         self.windows: list[Window] = []
         self.closed_at_ms = -1
         self._closed_by_utterance: int | None = None  # start of the line that last closed one
+        # Per role: the latest text of its current and of its previous utterance, (start of
+        # the utterance, when its text last came, the text), to see a card read in two.
+        self._current: dict[str, tuple[int, int, str]] = {}
+        self._previous: dict[str, tuple[int, int, str]] = {}
 
     @property
     def is_open(self) -> bool:
@@ -142,6 +150,7 @@ class PaymentGuard:
         # As the recognizers read it: a fullwidth "ｃａｒｄ ｎｕｍｂｅｒ", or one with invisible
         # characters inside its words, is the phrase.
         flat = _SPACES.sub(" ", _PUNCT.sub(" ", analysis_form(text).lower()))
+        self._remember(role, utterance_start_ms, now_ms, text)
         w = self.window
         if w is not None:
             if role != "agent":
@@ -159,10 +168,14 @@ class PaymentGuard:
             return None  # still the utterance that was spoken while the last window closed
         if self._intent is not None and self._intent.search(flat):
             return self._open("intent", now_ms)
-        if self._looks_like_card(text):
-            # The digits began with the utterance, at the latest now (offsets reported by a
-            # remote recognizer can run ahead of our clock).
-            return self._open("digits", now_ms, exposure_from_ms=min(utterance_start_ms, now_ms))
+        whole = self._looks_like_card(text)
+        earlier = self._card_begun_before(role, utterance_start_ms, text, whole)
+        if whole or earlier is not None:
+            # The digits began with the utterance, or with the one before it when the card
+            # was read in two ("... it's 4111" | "1111 1111 1111"), at the latest now
+            # (offsets reported by a remote recognizer can run ahead of our clock).
+            began = utterance_start_ms if earlier is None else earlier
+            return self._open("digits", now_ms, exposure_from_ms=min(began, now_ms))
         return None
 
     def on_dtmf(self, now_ms: int) -> Decision | None:
@@ -241,6 +254,41 @@ class PaymentGuard:
         self.closed_at_ms = int(state.get("closedAtMs", -1))
 
     # ----- internals ---------------------------------------------------------------------
+    def _remember(self, role: str, start_ms: int, now_ms: int, text: str) -> None:
+        current = self._current.get(role)
+        if current is not None and current[0] != start_ms:
+            self._previous[role] = current
+        self._current[role] = (start_ms, now_ms, text)
+
+    def _card_begun_before(self, role: str, start_ms: int, text: str, whole: bool) -> int | None:
+        """The start of this role's previous utterance, if it ended in digits that this
+        one goes on with: into a card (read together, they look like one), or into the
+        card this one reads (``whole``)."""
+        prev = self._previous.get(role)
+        if prev is None or start_ms - prev[1] > SPLIT_CARD_GAP_MS or prev[0] < self.closed_at_ms:
+            return None
+        if not _digit_runs(text) or self._looks_like_card(prev[2]):
+            return None
+        first = _digit_runs(prev[2])
+        said = analysis_form(prev[2])
+        if first and NOT_SECRET_CUES.intersection(words_before(said, first[-1].start, 3)):
+            return None  # "my order is 1234": a reference, then the card
+        joined = _digit_runs(f"{prev[2]} {text}")
+        for run in joined:
+            # The run that crosses the boundary: longer than the first utterance's digits.
+            if not first or len(run.digits) <= len(first[-1].digits):
+                continue
+            d = run.digits
+            # A phone number and a word of digits after it is no card: the joined digits
+            # must open like a card and pass Luhn, or be too many for anything else.
+            if (
+                whole
+                or known_card_prefix(d)
+                and (any(luhn_ok(d[:n]) for n in range(13, min(19, len(d)) + 1)) or len(d) >= 15)
+            ):
+                return prev[0]
+        return None
+
     def _customer_activity(self, now_ms: int) -> None:
         w = self.window
         if w is not None and w.confirmed_ms is None and w.customer_activity_ms is None:

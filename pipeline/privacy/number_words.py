@@ -19,6 +19,9 @@ import re
 
 __all__ = [
     "CANDIDATE",
+    "COUNT_BEFORE",
+    "MARKS",
+    "SPOKEN_MARK",
     "FILLERS",
     "HOMOPHONES",
     "MAX_GAP_FILLERS",
@@ -31,6 +34,7 @@ __all__ = [
     "ZERO_LETTERS",
     "digit_value",
     "homophone_digits",
+    "joined_digits",
 ]
 
 UNITS = {
@@ -48,6 +52,11 @@ TENS = {
 }  # fmt: skip
 SCALES = {"hundred": 100, "thousand": 1000}
 REPEATS = {"double": 2, "triple": 3}
+#: Said punctuation inside a number, rendered as written: "six oh one dash seven two".
+MARKS = {"dash": "-", "hyphen": "-", "slash": "/"}
+SPOKEN_MARK = re.compile(r"(?i)\b(?:dash|hyphen|slash)\b")
+#: Words before a count of the digits that follow: "the next six: 3 2 5 ...".
+COUNT_BEFORE = re.compile(r"(?i)\b(?:first|next|last|middle|final)\s+$")
 #: The word that may join a scale to the rest of its number: "three hundred and nine".
 SCALE_JOINERS = frozenset({"and"})
 #: Words that may sit inside a run without ending it (at most two in a row).
@@ -64,6 +73,20 @@ MAX_GAP_FILLERS = 2
 _MIN_REAL_DIGITS = 3  # real digit words a sequence needs before a homophone inside counts
 # Homophones no sentence puts after "twenty" ... "ninety": "twenty ate" is 28.
 _AFTER_TENS = frozenset({"ate", "won"})
+
+
+# Digit words a recognizer (or a chat) ran together: "fouroneoneone", "fourone". Made
+# only of them, so no English word is one ("often" is no "oh" + "ften").
+_JOINABLE = "zero|three|seven|eight|four|five|nine|one|two|six|oh"
+_JOINED = re.compile(rf"(?i)(?:{_JOINABLE}){{2,}}")
+_JOINED_PART = re.compile(rf"(?i){_JOINABLE}")
+
+
+def joined_digits(word: str) -> str | None:
+    """The digits of a word made only of digit words ("fouroneone" -> "411"), else None."""
+    if len(word) < 5 or _JOINED.fullmatch(word) is None:
+        return None
+    return "".join(str(UNITS.get(p.lower(), 0)) for p in _JOINED_PART.findall(word))
 
 
 def digit_value(low: str) -> int:
@@ -104,7 +127,10 @@ def homophone_digits(words: list[str], after: str = "") -> list[int]:
 _NUM_ALT = "|".join(
     sorted({*UNITS, *ZERO_LETTERS, *TEENS, *TENS, *SCALES, *REPEATS}, key=len, reverse=True)
 )
-_NUM_TOKEN = rf"(?:\d+|(?<![A-Za-z'])(?:{_NUM_ALT})(?![A-Za-z']))"
+_NUM_TOKEN = (
+    rf"(?:\d+|(?<![A-Za-z'])(?:{_NUM_ALT})(?![A-Za-z'])"
+    rf"|(?<![A-Za-z'])(?:{_JOINABLE}){{2,}}(?![A-Za-z']))"
+)
 _GAP_WORDS = "|".join(sorted({*FILLERS, *HOMOPHONES, *SCALE_JOINERS}))
 _GAP = rf"(?:[\s,.\-–—()]*(?:(?<![A-Za-z'])(?:{_GAP_WORDS})(?![A-Za-z'])[\s,.\-–—()]*){{0,{MAX_GAP_FILLERS + 2}}})"
 _HOMOPHONE = "|".join(sorted(HOMOPHONES))

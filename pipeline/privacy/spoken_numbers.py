@@ -33,19 +33,23 @@ from dataclasses import dataclass, field
 
 from pipeline.privacy.number_words import (
     CANDIDATE,
+    COUNT_BEFORE,
     FILLERS,
     HOMOPHONES,
+    MARKS,
     MAX_GAP_FILLERS,
     REPAIRS,
     REPEATS,
     SCALE_JOINERS,
     SCALES,
+    SPOKEN_MARK,
     TEENS,
     TENS,
     UNITS,
     ZERO_LETTERS,
     digit_value,
     homophone_digits,
+    joined_digits,
 )  # fmt: skip
 
 __all__ = [
@@ -58,9 +62,8 @@ _SEPARATORS = frozenset(",.-–—()")
 _TOKEN = re.compile(r"\d+|[A-Za-z]+(?:'[A-Za-z]+)?|[^\sA-Za-z\d]")
 
 # Token kinds.
-_NUMERAL, _UNIT, _ZERO_LETTER, _TEEN, _TENS, _SCALE, _REPEAT, _FILLER, _SEP, _OTHER, _HOMOPHONE = (
-    range(11)
-)
+_NUMERAL, _UNIT, _ZERO_LETTER, _TEEN, _TENS, _SCALE, _REPEAT = range(7)
+_FILLER, _SEP, _OTHER, _HOMOPHONE, _JOINED = range(7, 12)
 
 
 def _kind(tok: str) -> int:
@@ -85,11 +88,13 @@ def _kind(tok: str) -> int:
         return _HOMOPHONE
     if len(tok) == 1 and tok in _SEPARATORS:
         return _SEP
+    if joined_digits(tok) is not None:
+        return _JOINED  # "fouroneone"
     return _OTHER
 
 
-_NUMBERISH = (_NUMERAL, _UNIT, _ZERO_LETTER, _TEEN, _TENS, _SCALE, _REPEAT)
-_SPOKEN = (_UNIT, _ZERO_LETTER, _TEEN, _TENS, _SCALE, _REPEAT)
+_NUMBERISH = (_NUMERAL, _UNIT, _ZERO_LETTER, _TEEN, _TENS, _SCALE, _REPEAT, _JOINED)
+_SPOKEN = (_UNIT, _ZERO_LETTER, _TEEN, _TENS, _SCALE, _REPEAT, _JOINED)
 
 
 @dataclass(slots=True)
@@ -152,7 +157,7 @@ def _tokens(text: str, pos: int = 0, endpos: int | None = None) -> list[_Tok]:
     return [_Tok(m.group(), m.start(), m.end(), _kind(m.group())) for m in it]
 
 
-_DIGIT_WORD_KINDS = (_UNIT, _ZERO_LETTER, _HOMOPHONE, _REPEAT, _TENS, _TEEN)
+_DIGIT_WORD_KINDS = (_UNIT, _ZERO_LETTER, _HOMOPHONE, _REPEAT, _TENS, _TEEN, _JOINED)
 
 
 def _resolve_homophones(toks: list[_Tok]) -> None:
@@ -184,7 +189,7 @@ def _find_runs(toks: list[_Tok], text: str = "") -> list[tuple[int, int]]:
         if (
             toks[i].kind in (_UNIT, _TEEN)
             and i + 1 < n
-            and _COUNT_BEFORE.search(text, max(0, toks[i].start - 10), toks[i].start)
+            and COUNT_BEFORE.search(text, max(0, toks[i].start - 10), toks[i].start)
         ):
             # "the next six three two five ...": a count, then the digits it announces.
             runs.append((i, i + 1))
@@ -233,6 +238,9 @@ def _elements(toks: list[_Tok]) -> list[Element]:
         nxt = nums[i + 1] if i + 1 < n else None
         if k == _NUMERAL:
             out.append(Element(t.text, t.start, t.end, False))
+            i += 1
+        elif k == _JOINED:
+            out.append(Element(joined_digits(t.text) or "", t.start, t.end, True))
             i += 1
         elif k in (_UNIT, _ZERO_LETTER):
             value = digit_value(low)
@@ -311,22 +319,17 @@ def _scaled(nums: list[_Tok], i: int, value: int, start: int | None = None) -> t
     return Element(str(total), first.start if start is None else start, end, False), j
 
 
-def _trim_zero_letters(toks: list[_Tok], i: int, j: int) -> tuple[int, int] | None:
+def _holds_a_number(toks: list[_Tok], i: int, j: int) -> bool:
     """A run must hold a real number: "oh" alone ("oh I see") is an interjection."""
-    if not any(
-        toks[x].kind not in (_ZERO_LETTER, _REPEAT, _SCALE)
-        for x in range(i, j)
-        if toks[x].kind in _NUMBERISH
-    ):
-        return None
-    return i, j
+    no_number = (_ZERO_LETTER, _REPEAT, _SCALE)
+    return any(t.kind in _NUMBERISH and t.kind not in no_number for t in toks[i:j])
 
 
 def _collect_runs(text: str, toks: list[_Tok], found: list[Run]) -> None:
     for i, j in _find_runs(toks, text):
         while j > i and toks[j - 1].kind == _REPEAT:
             j -= 1  # "... one double": nothing doubled yet, the word stays a word
-        if j == i or _trim_zero_letters(toks, i, j) is None:
+        if j == i or not _holds_a_number(toks, i, j):
             continue
         part = toks[i:j]
         elements = _elements(part)
@@ -365,9 +368,9 @@ def normalize(text: str) -> Normalized:
                 pieces.append(" ")
                 starts.append(repair.end())
                 ends.append(el.start)
-            elif prev is not None and (mark := _SPOKEN_MARK.search(text, prev.end, el.start)):
+            elif prev is not None and (mark := SPOKEN_MARK.search(text, prev.end, el.start)):
                 # "six oh one dash seven two": the shape as said ("601-72"), as written.
-                pieces.append(_MARKS[mark.group().lower()])
+                pieces.append(MARKS[mark.group().lower()])
                 starts.append(prev.end)
                 ends.append(el.start)
             elif prev is not None and not (prev.single and el.single):
@@ -383,9 +386,6 @@ def normalize(text: str) -> Normalized:
     return Normalized(text, "".join(pieces), starts, ends, found)
 
 
-_COUNT_BEFORE = re.compile(r"(?i)\b(?:first|next|last|middle|final)\s+$")
-_MARKS = {"dash": "-", "hyphen": "-", "slash": "/"}
-_SPOKEN_MARK = re.compile(r"(?i)(?<![A-Za-z'])(?:dash|hyphen|slash)(?![A-Za-z'])")
 _REPAIR = re.compile(rf"(?i)(?<![A-Za-z'])(?:{'|'.join(sorted(REPAIRS))})(?![A-Za-z'])")
 
 

@@ -250,7 +250,7 @@ class CallRecorder:
         reason = f"payment window {w.number} (trigger: {w.trigger})"
         if w.exposure_from_ms is not None:
             reason += (
-                f"; from the start of the utterance that triggered it at {w.exposure_from_ms} ms"
+                f"; from the start of the digits that triggered it at {w.exposure_from_ms} ms"
             )
         span = Span(w.number, w.trigger, from_ms, reason, reach_back_ms=newest - from_ms)
         self.spans[w.number] = span

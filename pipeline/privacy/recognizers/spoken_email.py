@@ -34,7 +34,7 @@ _WORD = r"[a-z0-9]+"
 _SPELLED = r"(?:[a-z0-9]\s+){1,}[a-z0-9](?![a-z0-9])"
 _LOCAL = rf"(?:{_SPELLED}|{_WORD})(?:{_SEP}(?:{_SPELLED}|{_WORD}))*"
 # "bishop law dot com": a spoken domain label may come as two words.
-_DOMAIN = rf"(?:(?!(?:the|a|an|my|our|your|this|that|his|her|their)\s){_WORD}\s+)?{_WORD}(?:(?:\s+(?:dot|period|point)\s+|\s*\.\s*){_WORD})+"
+_DOMAIN = rf"(?:{_WORD}\s+)?{_WORD}(?:(?:\s+(?:dot|period|point)\s+|\s*\.\s*){_WORD})+"
 _EMAIL = re.compile(
     rf"(?i)(?<![a-z0-9'])(?P<lead>[a-z0-9]+\s+)?(?P<local>{_LOCAL}(?:\s+\d+)?)\s*(?:\bat(?:\s+(?:sign|symbol))?\b|@)\s*(?P<domain>{_DOMAIN})(?![a-z0-9])"
 )
@@ -99,7 +99,8 @@ _ADDRESS_LIKE = re.compile(
 _NOT_BEFORE_AT = frozenset(
     "look looks looking looked stare staring glance glancing arrive arrives arrived "
     "stay staying stayed work works working worked live lives living based shop shopping "
-    "shopped meet meeting bought ordered booked listed sold available online".split()
+    "shopped meet meeting bought ordered booked listed sold available online ate eat eating "
+    "dined dining".split()
 )
 _LETTERS = re.compile(r"(?i)[a-z]+")
 
@@ -118,12 +119,13 @@ def _address_like(text: str, start: int, end: int, slot: str) -> bool:
     return _ADDRESS_LIKE.search(text, start, cut if cut > start else end) is not None
 
 
-def _place_not_address(text: str, start: int, end: int) -> bool:
-    """The local part is one word like "looking": "at" means somewhere, not an address."""
+def _place_not_address(text: str, start: int, end: int, slot: str = "") -> bool:
+    """The local part (before ``slot``, the word where "at" stands) ends in a word like
+    "looking" and holds nothing only an address has: "at" means somewhere."""
     words = [w.lower() for w in _LETTERS.findall(text, start, end)]
-    if words and (words[-1] == "at" or words[-1] in _AT_HEARD):
+    if slot and words and words[-1] == slot:
         words.pop()
-    return len(words) == 1 and words[0] in _NOT_BEFORE_AT
+    return bool(words) and words[-1] in _NOT_BEFORE_AT and not _address_like(text, start, end, slot)
 
 
 _DIGIT_HOMOPHONES = frozenset("for to too ate won".split())
@@ -231,7 +233,9 @@ class SpokenEmailRecognizer(SpeechRecognizer):
             if local is None:
                 continue
             start, slot = local
-            if (slot == "at" or slot in _AT_HEARD) and _place_not_address(text, start, m.start()):
+            if (slot == "at" or slot in _AT_HEARD) and _place_not_address(
+                text, start, m.start(), slot
+            ):
                 score = 0.3
             elif slot in ("at", "@"):
                 score = 0.8
