@@ -68,6 +68,47 @@ def _removed(text: str, secret: str) -> bool:
             "it's fourfive five five one two three four five six seven eight nine one zero two",
             "fourfive",
         ),
+        # From the second development corpus: British and radio words for digits and letters.
+        ("expiry date nought three stroke thirty", "nought three stroke thirty"),
+        ("the cvv is fife tree nein", "fife tree nein"),
+        ("call me on oh seven seven oh oh nine oh oh treble two", "oh seven seven oh oh"),
+        (
+            "iban is golf bravo two nine november whiskey bravo kilo six zero one six one three"
+            " three one nine two six eight one nine",
+            "golf bravo two nine november",
+        ),
+        (
+            "the iban d e eight nine three seven null four null null four four null five three"
+            " two null one three null null null",
+            "d e eight nine",
+        ),
+        # Numbers of one's own; "that one" is no digit; month and year said as numbers.
+        ("the daytime number is oh two nine eight seven six five four three two", "oh two nine"),
+        ("month is oh nine and the year is twenty eight", "oh nine and the year is twenty eight"),
+        ("see vee see is eight one seven", "eight one seven"),
+        # Names: titles, relations, "on behalf of", "can I speak to", any script.
+        ("hello i'm ringing for mrs adeyemi about the letter", "adeyemi"),
+        ("calling on behalf of my father tadhg o connor", "tadhg o connor"),
+        ("could i talk to ngozi okafor please", "ngozi okafor"),
+        ("Account holder: Søren Kierkegård", "Søren Kierkegård"),
+        ("you're through to niamh how can i help", "niamh"),
+        ("the name on the policy is maria del carmen ruiz", "maria del carmen ruiz"),
+        # Addresses: towns, counties, districts and post codes, said or written; PO boxes.
+        ("it's nine seaview park clontarf dublin three", "nine seaview park clontarf dublin three"),
+        (
+            "send it to 12 Main Street, Kells, Co. Meath, A82 X2Y4",
+            "12 Main Street, Kells, Co. Meath, A82 X2Y4",
+        ),
+        (
+            "we're at forty one king street west toronto m five v one k two",
+            "forty one king street west toronto m five v one k two",
+        ),
+        ("PO Box 318, Alice Springs NT 0870", "PO Box 318, Alice Springs NT 0870"),
+        # E-mail: "at the rate", "at uh at".
+        (
+            "mail id is priya dot s at the rate yahoo dot co dot in",
+            "priya dot s at the rate yahoo dot co dot in",
+        ),
         # A card read in announced groups: every group goes (4929 1234 5678 9015).
         (
             "the first four are four nine two nine then the next four one two three four"
@@ -96,6 +137,10 @@ def test_a_town_word_is_taken_but_not_a_time_word() -> None:
         "the last two are fine",
         "one and two and three",
         "he often came at noon on the ohio line",
+        "we're open nine till five and ten to four on sundays",
+        "i'll take that one please",
+        "the ticket number is for five two one ate eight nine oh",
+        "i'm calling for a refund on my order",
     ],
 )
 def test_the_negative_is_kept(text: str) -> None:

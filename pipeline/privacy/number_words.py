@@ -20,6 +20,7 @@ import re
 __all__ = [
     "CANDIDATE",
     "COUNT_BEFORE",
+    "PRONOUN_BEFORE",
     "MARKS",
     "SPOKEN_MARK",
     "FILLERS",
@@ -40,6 +41,7 @@ __all__ = [
 UNITS = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4,
     "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+    "nought": 0, "naught": 0, "niner": 9,  # British zero, the radio nine
 }  # fmt: skip
 ZERO_LETTERS = {"oh", "o"}
 TEENS = {
@@ -51,24 +53,32 @@ TENS = {
     "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
 }  # fmt: skip
 SCALES = {"hundred": 100, "thousand": 1000}
-REPEATS = {"double": 2, "triple": 3}
+REPEATS = {"double": 2, "triple": 3, "treble": 3}
 #: Said punctuation inside a number, rendered as written: "six oh one dash seven two".
-MARKS = {"dash": "-", "hyphen": "-", "slash": "/"}
-SPOKEN_MARK = re.compile(r"(?i)\b(?:dash|hyphen|slash)\b")
+MARKS = {"dash": "-", "hyphen": "-", "slash": "/", "stroke": "/"}
+SPOKEN_MARK = re.compile(r"(?i)\b(?:dash|hyphen|slash|stroke)\b")
 #: Words before a count of the digits that follow: "the next six: 3 2 5 ...".
 COUNT_BEFORE = re.compile(r"(?i)\b(?:first|next|last|middle|final)\s+$")
+#: Words after which "one" is a pronoun, not a digit: "that one", "a new one".
+PRONOUN_BEFORE = re.compile(
+    r"(?i)\b(?:that|this|which|each|every|any|no|other|another|new|old|right|wrong|same|"
+    r"last|first|next|only|the|a)\s+$"
+)
 #: The word that may join a scale to the rest of its number: "three hundred and nine".
 SCALE_JOINERS = frozenset({"and"})
 #: Words that may sit inside a run without ending it (at most two in a row).
 FILLERS = frozenset({
     "um", "umm", "uh", "uhh", "uhm", "er", "erm", "ah", "eh", "hmm", "hm", "mm", "mhm",
-    "sorry", "dash", "hyphen", "slash",
+    "sorry", "dash", "hyphen", "slash", "stroke",
 })  # fmt: skip
 #: Fillers that say the speaker is correcting what came just before ("four five sorry
 #: four six"): rendered, not dropped, so that the recognizers can try the corrected reading.
 REPAIRS = frozenset({"sorry"})
 #: Words a recognizer writes for a digit it misheard; digits only inside a run.
-HOMOPHONES = {"for": 4, "to": 2, "too": 2, "ate": 8, "won": 1}
+HOMOPHONES = {
+    "for": 4, "to": 2, "too": 2, "ate": 8, "won": 1,
+    "tree": 3, "fife": 5, "nein": 9, "sex": 6, "sicks": 6, "null": 0,  # accents, German
+}  # fmt: skip
 MAX_GAP_FILLERS = 2
 _MIN_REAL_DIGITS = 3  # real digit words a sequence needs before a homophone inside counts
 # Homophones no sentence puts after "twenty" ... "ninety": "twenty ate" is 28.

@@ -31,25 +31,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from pipeline.privacy import number_words as nw
 from pipeline.privacy.number_words import (
     CANDIDATE,
-    COUNT_BEFORE,
     FILLERS,
     HOMOPHONES,
-    MARKS,
     MAX_GAP_FILLERS,
     REPAIRS,
     REPEATS,
-    SCALE_JOINERS,
     SCALES,
-    SPOKEN_MARK,
     TEENS,
     TENS,
     UNITS,
     ZERO_LETTERS,
     digit_value,
     homophone_digits,
-    joined_digits,
 )  # fmt: skip
 
 __all__ = [
@@ -88,7 +84,7 @@ def _kind(tok: str) -> int:
         return _HOMOPHONE
     if len(tok) == 1 and tok in _SEPARATORS:
         return _SEP
-    if joined_digits(tok) is not None:
+    if nw.joined_digits(tok) is not None:
         return _JOINED  # "fouroneone"
     return _OTHER
 
@@ -187,9 +183,16 @@ def _find_runs(toks: list[_Tok], text: str = "") -> list[tuple[int, int]]:
             i += 1
             continue
         if (
+            toks[i].text.lower() == "one"
+            and (i + 1 == n or toks[i + 1].kind not in (_UNIT, _ZERO_LETTER, _HOMOPHONE))
+            and nw.PRONOUN_BEFORE.search(text, max(0, toks[i].start - 10), toks[i].start)
+        ):
+            i += 1  # "that one", "a new one": a pronoun ("... on that one ten 28")
+            continue
+        if (
             toks[i].kind in (_UNIT, _TEEN)
             and i + 1 < n
-            and COUNT_BEFORE.search(text, max(0, toks[i].start - 10), toks[i].start)
+            and nw.COUNT_BEFORE.search(text, max(0, toks[i].start - 10), toks[i].start)
         ):
             # "the next six three two five ...": a count, then the digits it announces.
             runs.append((i, i + 1))
@@ -211,7 +214,7 @@ def _find_runs(toks: list[_Tok], text: str = "") -> list[tuple[int, int]]:
                 # "4111." at a sentence end: the period ends the run unless a number follows.
                 pass
             elif (
-                toks[j].text.lower() in SCALE_JOINERS
+                toks[j].text.lower() in nw.SCALE_JOINERS
                 and toks[j - 1].kind == _SCALE
                 and j + 1 < n
                 and toks[j + 1].kind in (_UNIT, _TEEN, _TENS)
@@ -240,7 +243,7 @@ def _elements(toks: list[_Tok]) -> list[Element]:
             out.append(Element(t.text, t.start, t.end, False))
             i += 1
         elif k == _JOINED:
-            out.append(Element(joined_digits(t.text) or "", t.start, t.end, True))
+            out.append(Element(nw.joined_digits(t.text) or "", t.start, t.end, True))
             i += 1
         elif k in (_UNIT, _ZERO_LETTER):
             value = digit_value(low)
@@ -368,9 +371,9 @@ def normalize(text: str) -> Normalized:
                 pieces.append(" ")
                 starts.append(repair.end())
                 ends.append(el.start)
-            elif prev is not None and (mark := SPOKEN_MARK.search(text, prev.end, el.start)):
+            elif prev is not None and (mark := nw.SPOKEN_MARK.search(text, prev.end, el.start)):
                 # "six oh one dash seven two": the shape as said ("601-72"), as written.
-                pieces.append(MARKS[mark.group().lower()])
+                pieces.append(nw.MARKS[mark.group().lower()])
                 starts.append(prev.end)
                 ends.append(el.start)
             elif prev is not None and not (prev.single and el.single):

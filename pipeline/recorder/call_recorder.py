@@ -249,9 +249,7 @@ class CallRecorder:
         from_ms = max(0, min(candidates))
         reason = f"payment window {w.number} (trigger: {w.trigger})"
         if w.exposure_from_ms is not None:
-            reason += (
-                f"; from the start of the digits that triggered it at {w.exposure_from_ms} ms"
-            )
+            reason += f"; from the start of the digits that triggered it at {w.exposure_from_ms} ms"
         span = Span(w.number, w.trigger, from_ms, reason, reach_back_ms=newest - from_ms)
         self.spans[w.number] = span
         if w.end_ms is not None:  # a window that closed before this recording began

@@ -22,9 +22,15 @@ _MONTHS = (
     r"jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
     r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?"
 )
+# "month is 02 and then the year is 29", "the end of 27" (a card runs to a month's end)
+_NUMERIC_MONTH_YEAR = re.compile(
+    r"(?i)\bmonth\s+(?:is\s+|'s\s+)?(?:0?[1-9]|1[0-2])\s+(?:and\s+)?(?:then\s+)?(?:the\s+)?"
+    r"year\s+(?:is\s+|'s\s+)?(?:20\s?)?[2-4]\d(?!\d)"
+)
+_END_OF_YEAR = re.compile(r"(?i)\bend\s+of\s+(?:20\s?)?[2-4]\d(?![\d/:])")
 # "march 2027", "march of 27", "september and the year is 26"
 _MONTH_YEAR = re.compile(
-    rf"(?i)\b(?:{_MONTHS})\.?\s+(?:of\s+|(?:and\s+)?(?:the\s+)?year\s+(?:is\s+|'s\s+)?)?"
+    rf"(?i)\b(?:end\s+of\s+)?(?:{_MONTHS})\.?\s+(?:of\s+|(?:and\s+)?(?:the\s+)?year\s+(?:is\s+|'s\s+)?)?"
     r"(?:20\s?[2-4]\d|[2-4]\d)(?!\d)"
 )
 _DIGIT = re.compile(r"\d")
@@ -62,8 +68,9 @@ def _month_year(digits: str) -> bool:
 
 class CardExpiryRecognizer(SpeechRecognizer):
     ENTITY = "CARD_EXPIRY"
-    # "it runs out in", "good until", "good till": how people say expires.
-    CONTEXT = ("expir", "exp", "valid", "thru", "card", "runs", "until", "till", "good")
+    # "it runs out in", "good until", "good till": how people say expires ("until" alone is
+    # a time: "open eight till eight").
+    CONTEXT = ("expir", "exp", "valid", "thru", "card", "runs", "good")
 
     def find(self, text: str) -> list[tuple[int, int, float]]:
         if not _DIGIT.search(text):
@@ -72,6 +79,8 @@ class CardExpiryRecognizer(SpeechRecognizer):
         found = []
         if any(m in lower for m in _MONTH_PREFIXES):
             found += [(m.start(), m.end(), 0.3) for m in _MONTH_YEAR.finditer(text)]
+        found += [(m.start(), m.end(), 0.6) for m in _NUMERIC_MONTH_YEAR.finditer(text)]
+        found += [(m.start(), m.end(), 0.3) for m in _END_OF_YEAR.finditer(text)]
         # "04/27" is the shape printed on cards: enough on its own.
         found += [(m.start(), m.end(), 0.45) for m in _SLASHED.finditer(text)]
         found += judge_readings(

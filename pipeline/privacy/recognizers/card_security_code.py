@@ -38,6 +38,7 @@ class CardSecurityCodeRecognizer(SpeechRecognizer):
         "back",
         "code",
         "signature",  # "the last three on the signature strip"
+        "reverse",
     )
 
     def find(self, text: str) -> list[tuple[int, int, float]]:

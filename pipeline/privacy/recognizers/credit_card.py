@@ -23,7 +23,7 @@ __all__ = ["CreditCardSpeechRecognizer", "known_card_prefix"]
 _GAP = re.compile(r"^[\s,.;:\-–]*(?:[A-Za-z']+[\s,.;:\-–?!]+){0,2}$")
 # A longer remark between groups ("sorry what was that", "hold on let me check"): the
 # chain holds only if the whole number opens like a card and passes Luhn.
-_LONG_GAP = re.compile(r"^[\s,.;:\-–]*(?:[A-Za-z']+[\s,.;:\-–?!]+){0,6}$")
+_LONG_GAP = re.compile(r"^[\s,.;:\-–]*(?:[A-Za-z']+[\s,.;:\-–?!]+){0,8}$")
 
 # Issuer prefixes (IIN ranges) of the networks a contact center takes.
 _PREFIX = re.compile(
@@ -38,7 +38,8 @@ _PREFIX = re.compile(
 
 # "the first 4 are", "then the next 6", "and the last 5": how many digits come next.
 _COUNT_BEFORE = re.compile(r"(?i)\b(?:first|next|last|middle|final|other)\s+$")
-_COUNT_AFTER = re.compile(r"(?i)\s+(?:digits?\s+)?(?:are|is|were|being)?\s*$")
+# "... 5 are", "... 4 digits of my card are", "... 5 i think are"
+_COUNT_AFTER = re.compile(r"(?i)\s+(?:[a-z']+\s+){0,5}?(?:are|is|were|being)?\s*$")
 
 
 def _announces(text: str, runs: tuple[DigitRun, ...], i: int) -> bool:
@@ -78,13 +79,13 @@ class CreditCardSpeechRecognizer(SpeechRecognizer):
                 continue
             found.extend(self._windows(runs[i]) or self._unchecked(runs[i]))
             i += 1
-        for i in range(1, len(runs) - 1):
+        for i in range(len(runs) - 1):
             # "... 7576 0 and the last 4 are 4485": groups of one card, announced.
             if not _announces(text, runs, i):
                 continue
-            before, after = runs[i - 1], runs[i + 1]
-            cardlike = bool(found) or known_card_prefix(before.digits)
-            for run in (before, after):
+            before, after = runs[i - 1] if i else None, runs[i + 1]
+            cardlike = bool(found) or known_card_prefix((before or after).digits)
+            for run in (before, after) if before else (after,):
                 if len(run.digits) >= 4 and not is_measure(text, run.start, run.end):
                     found.append((run.start, run.end, 0.6 if cardlike else 0.3))
         return found

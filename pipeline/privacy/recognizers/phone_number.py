@@ -50,6 +50,26 @@ def _possible(number: str) -> bool:
         return False
 
 
+# "my number is", "the office number is", "mine is": a number of one's own, not a reference.
+_OWN_NUMBER = re.compile(
+    r"(?i)(?:\b(?:my|his|her|your|their|our|the|work|home|office|mobile|cell|best|contact|landline"
+    r"|direct|daytime|evening)\s+number|\bmine)\s*(?:is|'s|:)?\s*(?:(?:um|uh|it's)\s+)?$"
+)
+
+
+def _lift_own_number(text: str, found: tuple[int, int, float]) -> tuple[int, int, float]:
+    """A plausible number (0.3) said as one's own number is a phone number (0.5), unless
+    a reference word stands near it ("the ticket number is ...")."""
+    start, end, score = found
+    if (
+        score < 0.4
+        and _OWN_NUMBER.search(text, max(0, start - 40), start)
+        and not NOT_SECRET_CUES.intersection(words_before(text, start, 6))
+    ):
+        return start, end, 0.5
+    return found
+
+
 class PhoneSpeechRecognizer(SpeechRecognizer):
     ENTITY = "PHONE_NUMBER"
     CONTEXT = (
@@ -63,6 +83,7 @@ class PhoneSpeechRecognizer(SpeechRecognizer):
         "landline",
         "telephone",
         "text",
+        "ring",
     )
 
     def find(self, text: str) -> list[tuple[int, int, float]]:
@@ -115,6 +136,7 @@ class PhoneSpeechRecognizer(SpeechRecognizer):
                 # A national number of another country: plausible, not proof. So is one
                 # written with a trunk zero, even in a range no operator was given.
                 found.append((start, end, 0.3))
+        found = [_lift_own_number(text, f) for f in found]
         found.extend(self._split_numbers(text, runs, found))
         # "0161 496 0753 extension 204": the extension is part of the number.
         return [

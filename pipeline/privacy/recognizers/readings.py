@@ -31,11 +31,16 @@ __all__ = ["readings", "judge_readings"]
 
 # Words that may be a digit. "oh"/"o" too: the normalizer drops an "oh" with too few
 # digits beside it ("oh for 7" reads as an interjection), a reading keeps it.
-HOMOPHONES = {"for": "4", "to": "2", "too": "2", "ate": "8", "won": "1", "oh": "0", "o": "0"}
-_HOMOPHONE = re.compile(r"(?i)(?<![A-Za-z'])(?:for|to|too|ate|won|oh|o)(?![A-Za-z'])")
+HOMOPHONES = {
+    "for": "4", "to": "2", "too": "2", "ate": "8", "won": "1", "oh": "0", "o": "0",
+    "tree": "3", "fife": "5", "nein": "9", "sicks": "6", "null": "0",
+}  # fmt: skip
+_HOMOPHONE = re.compile(
+    r"(?i)(?<![A-Za-z'])(?:for|to|too|ate|won|oh|o|tree|fife|nein|sicks|null)(?![A-Za-z'])"
+)
 # Next to each other: a comma, a spoken mark or a filler or two between ("oh to uh 29").
 _ADJACENT = re.compile(
-    r"(?i)[ \t]*(?:,|slash|dash)?[ \t]*(?:(?:um+|uh+|er|erm|hmm)[ \t,]+){0,2}[ \t]*"
+    r"(?i)[ \t]*(?:,|slash|dash|stroke)?[ \t]*(?:(?:um+|uh+|er|erm|hmm)[ \t,]+){0,2}[ \t]*"
 )
 _REPAIR_WORDS = r"(?:sorry|no|wait|i\s+mean|actually|or\s+rather|i'm\s+sorry|scratch\s+that)"
 _REPAIR_GAP = re.compile(

@@ -35,8 +35,13 @@ _SPELLED = r"(?:[a-z0-9]\s+){1,}[a-z0-9](?![a-z0-9])"
 _LOCAL = rf"(?:{_SPELLED}|{_WORD})(?:{_SEP}(?:{_SPELLED}|{_WORD}))*"
 # "bishop law dot com": a spoken domain label may come as two words.
 _DOMAIN = rf"(?:{_WORD}\s+)?{_WORD}(?:(?:\s+(?:dot|period|point)\s+|\s*\.\s*){_WORD})+"
+# "at", "at sign", "@"; "at the rate (of)" (Indian English for "@"); "at uh at" (said twice).
+_AT = (
+    r"(?:\bat\s+(?:(?:uh|um|er)\s+)?(?=at\b))?"
+    r"(?:\bat(?:\s+(?:sign|symbol)|\s+the\s+rate(?:\s+of)?)?\b|@)"
+)
 _EMAIL = re.compile(
-    rf"(?i)(?<![a-z0-9'])(?P<lead>[a-z0-9]+\s+)?(?P<local>{_LOCAL}(?:\s+\d+)?)\s*(?:\bat(?:\s+(?:sign|symbol))?\b|@)\s*(?P<domain>{_DOMAIN})(?![a-z0-9])"
+    rf"(?i)(?<![a-z0-9'])(?P<lead>[a-z0-9]+\s+)?(?P<local>{_LOCAL}(?:\s+\d+)?)\s*{_AT}\s*(?P<domain>{_DOMAIN})(?![a-z0-9])"
 )
 _GATE = re.compile(r"(?i)(?:\bat\b|@).*?(?:\b(?:dot|period|point)\b|\.\s*[a-z])")
 _DOMAIN_GATE = re.compile(

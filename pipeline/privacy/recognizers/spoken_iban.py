@@ -29,7 +29,18 @@ from .readings import HOMOPHONES
 __all__ = ["IBAN_LENGTHS", "SpokenIbanRecognizer"]
 
 _DIGITISH = r"(?:\d|for|to|too|ate|won)"
-_START = re.compile(rf"(?i)(?<![a-z0-9])[a-z][ \-]?[a-z][ \-]?{_DIGITISH}")
+# The radio alphabet people read letters with: "india echo nine eight alpha india bravo kilo".
+_NATO = {
+    w: w[0].upper()
+    for w in (
+        "alpha alfa bravo charlie delta echo foxtrot golf hotel india juliet juliett kilo lima "
+        "mike november oscar papa quebec romeo sierra tango uniform victor whiskey whisky xray "
+        "yankee zulu"
+    ).split()
+}
+_LETTER = rf"(?:[a-z]|{'|'.join(sorted(_NATO, key=len, reverse=True))})"
+_START = re.compile(rf"(?i)(?<![a-z0-9]){_LETTER}[ \-]?{_LETTER}[ \-]?{_DIGITISH}")
+_FILLERS = frozenset("um uh er erm hmm".split())
 _TOKEN = re.compile(r"(?i)[a-z0-9]+(?:'[a-z]+)?")
 _SEP = re.compile(r"[ \t,.\-/:]{1,3}")
 _REPAIR = frozenset({"sorry", "no", "wait"})
@@ -50,8 +61,10 @@ IBAN_LENGTHS = {
 def _token_chars(tok: str) -> str | None:
     """What a token adds to the IBAN ("" for a repair word), or None if it ends it."""
     low = tok.lower()
-    if low in _REPAIR:
+    if low in _REPAIR or low in _FILLERS:
         return ""
+    if low in _NATO:
+        return _NATO[low]
     if low in HOMOPHONES and low not in ("o", "oh"):
         return HOMOPHONES[low]
     if tok.isdigit() or len(tok) <= 4 or any(c.isdigit() for c in tok):

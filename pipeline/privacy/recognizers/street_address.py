@@ -23,13 +23,14 @@ __all__ = ["StreetAddressRecognizer"]
 _TYPES = (
     "street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|place|pl|terrace"
     "|circle|cir|parkway|pkwy|highway|hwy|square|sq|trail|crescent|close|row|alley|plaza|walk|grove"
+    "|view|park|gardens|gdns|mews|hill|rise|green|quay|wharf|heights|meadows|vale|villas|gate|grange"
 )
 _LITTLE = r"(?:on|the|in|at|of|to|a|an|my|your|and|is|are|was|for|by|with|from|more|days|weeks|items|boxes|minutes|hours|people|times)\b"
 _NAME_WORD = rf"(?!{_LITTLE})[a-z][a-z'.\-]*"
 _ORDINAL = r"\d+(?:st|nd|rd|th|\s+(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth))"
 # A digit the recognizer wrote as a word ("won two three main street", "suite won 100").
-_HOMOPHONE = r"(?:for|to|too|ate|won)"
-_UNIT = rf"(?:,?\s*(?:apartment|apt|unit|suite|ste|flat|number|no|#)\.?\s*(?:[a-z]\s?)?(?:(?:{_HOMOPHONE}\s)?\d+|{_HOMOPHONE}\b)(?:\s?[a-z]\b)?(?:\s+sorry\s+\d+)?)"
+_HOMOPHONE = r"(?:for|to|too|ate|won|tree|fife)"
+_UNIT = rf"(?:,?\s*(?:apartment|apt|unit|suite|ste|flat|number|no|#)\.?\s*(?:[a-z]\s?)?(?:(?:{_HOMOPHONE}\s)?\d+(?:\s\d{{1,2}}\b)?|{_HOMOPHONE}\b)(?:\s?[a-z]\b)?(?:\s+sorry\s+\d+)?)"
 # The town and the post code after the street, when a post code ends them: "..., Springfield,
 # IL 62704", "springfield illinois 62704", "London NW1 6XE". (A town alone is a guess.)
 _POSTCODE = (
@@ -39,7 +40,9 @@ _POSTCODE = (
 )
 _TOWN = rf"(?:,?\s+(?:{_NAME_WORD},?\s+){{0,3}}{_POSTCODE})"
 # "flat 7", "apartment 4b" before the house number.
-_UNIT_FIRST = r"(?:(?:flat|apartment|apt|unit|suite)\.?\s+(?:\d+|[a-z])\s?[a-z]?,?\s+)?"
+_UNIT_FIRST = (
+    rf"(?:(?:flat|apartment|apt|unit|suite)\.?\s+(?:{_HOMOPHONE}\s)?(?:\d+|[a-z])\s?[a-z]?,?\s+)?"
+)
 # Street types that come before the name, and the name's little words ("de la").
 _TYPE_FIRST = re.compile(
     r"(?i)(?<![\w])\d{1,5}(?:\s?(?:bis|ter|[a-z]))?,?\s+"
@@ -48,17 +51,51 @@ _TYPE_FIRST = re.compile(
     r"[a-z\u00c0-\u024f][\w'\-]*(?:\s+(?!\d)[a-z\u00c0-\u024f][\w'\-]*){0,3}?"
     r"(?:,?\s+\d{4,5}(?:\s+[a-z\u00c0-\u024f][\w'\-]*)?)?(?![\w'])"
 )
+# Post codes after a town: written (UK, Irish Eircode, Canadian, US ZIP, Australian four
+# digits after a state) or said a letter and a number at a time ("m 5 h 1 j 8", "h g 11 e zed").
+_CODE_AFTER_TOWN = re.compile(
+    r"(?i),?\s+(?:(?:[a-z]{1,2}\d[a-z\d]?\s?\d[a-z]{2}|[a-z]\d{2}\s?[a-z\d]{4}|[a-z]\d[a-z]\s?\d[a-z]\d"
+    r"|\d{5}(?:-\d{4})?|\d{4}|\d{1,2}|too|won|ate)(?![\w'])"  # "dublin too": district 2
+    r"|(?:[a-z]|zed|\d{1,2})(?:\s+(?:[a-z]|zed|\d{1,2})(?![\w'])){3,7})"
+)
 _POSTCODE_ALONE = re.compile(
-    rf"(?i)\b(?:post\s?code|zip(?:\s?code)?|postal\s+code)(?:\s+is|'s|\s*:)?\s+({_POSTCODE})"
+    r"(?i)\b(?:post\s?code|zip(?:\s?code)?|postal\s+code|eircode)(?:\s+is|'s|\s*:)?\s+"
+    r"((?:[a-z]|zed|\d{1,5})(?:\s+(?:[a-z]|zed|\d{1,3})(?![\w'])){2,7}|[a-z]{1,2}\d[a-z\d]?\s?\d[a-z]{2}"
+    r"|[a-z]\d{2}\s?[a-z\d]{4}|\d{5}(?:-\d{4})?)"
 )
+_PO_BOX = re.compile(r"(?i)\bp\.?\s?o\.?\s+box\s+\d+")
 _NOT_TOWN = NOT_NAME_WORDS | frozenset(
-    "tomorrow today tonight yesterday now later soon instead though too either".split()
+    "tomorrow today tonight yesterday now later soon instead though too either near next "
+    "opposite behind beside across between".split()
 )
-_TOWN_WORD = re.compile(r"\s+([a-z][a-z'\-]+)(?=\s*(?:[.,!?]|$))", re.IGNORECASE)
+_TOWN_WORD = re.compile(r"(?i),?\s+(co\.|[a-z][a-z'\-]+)(?![\w'])")
+_MAX_TOWN_WORDS = 4
+# The house number: digits (a digit misheard as a word may lead: "won 23", "90 to"), or
+# a misheard digit alone after "is"/"at"/"to" ("my address is ate harcourt terrace").
+_NUMBER = (
+    rf"(?:(?:(?:for|too|ate|won)\s(?:{_HOMOPHONE}\s)?|(?<=\b(?:to|at|on|in)\s)(?:to|for)\s)?"
+    rf"(?:\d{{1,6}}\s+sorry\s+)?\d{{1,6}}(?:\s(?:\d{{1,3}}|{_HOMOPHONE}(?=\s\d))){{0,2}}"
+    rf"(?:\s{_HOMOPHONE}(?=\s[a-z]))?(?:\s?[a-z])?"
+    rf"|(?<=\b(?:is|at|to)\s)(?:ate|won|for|too|tree|fife))"
+)
 _ADDRESS = re.compile(
-    rf"(?i)(?<![\w]){_UNIT_FIRST}(?:(?:for|too|ate|won)\s(?:{_HOMOPHONE}\s)?|(?<=\b(?:to|at|on|in)\s)(?:to|for)\s)?(?:\d{{1,6}}\s+sorry\s+)?\d{{1,6}}(?:\s(?:\d{{1,3}}|{_HOMOPHONE}(?=\s\d))){{0,2}}(?:\s{_HOMOPHONE}(?=\s[a-z]))?(?:\s?[a-z])?\s+(?:(?:north|south|east|west|n|s|e|w)\.?\s+)?"
+    rf"(?i)(?<![\w]){_UNIT_FIRST}{_NUMBER}\s+(?:(?:north|south|east|west|n|s|e|w)\.?\s+)?"
     rf"(?:(?:{_ORDINAL}|{_NAME_WORD})\s+){{1,3}}(?:{_TYPES})\b\.?{_UNIT}?{_TOWN}?"
 )
+
+
+def _town_end(text: str, end: int) -> int:
+    """Where the town, county, state and post code after a street end: up to four words
+    that are not common ones ("howth dublin", "new south wales", "Co. Wicklow"), then a
+    post code or a district number if one follows."""
+    pos = end
+    for _ in range(_MAX_TOWN_WORDS):
+        town = _TOWN_WORD.match(text, pos)
+        if town is None or town.group(1).lower() in _NOT_TOWN:
+            break
+        pos = town.end()
+    code = _CODE_AFTER_TOWN.match(text, pos)
+    return code.end() if code is not None else pos
 
 
 class StreetAddressRecognizer(SpeechRecognizer):
@@ -68,11 +105,9 @@ class StreetAddressRecognizer(SpeechRecognizer):
     def find(self, text: str) -> list[tuple[int, int, float]]:
         found = []
         for m in _ADDRESS.finditer(text):
-            end = m.end()
-            town = _TOWN_WORD.match(text, end)
-            if town is not None and town.group(1).lower() not in _NOT_TOWN:
-                end = town.end()  # "... maple drive springfield" ending the utterance
-            found.append((m.start(), end, 0.6))
+            found.append((m.start(), _town_end(text, m.end()), 0.6))
+        for m in _PO_BOX.finditer(text):
+            found.append((m.start(), _town_end(text, m.end()), 0.6))
         found += [(m.start(), m.end(), 0.6) for m in _TYPE_FIRST.finditer(text)]
         found += [(*m.span(1), 0.6) for m in _POSTCODE_ALONE.finditer(text)]
         return found

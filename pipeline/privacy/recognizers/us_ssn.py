@@ -24,7 +24,7 @@ def _issuable(d: str) -> bool:
 
 class UsSsnSpeechRecognizer(SpeechRecognizer):
     ENTITY = "US_SSN"
-    CONTEXT = ("social", "ssn", "security")
+    CONTEXT = ("social", "ssn", "ss", "security", "tax")
 
     def find(self, text: str) -> list[tuple[int, int, float]]:
         def judge(runs):
