@@ -20,8 +20,15 @@ from pipeline.privacy.spoken_numbers import normalize
 # The spoken e-mail recognizer cannot judge "john dot smith at contoso" until the domain
 # ends; a trailing chain of words joined by spoken separators is held back in partials.
 _TRAILING_SPOKEN_CHAIN = re.compile(
-    r"(?i)(?<![a-z0-9'])(?:[a-z0-9]\s+)*(?:(?!(?:is|it's|its|my|email|mail|address|at|the|to|me|was|and|or|uh|um)\b)[a-z0-9]+\s+)?[a-z0-9]+(?:\s+(?:dot|at|underscore|dash|hyphen)\s+[a-z0-9]+)*"
+    r"(?i)(?<![a-z0-9'])(?:[a-z0-9]\s+)*(?:(?!(?:is|it's|its|my|email|mail|address|at|the|to|me|was|and|or|uh|um)\b)[a-z0-9]+\s+){0,2}[a-z0-9]+"
+    r"(?:\s+(?:dot|at|underscore|dash|hyphen)(?:\s+(?:uh|um|er))?\s+[a-z0-9]+)*"
     r"\s+(?:dot|at|underscore|dash|hyphen)(?:\s+[a-z0-9]+)?[\s.,]*$"
+)
+# A name and a word where "at" may have been misheard, ending a partial: "kelly brennan add"
+# (the domain comes next), in any context.
+_MISHEARD_AT_END = re.compile(
+    r"(?i)(?<![a-z0-9'])(?:(?!(?:is|it's|its|my|the|to|me|was|and|or|uh|um|so|that's)\b)[a-z0-9]+\s+){1,3}"
+    r"(?:add|ad|had|hat|better)[\s.,]*$"
 )
 
 
@@ -86,7 +93,7 @@ def hold_back_unfinished(result: RedactionResult, context: Iterable[str] = ()) -
     # Read as the recognizers read it ("555−01" is a run of five digits): same offsets.
     form = analysis_form(text)
     cuts = [unfinished_number_start(form)]
-    for pattern in (_TRAILING_SPOKEN_CHAIN, _NUMBER_OPENING):
+    for pattern in (_TRAILING_SPOKEN_CHAIN, _NUMBER_OPENING, _MISHEARD_AT_END):
         m = pattern.search(text)
         cuts.append(m.start() if m is not None else None)
     said = " ".join((text.lower(), *context))

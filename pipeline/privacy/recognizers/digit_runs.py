@@ -24,6 +24,7 @@ __all__ = [
     "result",
     "NOT_SECRET_CUES",
     "breaks_chain",
+    "is_date_or_price",
 ]
 
 # A digit, then more digits each optionally preceded by spaces and one separator, or by
@@ -62,14 +63,19 @@ _WHOLE = re.compile(
 )
 
 
+def is_date_or_price(text: str, run: DigitRun) -> bool:
+    """The run is a date or a price as written ("05/11/1987", "2025-06-18", "3.40")."""
+    return _WHOLE.fullmatch(text, run.start, run.end) is not None
+
+
 def breaks_chain(text: str, before: DigitRun, after: DigitRun) -> bool:
     """True if two runs cannot be groups of one number: a reference word between them
     ("0161 496 0753 extension 204"), or either is a date or a price as written."""
     gap = {w.lower() for w in _WORD.findall(text, before.end, after.start)}
     return bool(
         NOT_SECRET_CUES.intersection(gap)
-        or _WHOLE.fullmatch(text, before.start, before.end)
-        or _WHOLE.fullmatch(text, after.start, after.end)
+        or is_date_or_price(text, before)
+        or is_date_or_price(text, after)
     )
 
 

@@ -68,7 +68,7 @@ _PROVIDER_COUNTRY = (
     r"|outlook|live|btinternet|sky)\s+(?:fr|de|it|es|uk|nl|be|ch|at|ca|ie)"
 )
 # "outlook dot co uk": a country after "co" / "com" / "org" ... whose "dot" went missing.
-_COUNTRY_AFTER = r"(?:\s+(?:uk|au|nz|za|jp|br|kr|il|sg|hk|tr|mx|ar))?"
+_COUNTRY_AFTER = r"(?:\s+(?:uk|au|nz|za|jp|br|kr|il|sg|hk|tr|mx|ar|in|ie|id|my|th))?"
 _SPOKEN_DOMAIN = re.compile(
     rf"(?i)(?<![a-z0-9'])(?:{_LABEL}(?:{_DOT}{_LABEL})+|{_LABEL}\s+{_BARE_TLD}|{_PROVIDER_COUNTRY})"
     rf"{_COUNTRY_AFTER}"

@@ -55,8 +55,8 @@ _TYPE_FIRST = re.compile(
 # digits after a state) or said a letter and a number at a time ("m 5 h 1 j 8", "h g 11 e zed").
 _CODE_AFTER_TOWN = re.compile(
     r"(?i),?\s+(?:(?:[a-z]{1,2}\d[a-z\d]?\s?\d[a-z]{2}|[a-z]\d{2}\s?[a-z\d]{4}|[a-z]\d[a-z]\s?\d[a-z]\d"
-    r"|\d{5}(?:-\d{4})?|\d{4}|\d{1,2}|too|won|ate)(?![\w'])"  # "dublin too": district 2
-    r"|(?:[a-z]|zed|\d{1,2})(?:\s+(?:[a-z]|zed|\d{1,2})(?![\w'])){3,7})"
+    r"|\d{4,5}(?:-\d{4}|\s(?:for|to|too|ate|won))?|\d{1,2}|too|won|ate)(?![\w'])"  # "dublin too": district 2
+    r"|(?:[a-z]|zed|\d{1,2})(?:\s+(?:[a-z]|zed|\d{1,2}|for|won|to|too|ate|tree|fife)(?![\w'])){3,7})"
 )
 _POSTCODE_ALONE = re.compile(
     r"(?i)\b(?:post\s?code|zip(?:\s?code)?|postal\s+code|eircode)(?:\s+is|'s|\s*:)?\s+"

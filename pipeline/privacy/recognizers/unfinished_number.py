@@ -30,6 +30,7 @@ from .digit_runs import (
     NOT_SECRET_CUES,
     DigitRun,
     breaks_chain,
+    is_date_or_price,
     is_measure,
     unit_after,
     words_before,
@@ -44,7 +45,9 @@ __all__ = ["unfinished_number_recognizers"]
 _OPENING = re.compile(
     r"(?i)(?:[\s,]+(?:(?:um|uh|er|sorry)[\s,]+)*(?:double|triple|oh|o|for|to|too|ate|won)(?![a-z']))+"
 )
-_TAIL = re.compile(r"(?i)^(?:[\s,.;:!?\-–)]|\b(?:um+|uh+|er|erm|hmm|and|so|then|sorry)\b)*$")
+_TAIL = re.compile(
+    r"(?i)^(?:[\s,.;:!?\-–/)]|\b(?:um+|uh+|er|erm|hmm|and|so|then|sorry|slash|stroke|dash)\b)*$"
+)
 # A month alone ending the utterance, the year to come: "it's valid through november" | ...
 _MONTH = re.compile(
     r"(?i)\b(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
@@ -77,7 +80,7 @@ _SECRETS = (
     ("US_SSN", ("social", "ssn"), 3, 8, False, None),
     (
         "PHONE_NUMBER",
-        ("phone", "mobile", "cell", "landline", "reach", "call"),
+        ("phone", "mobile", "cell", "landline", "reach", "call", "contact", "ring", "text"),
         3,
         9,
         False,
@@ -91,6 +94,7 @@ _SECRETS = (
 _BARE_CARD_DIGITS = 7
 _YEAR = re.compile(r"^(?:19|20)\d\d$")
 _BARE_SCORE = 0.4
+_TRUNK_START = re.compile(r"0[1-9]\d")
 _AMOUNT_BEFORE = re.compile(r"[$£€]\s*$")
 # The start of an IBAN ending the utterance, written in capitals ("... is NL91 ABNA") or
 # spelled ("it's n l 91 a b n a").
@@ -152,8 +156,8 @@ class UnfinishedNumberRecognizer(SpeechRecognizer):
         return _BARE_SCORE if bare or cued else 0.1
 
     def _last(self, text: str, runs: tuple[DigitRun, ...]) -> list[tuple[int, int, float]]:
-        if not runs:
-            return []
+        if not runs or is_date_or_price(text, runs[-1]):
+            return []  # "born on 05/11/1987.": whole as written
         opening = _OPENING.match(text, runs[-1].end)
         tail_from = opening.end() if opening is not None else runs[-1].end
         if not _TAIL.match(text[tail_from:]):
@@ -202,6 +206,9 @@ class UnfinishedNumberRecognizer(SpeechRecognizer):
             self.ENTITY == "CREDIT_CARD"
             and len(digits) >= _BARE_CARD_DIGITS
             and known_card_prefix(digits)
+        ) or (
+            # "it's 0161" | "496 0053": a trunk zero and an area code open a phone number.
+            self.ENTITY == "PHONE_NUMBER" and len(digits) >= 4 and _TRUNK_START.match(digits)
         )
         return [(start, end, self._score(text, start, bare))]
 
