@@ -51,6 +51,7 @@ CORPORA = {
     "blind": REPO / "tests" / "redaction_blind.jsonl",
     "blind2": REPO / "tests" / "redaction_blind2.jsonl",
     "dev2": REPO / "tests" / "redaction_dev2.jsonl",
+    "dev3": REPO / "tests" / "redaction_dev3.jsonl",
 }
 # Held out: never printed case by case. The first blind corpus was held out until
 # 2026-12-07 23:00 UTC, then opened as a development set when the second one was written.
@@ -245,7 +246,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description="redaction recall, clean and with recognizer noise")
     ap.add_argument("--seed", type=int, default=18)
     ap.add_argument("--variants", type=int, default=3, help="noisy copies of each case")
-    ap.add_argument("--corpora", default="corpus,holdout,blind,dev2,blind2")
+    ap.add_argument("--corpora", default="corpus,holdout,blind,dev2,dev3,blind2")
     ap.add_argument(
         "--misses", action="store_true", help="print every miss (not for held-out corpora)"
     )

@@ -280,13 +280,11 @@ def test_an_email_in_partials_is_held_until_its_domain_is_judged() -> None:
 
 SEED = 18
 VARIANTS = 3
-# Reached on the clean and the noisy corpus (seed 18, three noisy copies of each case).
-# The goal is 1.0 for cards and 0.99 for every other type; clean text reaches it, and so
-# does noisy text but for cards (247/251): a card split across two utterances with no
-# cue before its first half ("so that's four five one three, hmm, one three" | "eight
-# five, ..."; "it's four eight two six eight six five" | ...) publishes that half (five
-# to seven digits) before anything can know a card follows. The floor pins what is reached.
-NOISY_FLOOR = {"CREDIT_CARD": 0.98}
+# Reached on the clean and the noisy corpus (seed 18, three noisy copies of each case):
+# the goal, 1.0 for cards and 0.99 for every other type. (A card split across two
+# utterances with no cue before its first half was the last noisy miss: half a card of
+# seven digits that opens like one is now redacted as the start of one.)
+NOISY_FLOOR: dict[str, float] = {}
 GOAL = 0.99
 
 
@@ -311,7 +309,7 @@ def test_the_clean_corpus_reaches_the_goal(items: list[dict]) -> None:
     _check(score, {})
 
 
-def test_the_noisy_corpus_reaches_the_goal_but_for_cue_less_splits(items: list[dict]) -> None:
+def test_the_noisy_corpus_reaches_the_goal(items: list[dict]) -> None:
     cases = redaction_noise.noisy_cases(items, SEED, VARIANTS)
     classes = {n for c in cases for n in c.noise}
     # Every class of the noise model is exercised at this seed.
@@ -325,6 +323,28 @@ def test_the_noisy_corpus_reaches_the_goal_but_for_cue_less_splits(items: list[d
         )
     )
     _check(score, NOISY_FLOOR)
+
+
+# The development corpora (written blind, then read case by case to find classes of miss):
+# what they reached is kept. Cards all go and harmless numbers stay, clean and noisy.
+DEVELOPMENT = ("blind", "dev2", "dev3")
+
+
+@pytest.mark.parametrize("name", DEVELOPMENT)
+def test_the_development_corpora_keep_cards_out_and_negatives_in(name: str) -> None:
+    path = redaction_noise.CORPORA[name]
+    if not path.exists():
+        pytest.skip(f"{path.name} not written yet")
+    items = redaction_noise.load(path)
+    for score, card_floor in (
+        (redaction_noise.score([recognizer_noise.clean_case(i) for i in items]), 1.0),
+        # Noisy: cards split across utterances with long remarks and no cue still leak.
+        (redaction_noise.score(redaction_noise.noisy_cases(items, SEED, 1)), 0.9),
+    ):
+        found, _, total = score.recall["CREDIT_CARD"]
+        assert found / total >= card_floor, f"cards {found}/{total}"
+        kept, total = score.negatives
+        assert kept / total >= 0.98, f"negatives kept {kept}/{total}"
 
 
 def test_the_noise_model_is_deterministic(items: list[dict]) -> None:

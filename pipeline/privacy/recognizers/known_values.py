@@ -129,7 +129,7 @@ def _word_patterns(entity_type: str, value: str) -> list[str]:
 # Words an utterance may open with before the rest of a number ("um", "and then", "sorry").
 _LEAD_IN = re.compile(
     r"(?i)^[\s,.\-]*(?:(?:um+|uh+|er|erm|hmm|and|then|so|sorry|okay|ok|yeah|yes|it's|its|is|"
-    r"the|rest|continuing|slash|dash|of)[\s,.\-]+){0,3}$"
+    r"the|rest|continuing|slash|dash|of|for|to|too|ate|won|oh|o)[\s,.\-]+){0,4}$"
 )
 _CHAIN_GAP = re.compile(r"^[\s,.;:\-–]*(?:[A-Za-z']+[\s,.;:\-–]+){0,2}$")
 
@@ -149,6 +149,9 @@ def _cut_off(text: str, run: DigitRun, value: str) -> bool:
     if value.startswith(d) and _TAIL_END.match(text[run.end :]):
         return True
     return value.endswith(d) and _LEAD_IN.match(text[: run.start]) is not None
+
+
+_LEADING_HOMOPHONE = re.compile(r"(?i)^\W*(?:for|to|too|ate|won|oh|o|tree|fife|nein)(?![\w'])")
 
 
 def _leading_number(
@@ -174,6 +177,11 @@ def _leading_number(
             span = (len(text[: span[0]]) - len(text[: span[0]].lstrip(" ,.-")), span[1])
         if best is None or span[1] - span[0] > best[1] - best[0]:
             best = span
+    if best is not None:
+        # "to and then 2378 ...": a digit heard as a word, opening the rest of the number.
+        first = _LEADING_HOMOPHONE.match(text)
+        if first is not None and _CHAIN_GAP.match(text[first.end() : best[0]]):
+            best = (first.start(), best[1])
     return best
 
 
