@@ -196,3 +196,19 @@ def test_a_card_whose_first_group_came_alone_is_cut_from_that_group() -> None:
     assert g.on_text("four one one one", "customer", 6000, 7300) is None
     d = g.on_text("one one one one one one one one one one one one", "customer", 8800, 12000)
     assert d is not None and d.window.exposure_from_ms == 6000
+
+
+def test_a_card_read_a_group_at_a_time_opens_from_its_first_group() -> None:
+    g = guard()
+    for start, said in ((1000, "it's 4929"), (3000, "1278"), (5000, "9012")):
+        assert g.on_text(said, "customer", start, start + 900) is None
+    d = g.on_text("3459", "customer", 7000, 7600)
+    assert d is not None and d.window.exposure_from_ms == 1000
+
+
+def test_numbers_said_before_a_card_do_not_stretch_its_exposure() -> None:
+    """Only digits that run on into the card reach back; "20 years" does not."""
+    g = guard()
+    assert g.on_text("I've been with you for 20 years, you know", "customer", 0, 3000) is None
+    d = g.on_text("it's 4111 1111 1111 1111", "customer", 4000, 8000)
+    assert d is not None and d.window.exposure_from_ms == 4000

@@ -36,6 +36,8 @@ CARD_PREFIX_RUN_DIGITS = 8
 # A card read in two utterances: the second began at most this long after the first's
 # last words (a breath, "hang on", a recognizer's endpoint inside the number).
 SPLIT_CARD_GAP_MS = 8000
+# ... in at most this many utterances ("4929" | "1278" | "9012" | "3459").
+SPLIT_CARD_PARTS = 4
 
 _PUNCT = re.compile(r"[^\w\s']+")
 _SPACES = re.compile(r"\s+")
@@ -133,10 +135,10 @@ class PaymentGuard:
         self.windows: list[Window] = []
         self.closed_at_ms = -1
         self._closed_by_utterance: int | None = None  # start of the line that last closed one
-        # Per role: the latest text of its current and of its previous utterance, (start of
-        # the utterance, when its text last came, the text), to see a card read in two.
-        self._current: dict[str, tuple[int, int, str]] = {}
-        self._previous: dict[str, tuple[int, int, str]] = {}
+        # Per role, its last few utterances (start, when its text last came, the text), to
+        # see a card read in parts. Raw text: held in memory only, a few seconds' worth, and
+        # dropped when a window opens or closes (never exported at a hand-over).
+        self._recent: dict[str, list[tuple[int, int, str]]] = {}
 
     @property
     def is_open(self) -> bool:
@@ -255,29 +257,41 @@ class PaymentGuard:
 
     # ----- internals ---------------------------------------------------------------------
     def _remember(self, role: str, start_ms: int, now_ms: int, text: str) -> None:
-        current = self._current.get(role)
-        if current is not None and current[0] != start_ms:
-            self._previous[role] = current
-        self._current[role] = (start_ms, now_ms, text)
+        recent = self._recent.setdefault(role, [])
+        if recent and recent[-1][0] == start_ms:
+            recent[-1] = (start_ms, now_ms, text)  # a later partial, or the final
+        else:
+            recent.append((start_ms, now_ms, text))
+            del recent[:-SPLIT_CARD_PARTS]
 
     def _card_begun_before(self, role: str, start_ms: int, text: str, whole: bool) -> int | None:
-        """The start of this role's previous utterance, if it ended in digits that this
-        one goes on with: into a card (read together, they look like one), or into the
-        card this one reads (``whole``)."""
-        prev = self._previous.get(role)
-        if prev is None or start_ms - prev[1] > SPLIT_CARD_GAP_MS or prev[0] < self.closed_at_ms:
+        """The start of an earlier utterance of this role whose trailing digits this one
+        goes on with: into a card (read together, they look like one: "4929" | "1278" |
+        "9012 3459"), or into the card this one reads (``whole``)."""
+        recent = self._recent.get(role, [])[:-1]
+        # The utterances before this one, each begun soon after the last one's words.
+        chain: list[tuple[int, int, str]] = []
+        later = start_ms
+        for u in reversed(recent):
+            if later - u[1] > SPLIT_CARD_GAP_MS or u[0] < self.closed_at_ms:
+                break
+            chain.insert(0, u)
+            later = u[0]
+        if not chain or not _digit_runs(text):
             return None
-        if not _digit_runs(text) or self._looks_like_card(prev[2]):
-            return None
-        first = _digit_runs(prev[2])
-        said = analysis_form(prev[2])
-        if first and NOT_SECRET_CUES.intersection(words_before(said, first[-1].start, 3)):
-            return None  # "my order is 1234": a reference, then the card
-        joined = _digit_runs(f"{prev[2]} {text}")
-        for run in joined:
-            # The run that crosses the boundary: longer than the first utterance's digits.
-            if not first or len(run.digits) <= len(first[-1].digits):
+        joined, starts = "", []
+        for u in chain:
+            starts.append((len(joined), u[0]))
+            joined += u[2] + " "
+        boundary = len(joined)
+        joined += text
+        for run in _digit_runs(joined):
+            # A run that begins in an earlier utterance and goes on into this one.
+            if not run.start < boundary < run.end:
                 continue
+            said = analysis_form(joined)
+            if NOT_SECRET_CUES.intersection(words_before(said, run.start, 3)):
+                continue  # "my order is 1234" | "4111 ...": a reference, then the card
             d = run.digits
             # A phone number and a word of digits after it is no card: the joined digits
             # must open like a card and pass Luhn, or be too many for anything else.
@@ -286,7 +300,7 @@ class PaymentGuard:
                 or known_card_prefix(d)
                 and (any(luhn_ok(d[:n]) for n in range(13, min(19, len(d)) + 1)) or len(d) >= 15)
             ):
-                return prev[0]
+                return max(ms for offset, ms in starts if offset <= run.start)
         return None
 
     def _customer_activity(self, now_ms: int) -> None:
@@ -305,12 +319,14 @@ class PaymentGuard:
         return False
 
     def _open(self, trigger: str, now_ms: int, exposure_from_ms: int | None = None) -> Decision:
+        self._recent.clear()
         w = Window(len(self.windows) + 1, trigger, now_ms, exposure_from_ms, last_digit_ms=now_ms)
         self.window = w
         self.windows.append(w)
         return Decision("open", trigger, w)
 
     def _close(self, trigger: str, now_ms: int) -> Decision:
+        self._recent.clear()
         w = self.window
         assert w is not None
         w.end_ms = now_ms

@@ -55,8 +55,8 @@ TENS = {
 SCALES = {"hundred": 100, "thousand": 1000}
 REPEATS = {"double": 2, "triple": 3, "treble": 3}
 #: Said punctuation inside a number, rendered as written: "six oh one dash seven two".
-MARKS = {"dash": "-", "hyphen": "-", "slash": "/", "stroke": "/"}
-SPOKEN_MARK = re.compile(r"(?i)\b(?:dash|hyphen|slash|stroke)\b")
+MARKS = {"dash": "-", "hyphen": "-", "slash": "/", "stroke": "/", "-": "-", "/": "/"}
+SPOKEN_MARK = re.compile(r"(?i)\b(?:dash|hyphen|slash|stroke)\b|[-/]")  # or written
 #: Words before a count of the digits that follow: "the next six: 3 2 5 ...".
 COUNT_BEFORE = re.compile(r"(?i)\b(?:first|next|last|middle|final)\s+$")
 #: Words after which "one" is a pronoun, not a digit: "that one", "a new one".

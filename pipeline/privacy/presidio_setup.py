@@ -76,6 +76,16 @@ class BoundedUrlRecognizer(UrlRecognizer):
 # ------------------------------------------------------------------------ nlp engine
 
 
+# Presidio's enhancer finds a context word inside a longer one ("call" in "caller"): a
+# speaker's label ("Caller: the meter reading was 45271") is no cue for a phone number.
+_NOT_CUE_LEMMAS = frozenset({"caller", "callers"})
+
+
+def _lemma(token: str) -> str:
+    low = token.lower()
+    return "" if low in _NOT_CUE_LEMMAS else low
+
+
 class BlankSpacyNlpEngine(SlimSpacyNlpEngine):
     """Presidio NLP engine on ``spacy.blank(lang)``: tokens only, never a download.
 
@@ -104,7 +114,7 @@ class BlankSpacyNlpEngine(SlimSpacyNlpEngine):
             entities=[],
             tokens=doc,
             tokens_indices=[i for i, _ in spans],
-            lemmas=[text[i : i + n].lower() for i, n in spans],
+            lemmas=[_lemma(text[i : i + n]) for i, n in spans],
             nlp_engine=self,
             language=language,
             scores=[],

@@ -29,9 +29,10 @@ the speaker meant ("46").
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pipeline.privacy import number_words as nw
+from pipeline.privacy.number_runs import Element, Normalized, Run
 from pipeline.privacy.number_words import (
     CANDIDATE,
     FILLERS,
@@ -101,53 +102,6 @@ class _Tok:
     kind: int
 
 
-@dataclass(slots=True)
-class Element:
-    """One rendered number: its digits and the span of the words it came from."""
-
-    digits: str
-    start: int
-    end: int
-    single: bool  # a single spoken digit: joins its neighbours without a space
-
-
-@dataclass(slots=True)
-class Run:
-    """A number run: where it is in the original text and its rendered elements."""
-
-    start: int
-    end: int
-    elements: list[Element]
-    rewritten: bool
-
-    @property
-    def digits(self) -> str:
-        return "".join(e.digits for e in self.elements)
-
-
-@dataclass(slots=True)
-class Normalized:
-    """The normalized text and, per character, the original span it stands for."""
-
-    original: str
-    text: str
-    starts: list[int] = field(repr=False)
-    ends: list[int] = field(repr=False)
-    runs: list[Run]
-
-    @property
-    def changed(self) -> bool:
-        return self.text is not self.original
-
-    def to_original(self, start: int, end: int) -> tuple[int, int]:
-        """Map a span of ``text`` to the span of ``original`` it was made from."""
-        if not self.changed:
-            return start, end
-        if end <= start:
-            return self.starts[start], self.starts[start]
-        return self.starts[start], self.ends[end - 1]
-
-
 def _tokens(text: str, pos: int = 0, endpos: int | None = None) -> list[_Tok]:
     it = _TOKEN.finditer(text, pos, len(text) if endpos is None else endpos)
     return [_Tok(m.group(), m.start(), m.end(), _kind(m.group())) for m in it]
@@ -173,6 +127,15 @@ def _resolve_homophones(toks: list[_Tok]) -> None:
             seq = []
 
 
+def _digits_after(toks: list[_Tok], j: int) -> int:
+    """How many single digits are said in a row from toks[j] ("the next 6: 3 2 5 9 9 1")."""
+    n = 0
+    while j < len(toks) and toks[j].kind in (_UNIT, _ZERO_LETTER, _HOMOPHONE, _SEP):
+        n += toks[j].kind != _SEP
+        j += 1
+    return n
+
+
 def _find_runs(toks: list[_Tok], text: str = "") -> list[tuple[int, int]]:
     """Index ranges [i, j) of tokens that form number runs (edges are number tokens)."""
     runs: list[tuple[int, int]] = []
@@ -184,14 +147,14 @@ def _find_runs(toks: list[_Tok], text: str = "") -> list[tuple[int, int]]:
             continue
         if (
             toks[i].text.lower() == "one"
-            and (i + 1 == n or toks[i + 1].kind not in (_UNIT, _ZERO_LETTER, _HOMOPHONE))
+            and (i + 1 == n or toks[i + 1].kind not in (*_NUMBERISH, _HOMOPHONE))
             and nw.PRONOUN_BEFORE.search(text, max(0, toks[i].start - 10), toks[i].start)
         ):
             i += 1  # "that one", "a new one": a pronoun ("... on that one ten 28")
             continue
         if (
-            toks[i].kind in (_UNIT, _TEEN)
-            and i + 1 < n
+            toks[i].kind == _UNIT
+            and _digits_after(toks, i + 1) == digit_value(toks[i].text.lower())
             and nw.COUNT_BEFORE.search(text, max(0, toks[i].start - 10), toks[i].start)
         ):
             # "the next six three two five ...": a count, then the digits it announces.

@@ -21,6 +21,8 @@ from .digit_runs import result, words_before
 # a word nearby (a year as a security code), and is left to the enhancer.
 _LIFTABLE, _LIFT_BELOW, _LIFT = 0.2, 0.4, 0.35
 _WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
+#: Words that start like a cue but are none: "Caller:" labels a speaker.
+NOT_CUES = frozenset({"caller", "callers"})
 _LETTER_NAMES = {"see": "c", "vee": "v", "ess": "s", "en": "n", "dee": "d", "aye": "a"}
 _LETTER_NAME = re.compile(r"(?i)\b(?:see|vee|ess|en|dee|aye)\b")
 _SPELLED = re.compile(r"(?<![A-Za-z'])[A-Za-z](?: [A-Za-z]){1,3}(?![A-Za-z'])")
@@ -58,14 +60,14 @@ class SpeechRecognizer(EntityRecognizer):
         return found
 
     def _cued(self, text: str, start: int, end: int) -> bool:
-        """A context word among the four words before the match or the four after it.
+        """A context word among the four words before the match or the six after it.
 
         Presidio's context enhancer does this too, but skips the words spaCy calls stop
         words, and some of ours are: "call" (me back on ...), "the code on the *back*",
         "valid *thru*", "the number on the *front*". So the words in the text are judged
         here; the enhancer still adds the words of the last turns.
         """
-        near = words_before(text, start, 4) + [w.lower() for w in _WORD.findall(text, end)[:4]]
+        near = words_before(text, start, 4) + [w.lower() for w in _WORD.findall(text, end)[:6]]
         # A cue spelled out letter by letter counts as the word: "c v v", "see vee vee".
         before = _LETTER_NAME.sub(
             lambda m: _LETTER_NAMES[m.group().lower()], text[max(0, start - 30) : start]
@@ -74,7 +76,7 @@ class SpeechRecognizer(EntityRecognizer):
         near += [s.replace(" ", "").lower() for s in spelled]
         # Words that start with a cue ("expires", "digits"), not words that hold one
         # ("cancelled" is no "cell").
-        return any(w.startswith(c) for w in near for c in self.CONTEXT)
+        return any(w.startswith(c) for w in near if w not in NOT_CUES for c in self.CONTEXT)
 
     def find(self, text: str) -> list[tuple[int, int, float]]:
         """Spans (start, end, score) of this entity in ``text``."""

@@ -30,7 +30,8 @@ _NUMERIC_MONTH_YEAR = re.compile(
 _END_OF_YEAR = re.compile(r"(?i)\bend\s+of\s+(?:20\s?)?[2-4]\d(?![\d/:])")
 # "march 2027", "march of 27", "september and the year is 26"
 _MONTH_YEAR = re.compile(
-    rf"(?i)\b(?:end\s+of\s+)?(?:{_MONTHS})\.?\s+(?:of\s+|(?:and\s+)?(?:the\s+)?year\s+(?:is\s+|'s\s+)?)?"
+    rf"(?i)\b(?:end\s+of\s+)?(?:{_MONTHS})\.?,?\s+(?:(?:um|uh|er),?\s+)?"
+    r"(?:of\s+|(?:and\s+)?(?:the\s+)?year\s+(?:is\s+|'s\s+)?)?"
     r"(?:20\s?[2-4]\d|[2-4]\d)(?!\d)"
 )
 _DIGIT = re.compile(r"\d")
@@ -51,7 +52,7 @@ _MONTH_PREFIXES = (
 # "04/27", "0 4/27" ("o4/27": the normalizer's zero, apart), "04/2027"; never part of a
 # date ("14/03/2025", "03/04/2027"): no digit and slash before it, no slash after.
 _SLASHED = re.compile(
-    r"(?<![\d/.\-])(?<![\d/.\-]\s)(?:0\s)?(?:0?[1-9]|1[0-2])\s?/\s?(?:20)?[2-4]\d(?![\d/])"
+    r"(?<![\d/.\-])(?<![\d.\-]\s)(?<!\d/\s)(?:0\s)?(?:0?[1-9]|1[0-2])\s?/\s?(?:20)?[2-4]\d(?![\d/])"
 )
 
 

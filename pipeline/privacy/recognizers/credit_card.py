@@ -15,7 +15,15 @@ from __future__ import annotations
 import re
 
 from .base import SpeechRecognizer
-from .digit_runs import DigitRun, breaks_chain, is_measure, luhn_ok
+from .digit_runs import (
+    DigitRun,
+    breaks_chain,
+    is_date_or_price,
+    is_measure,
+    luhn_ok,
+    reference_before,
+    reference_between,
+)
 from .readings import judge_readings
 
 __all__ = ["CreditCardSpeechRecognizer", "known_card_prefix"]
@@ -53,6 +61,27 @@ def _announces(text: str, runs: tuple[DigitRun, ...], i: int) -> bool:
     )
 
 
+def _abandoned_starts(
+    runs: tuple[DigitRun, ...], found: list[tuple[int, int, float]]
+) -> list[tuple[int, int, float]]:
+    """ "3714 89 ... I've lost my place, once more, 3714 8938 ...": digits a speaker began
+    with and read again, or a group repeated to confirm it, are the card's too."""
+    cards = [
+        "".join(r.digits for r in runs if s <= r.start and r.end <= e)
+        for s, e, sc in found
+        if sc >= 0.8
+    ]
+    out = []
+    for run in runs:
+        if len(run.digits) >= 4 and not any(s <= run.start < e for s, e, _ in found):
+            d = run.digits
+            # Its start said again, or a group of it repeated ("was it eight or six?" |
+            # "eight one six four"): four digits in a row of the card's are the card's.
+            if any(d[k : k + 4] in c for c in cards for k in range(len(d) - 3)):
+                out.append((run.start, run.end, 0.6))
+    return out
+
+
 def known_card_prefix(digits: str) -> bool:
     return _PREFIX.match(digits) is not None
 
@@ -77,8 +106,13 @@ class CreditCardSpeechRecognizer(SpeechRecognizer):
                 found.append((start, end, score))
                 i = last + 1
                 continue
-            found.extend(self._windows(runs[i]) or self._unchecked(runs[i]))
+            if reference_before(text, runs[i].start):
+                # "ref 99 4111 ...": a card after the reference, from a group of its own
+                found.extend(self._windows(runs[i], from_group=True))
+            else:
+                found.extend(self._windows(runs[i]) or self._unchecked(runs[i]))
             i += 1
+        found += _abandoned_starts(runs, found)
         for i in range(len(runs) - 1):
             # "... 7576 0 and the last 4 are 4485": groups of one card, announced.
             if not _announces(text, runs, i):
@@ -86,7 +120,11 @@ class CreditCardSpeechRecognizer(SpeechRecognizer):
             before, after = runs[i - 1] if i else None, runs[i + 1]
             cardlike = bool(found) or known_card_prefix((before or after).digits)
             for run in (before, after) if before else (after,):
-                if len(run.digits) >= 4 and not is_measure(text, run.start, run.end):
+                if (
+                    len(run.digits) >= 4
+                    and not is_measure(text, run.start, run.end)
+                    and not is_date_or_price(text, run)  # "the last 3 were 45.50 each"
+                ):
                     found.append((run.start, run.end, 0.6 if cardlike else 0.3))
         return found
 
@@ -94,6 +132,8 @@ class CreditCardSpeechRecognizer(SpeechRecognizer):
         self, text: str, runs: tuple[DigitRun, ...], i: int
     ) -> tuple[int, int, float, int] | None:
         """The longest chain of runs from runs[i] that reads as a card number."""
+        if reference_before(text, runs[i].start):
+            return None  # "your order number is 4471 2209 8818": a reference
         best = None
         digits = ""
         strict = False  # a long remark was crossed: only a card-like Luhn number counts
@@ -105,8 +145,12 @@ class CreditCardSpeechRecognizer(SpeechRecognizer):
                 gap = text[runs[prev].end : runs[j].start]
                 if prev != j - 1:  # a count was skipped: its digits are words here
                     gap = re.sub(r"\d+", "n", gap)
-                if breaks_chain(text, runs[prev], runs[j]):
+                if breaks_chain(text, runs[prev], runs[j], references=False):
                     break
+                if reference_between(text, runs[prev], runs[j]):
+                    # "4532 015 sorry is this for the order 1128 ...": only a whole card
+                    # (its prefix and Luhn) carries across a reference word.
+                    strict = True
                 if not _GAP.match(gap):
                     if not _LONG_GAP.match(gap):
                         break
@@ -130,12 +174,15 @@ class CreditCardSpeechRecognizer(SpeechRecognizer):
         return [(run.start, run.end, 0.3)] if 13 <= len(run.digits) <= 19 else []
 
     @staticmethod
-    def _windows(run: DigitRun) -> list[tuple[int, int, float]]:
-        """A card inside a longer run ("ref 99 4111 ..."): needs a card prefix and Luhn."""
+    def _windows(run: DigitRun, from_group: bool = False) -> list[tuple[int, int, float]]:
+        """A card inside a longer run ("ref 99 4111 ..."): needs a card prefix and Luhn
+        (``from_group``: and starts a group, not inside the reference's digits)."""
         d = run.digits
         if len(d) <= 13:
             return []
         for a in range(len(d) - 12):
+            if from_group and (a == 0 or run.positions[a] - run.positions[a - 1] == 1):
+                continue
             for length in range(min(19, len(d) - a), 12, -1):
                 w = d[a : a + length]
                 if known_card_prefix(w) and luhn_ok(w):

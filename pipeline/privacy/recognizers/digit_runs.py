@@ -24,6 +24,7 @@ __all__ = [
     "result",
     "NOT_SECRET_CUES",
     "breaks_chain",
+    "reference_before",
     "is_date_or_price",
 ]
 
@@ -47,7 +48,7 @@ NOT_SECRET_CUES = frozenset({
 # A number that is an amount, a time or a quantity, by the words around it.
 _UNIT_AFTER = re.compile(
     r"(?i)\s*(?:%|percent|dollars?|bucks|cents?|pounds?|euros?|quid|am\b|pm\b|a\.m\.|p\.m\.|o'clock|"
-    r"minutes?|mins?|hours?|hrs?|days?|weeks?|months?|years?|items?|people|units?|times|miles|"
+    r"seconds?|secs?|minutes?|mins?|hours?|hrs?|days?|weeks?|months?|years?|items?|people|units?|times|miles|"
     r"boxes|pieces|gb|mb|kg|lbs?)"
 )
 _UNIT_BEFORE = re.compile(
@@ -63,20 +64,35 @@ _WHOLE = re.compile(
 )
 
 
+_REFERENCE_BEFORE = re.compile(
+    rf"(?i)\b(?:{'|'.join(sorted(NOT_SECRET_CUES))})\s*(?:number|no\.?|num|#|id|code)?\s*"
+    r"(?:is|was|'s|:)?\s*$"
+)
+
+
+def reference_before(text: str, start: int) -> bool:
+    """A reference word names the number at ``start``: "order number is 4471 ...",
+    "ticket #", "ref:" (not "Order form | Card: 4487 ...")."""
+    return _REFERENCE_BEFORE.search(text, max(0, start - 40), start) is not None
+
+
 def is_date_or_price(text: str, run: DigitRun) -> bool:
     """The run is a date or a price as written ("05/11/1987", "2025-06-18", "3.40")."""
     return _WHOLE.fullmatch(text, run.start, run.end) is not None
 
 
-def breaks_chain(text: str, before: DigitRun, after: DigitRun) -> bool:
-    """True if two runs cannot be groups of one number: a reference word between them
-    ("0161 496 0753 extension 204"), or either is a date or a price as written."""
+def breaks_chain(text: str, before: DigitRun, after: DigitRun, references: bool = True) -> bool:
+    """True if two runs cannot be groups of one number: either is a date or a price as
+    written, or (``references``) a reference word stands between them ("0161 496 0753
+    extension 204")."""
+    if is_date_or_price(text, before) or is_date_or_price(text, after):
+        return True
+    return references and reference_between(text, before, after)
+
+
+def reference_between(text: str, before: DigitRun, after: DigitRun) -> bool:
     gap = {w.lower() for w in _WORD.findall(text, before.end, after.start)}
-    return bool(
-        NOT_SECRET_CUES.intersection(gap)
-        or is_date_or_price(text, before)
-        or is_date_or_price(text, after)
-    )
+    return bool(NOT_SECRET_CUES.intersection(gap))
 
 
 def unit_after(text: str, end: int) -> bool:
@@ -114,7 +130,11 @@ def find_runs(text: str) -> tuple[DigitRun, ...]:
     for m in _RUN.finditer(text):
         positions = tuple(m.start() + d.start() for d in _DIGIT.finditer(m.group()))
         count = _COUNT.match(text, m.start(), m.end())
-        if count is not None and _COUNT_BEFORE.search(text, max(0, m.start() - 10), m.start()):
+        if (
+            count is not None
+            and len(positions) - 1 == int(count.group(1))  # "the next 6 325991", as announced
+            and _COUNT_BEFORE.search(text, max(0, m.start() - 10), m.start())
+        ):
             # "the next 6 325991": the count stands apart from the digits it announces.
             n = len(count.group(1))
             runs.append(
@@ -128,7 +148,7 @@ def find_runs(text: str) -> tuple[DigitRun, ...]:
     return tuple(runs)
 
 
-_COUNT = re.compile(r"(\d{1,2})[ \t]+\d")
+_COUNT = re.compile(r"([2-9])[ \t]+\d")  # "the next 6 325991", never "next 31 71"
 _COUNT_BEFORE = re.compile(r"(?i)\b(?:first|next|last|middle|final)\s+$")
 
 

@@ -34,20 +34,39 @@ _STOP = frozenset(
     my mister mr mrs ms miss dr doctor
     first last middle full given family maiden surname holder same spelled spell
     american express visa mastercard amex discover
-    can could would should will shall may might must has have had does did says said wants wanted
-    needs needed usually always never sometimes often normally please whoever someone somebody anyone
-    anybody everyone re regarding concerning she's he's that's there's they're we're you're i've
+    usually always never sometimes often normally please whoever someone somebody anyone
+    anybody everyone re regarding concerning earlier later advice reception accounts sales
+    technical enquiries inquiries complaints genuine she's he's that's there's they're we're you're i've
     i'd i'll she'd he'd we've they've isn't wasn't can't won't don't didn't doesn't
+    monday tuesday wednesday thursday friday saturday sunday today tomorrow yesterday tonight
+    january february march april june july august september october november december
     """.split()
 )
+# Words that end a name once it has begun ("ahmed said", "maria can"), but may be a first
+# name themselves right after a strong cue ("my name is Will Smith", "May Chen speaking").
+_SOFT_STOP = frozenset(
+    "can could would should will shall may might must has have had does did says said wants "
+    "wanted needs needed".split()
+)
 #: Words no name or town is made of (the public name of ``_STOP``).
-NOT_NAME_WORDS = _STOP
+NOT_NAME_WORDS = _STOP | _SOFT_STOP
 _FILLERS = frozenset("um uh er erm ah".split())
 _PARTICLES = frozenset("o mc mac".split())
 _NOT_NAME_SUFFIX = re.compile(r"(?:ing|ed|ly|ous|ful|ble|ive|ment|ness|tion|sion)$")
 # Any script's letters: "Bjørn", "Wiśniewska", "Nguyễn" are names whole.
-_WORD = r"[^\W\d_][^\W\d_'\-]*(?:['\-][^\W\d_]+)*"
+# Combining marks (Devanagari vowel signs and virama, Thai vowels, Vietnamese tones) are
+# part of the word they sit in, though Python's \w does not count them.
+_MARKS = (
+    "\u0300-\u036f\u0483-\u0489\u0591-\u05c7\u0610-\u061a\u064b-\u065f\u0670\u0900-\u0903"
+    "\u093a-\u094f\u0951-\u0957\u0962\u0963\u0981-\u0983\u09bc-\u09d7\u0a01-\u0a51"
+    "\u0a81-\u0acd\u0b01-\u0b57\u0b82-\u0bd7\u0c00-\u0c56\u0c81-\u0cd6\u0d00-\u0d57"
+    "\u0e31\u0e34-\u0e3a\u0e47-\u0e4e\u0eb1\u0eb4-\u0ebc\u0ec8-\u0ecd\u1ab0-\u1aff"
+    "\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
+)
+_LETTER = rf"(?:[^\W\d_]|[{_MARKS}])"
+_WORD = rf"[^\W\d_]{_LETTER}*(?:['\-][^\W\d_]{_LETTER}*)*"
 _FILL = r"(?:(?:um|uh|er|erm|ah|so)\W+)?"
+_NAME_PART = rf"[^\W\d_]\.|{_WORD}"
 # "my wife astrid", "my mother margaret flanagan": a relation before the name.
 _RELATION = (
     r"(?:(?:my|his|her|their|our|your)\s+(?:wife|husband|partner|mother|mum|mom|father|dad|son"
@@ -61,25 +80,34 @@ _MY_NAME = re.compile(
     rf"(?i)\b(?:my\s+name\s+is|my\s+name's|name\s+(?:is|was)|the\s+name's"
     # "in my husband's name michael o'neill", "her name was priya"
     rf"|(?:my|his|her|their|\w+'s)\s+name(?:\s+(?:is|was)|'s)?"
-    rf"|(?:identified|verified)\s+as|on\s+behalf\s+of|(?:calling|ringing|phoning)\s+for"
-    rf"|spoke\s+(?:w/|with|to))\W+{_FILL}{_RELATION}{_TITLE}"
+    rf"|identified\s+as|on\s+behalf\s+of|c/o|care\s+of|authori[sz]e)\W+{_FILL}{_RELATION}{_TITLE}"
     rf"({_WORD}(?:\s+{_FILL}{_WORD}){{0,3}})"
 )
 # "mr oyelaran", "Mrs. Okafor": a title says a name follows, wherever it stands.
-_TITLED = re.compile(rf"(?i)\b(?:mister|mr|mrs|ms|missus|dr)\.?\s+({_WORD}(?:\s+{_WORD})?)")
+_TITLED = re.compile(
+    rf"(?i)\b(?:mister|mr|mrs|missus|dr|ms(?=\.))\.?\s+((?:[^\W\d_]\.\s*)?{_WORD}(?:\s+{_WORD})?)"
+)
+# "m as in mike, e as in echo": a word spelled with the radio alphabet (a name, an e-mail).
+_AS_IN = re.compile(
+    r"(?i)(?<![\w'])[a-z]\s+(?:as|is|for)\s+(?:in\s+)?[a-z]+(?:[,\s]+(?:and\s+)?(?:dot\s*,?\s+)?"
+    r"[a-z]\s+(?:as|is|for)\s+(?:in\s+|and\s+)?[a-z]+)+"
+)
 # "can i speak to yousef haddad", "could i talk with shivon".
 _ASK_FOR = re.compile(
-    rf"(?i)\b(?:can|could|may)\s+i\s+(?:speak|talk)\s+(?:to|with)\s+{_TITLE}({_WORD}(?:\s+{_WORD}){{0,2}})"
+    rf"(?i)\b(?:(?:can|could|may)\s+i\s+(?:speak|talk)\s+(?:to|with)|(?:calling|ringing|phoning)"
+    rf"\s+for|spoke\s+(?:w/|with|to)|verified\s+as)\s+{_RELATION}{_TITLE}({_WORD}(?:\s+{_WORD}){{0,2}})"
 )
 # "... ahmed speaking" anywhere: one word, which must not be a common one.
 _NAME_SPEAKING = re.compile(rf"(?i)\b({_WORD})\s*,?\s+speaking\b")
 # "this is X [Y] from/speaking/calling/here", "I'm X from ...".
 _WITH_TRAILER = re.compile(
-    rf"(?i)\b(?:this\s+is|it's|its|it\s+is|i'm|i\s+am)\s+({_WORD}(?:\s+{_WORD}){{0,2}})\s*,?\s+"
+    rf"(?i)\b(?:this\s+is|it's|it\s+is|i'm|i\s+am)\s+({_WORD}(?:\s+{_WORD}){{0,2}})\s*,?\s+"
     r"(?:from|speaking|calling|ringing|phoning|here|with|at)\b"
 )
 # "X [Y] speaking" / "X here" at the start of an utterance (after a greeting).
-_GREETING = r"(?:(?:hi|hello|hey|yes|yeah|good\s+(?:morning|afternoon|evening)|um|uh|oh|there)\W+)*"
+# A line may open with its speaker's label ("Caller:", "[customer]", "Customer (chat):").
+_LABEL = r"(?:\[?(?:caller|customer|cust|client|agent|rep|chat)\]?\s*(?:\([^)]{0,20}\))?\s*:?\s+)?"
+_GREETING = rf"{_LABEL}(?:(?:hi|hello|hey|yes|yeah|good\s+(?:morning|afternoon|evening)|um|uh|oh|there)\W+)*"
 _SPEAKING = re.compile(rf"(?i)^\W*{_GREETING}({_WORD}(?:\s+{_WORD})?)\s*,?\s+(?:speaking|here)\b")
 # "yeah this is X Y." at the start of an utterance, the name ending the clause.
 # "you're speaking with X", "you've reached X".
@@ -95,7 +123,7 @@ _THIS_IS_START = re.compile(
 
 # "the name on the card is X", "first name X", "surname's X", "account holder is X".
 _NAMED = re.compile(
-    rf"(?i)\b(?:(?:first|last|full|given|family|middle|maiden|sur)\s*name|name\s+on\s+the\s+"
+    rf"(?i)\b(?:(?:first|last|full|given|family|middle|maiden|sur)\s*name|name\s+on\s+(?:the\s+)?"
     rf"(?:card|account|reservation|booking|policy|order|ticket|bill)"
     rf"|(?:card|account|policy|bill)\s*holder(?:'s)?(?:\s+name)?|patient(?:'s)?\s+name)"
     rf"(?:'s|\s+is|\s+it's|\s*:|\s+would\s+be|\s+should\s+be)?\W+{_FILL}{_RELATION}"
@@ -103,8 +131,9 @@ _NAMED = re.compile(
 )
 # "it's under the name (of) X", "the booking is under X".
 _UNDER = re.compile(
-    rf"(?i)\b(?:(?:under|in)\s+the\s+name\s+(?:of\s+)?|(?:account|booking|reservation|order|it)"
-    rf"\s*(?:is\s+|was\s+|'s\s+)?under\s+){_FILL}({_WORD}(?:\s+{_WORD}){{0,2}})"
+    rf"(?i)\b(?:(?:under|in)\s+the\s+name\s+(?:of\s+)?|(?:account|booking|reservation|order)"
+    rf"\s*(?:is\s+|was\s+|'s\s+)?under\s+|it(?:'s|\s+is|\s+was)\s+under\s+)"
+    rf"{_FILL}({_WORD}(?:\s+{_WORD}){{0,2}})"
 )
 # A name spelled out: "that's s m i t h", "spelled k o w a l s k i".
 # The words right after the letters are often the name again, and the rest of it
@@ -122,14 +151,15 @@ _LETTERS = re.compile(r"(?i)(?<![\w'])(?:[a-z](?:\s+apostrophe)?\s+){4,}[a-z](?!
 _CUES = (
     (_NAMED, 0.85, True, ("name", "holder")),
     (_UNDER, 0.7, False, ("under", "name")),
-    (_MY_NAME, 0.85, True, ("name", "identified", "verified", "behalf", "for", "spoke")),
+    (_MY_NAME, 0.85, True, ("name", "identified", "behalf", "c/o", "care", "authori")),
     (_WITH_TRAILER, 0.8, False, ("this", "it's", "its", "it is", "i'm", "i am")),
     (_SPEAKING, 0.7, True, ("speaking", "here")),
     (_NAME_SPEAKING, 0.6, True, ("speaking",)),
     (_REACHED, 0.7, False, ("speaking", "reached", "through")),
     (_THIS_IS_START, 0.6, False, ("this", "it's", "its")),
     (_TITLED, 0.7, True, ("m", "dr")),
-    (_ASK_FOR, 0.7, True, ("speak", "talk")),
+    # Weak: departments and errands follow these words too ("speak to accounts").
+    (_ASK_FOR, 0.7, False, ("speak", "talk", "for", "spoke", "verified")),
 )
 
 
@@ -141,13 +171,17 @@ def _name_words(span_text: str, span_start: int, strong: bool) -> tuple[int, int
     speaking") it does not, or Ahmed and Fred would never be redacted.
     """
     end = None
-    for m in re.finditer(_WORD, span_text):
+    for m in re.finditer(_NAME_PART, span_text):
         w = m.group().lower()
+        if len(w) == 2 and w.endswith("."):
+            continue  # an initial ("A. Patel") belongs to the name that follows
         if w in _FILLERS and end is not None:
             continue  # "james um patterson": one name
         if w in _PARTICLES and end is not None:
             continue  # "dara o riordan": part of the name if a name word follows
         if w in _STOP or len(w) < 2 or (not strong and _NOT_NAME_SUFFIX.search(w)):
+            break
+        if w in _SOFT_STOP and (end is not None or not strong):
             break
         end = m.end()
     if end is None:
@@ -167,6 +201,9 @@ class PersonIntroRecognizer(SpeechRecognizer):
                 best[(m.start(1), after[1] if after else m.end(1))] = 0.6
         for m in _LETTERS.finditer(text):
             best[m.span()] = max(0.5, best.get(m.span(), 0.0))
+        if " as in " in low or " for " in low or " is in " in low:
+            for m in _AS_IN.finditer(text):
+                best[m.span()] = max(0.6, best.get(m.span(), 0.0))
         lower = text.lower()
         for pattern, score, strong, needs in _CUES:
             if not any(w in lower for w in needs):
@@ -176,6 +213,8 @@ class PersonIntroRecognizer(SpeechRecognizer):
             # jennifer last name walsh"), so the search goes on from its name's start.
             while (m := pattern.search(text, pos)) is not None:
                 span = _name_words(m.group(1), m.start(1), strong)
+                if pattern is _THIS_IS_START and span is not None and span[1] != m.end(1):
+                    span = None  # "its cheaper from them": the name must end the clause
                 if span is not None:
                     best[span] = max(score, best.get(span, 0.0))
                 pos = m.start(1) + 1

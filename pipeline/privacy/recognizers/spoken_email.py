@@ -34,14 +34,18 @@ _WORD = r"[a-z0-9]+"
 _SPELLED = r"(?:[a-z0-9]\s+){1,}[a-z0-9](?![a-z0-9])"
 _LOCAL = rf"(?:{_SPELLED}|{_WORD})(?:{_SEP}(?:{_SPELLED}|{_WORD}))*"
 # "bishop law dot com": a spoken domain label may come as two words.
-_DOMAIN = rf"(?:{_WORD}\s+)?{_WORD}(?:(?:\s+(?:dot|period|point)\s+|\s*\.\s*){_WORD})+"
+# "kestrel dash insurance dot com": a label with a spoken hyphen.
+_LABEL_WORDS = rf"{_WORD}(?:\s+(?:dash|hyphen)\s+{_WORD})*"
+_DOMAIN = (
+    rf"(?:{_WORD}\s+)?{_LABEL_WORDS}(?:(?:\s+(?:dot|period|point)\s+|\s*\.\s*){_LABEL_WORDS})+"
+)
 # "at", "at sign", "@"; "at the rate (of)" (Indian English for "@"); "at uh at" (said twice).
 _AT = (
     r"(?:\bat\s+(?:(?:uh|um|er)\s+)?(?=at\b))?"
     r"(?:\bat(?:\s+(?:sign|symbol)|\s+the\s+rate(?:\s+of)?)?\b|@)"
 )
 _EMAIL = re.compile(
-    rf"(?i)(?<![a-z0-9'])(?P<lead>[a-z0-9]+\s+)?(?P<local>{_LOCAL}(?:\s+\d+)?)\s*{_AT}\s*(?P<domain>{_DOMAIN})(?![a-z0-9])"
+    rf"(?i)(?<![a-z0-9'])(?P<lead>[a-z0-9]+\s+)?(?P<local>{_LOCAL}(?:\s+(?:\d+|for|to|too|ate|won))?)[\s,]*(?:(?:um|uh|er)[\s,]+)?{_AT}\s*(?P<domain>{_DOMAIN})(?![a-z0-9])"
 )
 _GATE = re.compile(r"(?i)(?:\bat\b|@).*?(?:\b(?:dot|period|point)\b|\.\s*[a-z])")
 _DOMAIN_GATE = re.compile(
@@ -60,8 +64,12 @@ _LABEL = r"[a-z0-9]+(?:-[a-z0-9]+)*"
 # A written dot only between two labels ("example.com"), never a full stop ("yet. It").
 _DOT = r"(?:\s+(?:dot|period|point)\s+|\.(?=[a-z0-9]))"
 # Top-level domains that are no English word, so "gmail com" can be a domain without its dot.
-# Country codes alone ("de", "ca", "uk") are words of some language: only with their dot.
-_BARE_TLD = r"(?:com|net|org|edu|gov|co\s+uk|org\s+uk|co\s+dot\s+uk|info|biz)"
+# Top-level domains said without their dot. Country codes ("de", "ca", "fr") are words of
+# some language ("9 rue de la paix"): they count only where "at" was said.
+_BARE_TLD = (
+    r"(?:com|net|org|edu|gov|io|co\s+uk|org\s+uk|co\s+dot\s+uk|info|biz|uk|de|fr|ca|ie|es|it|nl)"
+)
+_COUNTRY_TLDS = frozenset("uk de fr ca ie es it nl".split())
 # A mail provider's country domain whose "dot" went missing: "orange fr", "web de".
 _PROVIDER_COUNTRY = (
     r"(?:orange|free|laposte|sfr|web|gmx|libero|virgilio|alice|telefonica|yahoo|hotmail"
@@ -238,6 +246,11 @@ class SpokenEmailRecognizer(SpeechRecognizer):
             if local is None:
                 continue
             start, slot = local
+            bare_country = (
+                len(labels) == 2 and labels[1] in _COUNTRY_TLDS and "dot" not in m.group()
+            )
+            if bare_country and slot not in ("at", "@") and labels[0] not in _PROVIDERS:
+                continue  # "9 rue de la paix": no address without "at" or a dot
             if (slot == "at" or slot in _AT_HEARD) and _place_not_address(
                 text, start, m.start(), slot
             ):

@@ -23,14 +23,14 @@ __all__ = ["StreetAddressRecognizer"]
 _TYPES = (
     "street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|place|pl|terrace"
     "|circle|cir|parkway|pkwy|highway|hwy|square|sq|trail|crescent|close|row|alley|plaza|walk|grove"
-    "|view|park|gardens|gdns|mews|hill|rise|green|quay|wharf|heights|meadows|vale|villas|gate|grange"
+    "|view|park|gardens|gdns|mews|hill|quay|wharf|heights|meadows|vale|villas|gate|grange"
 )
 _LITTLE = r"(?:on|the|in|at|of|to|a|an|my|your|and|is|are|was|for|by|with|from|more|days|weeks|items|boxes|minutes|hours|people|times)\b"
 _NAME_WORD = rf"(?!{_LITTLE})[a-z][a-z'.\-]*"
 _ORDINAL = r"\d+(?:st|nd|rd|th|\s+(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth))"
 # A digit the recognizer wrote as a word ("won two three main street", "suite won 100").
 _HOMOPHONE = r"(?:for|to|too|ate|won|tree|fife)"
-_UNIT = rf"(?:,?\s*(?:apartment|apt|unit|suite|ste|flat|number|no|#)\.?\s*(?:[a-z]\s?)?(?:(?:{_HOMOPHONE}\s)?\d+(?:\s\d{{1,2}}\b)?|{_HOMOPHONE}\b)(?:\s?[a-z]\b)?(?:\s+sorry\s+\d+)?)"
+_UNIT = rf"(?:,?\s*(?:apartment|apt|unit|suite|ste|flat|floor|number|no|#)\.?\s*(?:[a-z]\s?)?(?:(?:{_HOMOPHONE}\s)?\d+(?:\s\d{{1,2}}\b)?|{_HOMOPHONE}\b)(?:\s?[a-z]\b)?(?:\s+sorry\s+\d+)?)"
 # The town and the post code after the street, when a post code ends them: "..., Springfield,
 # IL 62704", "springfield illinois 62704", "London NW1 6XE". (A town alone is a guess.)
 _POSTCODE = (
@@ -40,9 +40,7 @@ _POSTCODE = (
 )
 _TOWN = rf"(?:,?\s+(?:{_NAME_WORD},?\s+){{0,3}}{_POSTCODE})"
 # "flat 7", "apartment 4b" before the house number.
-_UNIT_FIRST = (
-    rf"(?:(?:flat|apartment|apt|unit|suite)\.?\s+(?:{_HOMOPHONE}\s)?(?:\d+|[a-z])\s?[a-z]?,?\s+)?"
-)
+_UNIT_FIRST = rf"(?:(?:flat|apartment|apt|unit|suite)\.?\s+(?:(?:{_HOMOPHONE}\s)?(?:\d+|[a-z])\s?[a-z]?|{_HOMOPHONE}),?\s+)?"
 # Street types that come before the name, and the name's little words ("de la").
 _TYPE_FIRST = re.compile(
     r"(?i)(?<![\w])\d{1,5}(?:\s?(?:bis|ter|[a-z]))?,?\s+"
@@ -56,7 +54,7 @@ _TYPE_FIRST = re.compile(
 _CODE_AFTER_TOWN = re.compile(
     r"(?i),?\s+(?:(?:[a-z]{1,2}\d[a-z\d]?\s?\d[a-z]{2}|[a-z]\d{2}\s?[a-z\d]{4}|[a-z]\d[a-z]\s?\d[a-z]\d"
     r"|\d{4,5}(?:-\d{4}|\s(?:for|to|too|ate|won))?|\d{1,2}|too|won|ate)(?![\w'])"  # "dublin too": district 2
-    r"|(?:[a-z]|zed|\d{1,2})(?:\s+(?:[a-z]|zed|\d{1,2}|for|won|to|too|ate|tree|fife)(?![\w'])){3,7})"
+    r"|(?:[a-z]|zed|\d{1,2})(?:[,\s]+(?:(?:um|uh|er)[,\s]+)?(?:[a-z]|zed|\d{1,2}|for|won|to|too|ate|tree|fife)(?![\w'])){3,7})"
 )
 _POSTCODE_ALONE = re.compile(
     r"(?i)\b(?:post\s?code|zip(?:\s?code)?|postal\s+code|eircode)(?:\s+is|'s|\s*:)?\s+"
@@ -70,6 +68,7 @@ _NOT_TOWN = NOT_NAME_WORDS | frozenset(
 )
 _TOWN_WORD = re.compile(r"(?i),?\s+(co\.|[a-z][a-z'\-]+)(?![\w'])")
 _MAX_TOWN_WORDS = 4
+_TOWN_ENDS = re.compile(r"\s*(?:[.,!?;:|)]|$)")
 # The house number: digits (a digit misheard as a word may lead: "won 23", "90 to"), or
 # a misheard digit alone after "is"/"at"/"to" ("my address is ate harcourt terrace").
 _NUMBER = (
@@ -79,15 +78,16 @@ _NUMBER = (
     rf"|(?<=\b(?:is|at|to)\s)(?:ate|won|for|too|tree|fife))"
 )
 _ADDRESS = re.compile(
-    rf"(?i)(?<![\w]){_UNIT_FIRST}{_NUMBER}\s+(?:(?:north|south|east|west|n|s|e|w)\.?\s+)?"
+    rf"(?i)(?<![\w])(?<!\ba\s)(?<!\ban\s){_UNIT_FIRST}{_NUMBER}\s+(?:(?:north|south|east|west|n|s|e|w)\.?\s+)?"
     rf"(?:(?:{_ORDINAL}|{_NAME_WORD})\s+){{1,3}}(?:{_TYPES})\b\.?{_UNIT}?{_TOWN}?"
 )
 
 
 def _town_end(text: str, end: int) -> int:
     """Where the town, county, state and post code after a street end: up to four words
-    that are not common ones ("howth dublin", "new south wales", "Co. Wicklow"), then a
-    post code or a district number if one follows."""
+    that are not common ones ("howth dublin", "new south wales", "Co. Wicklow"), taken
+    only where a post code, a district number, a comma or full stop, or the end of the
+    utterance follows them ("42 elm street until friday" keeps "until")."""
     pos = end
     for _ in range(_MAX_TOWN_WORDS):
         town = _TOWN_WORD.match(text, pos)
@@ -95,7 +95,9 @@ def _town_end(text: str, end: int) -> int:
             break
         pos = town.end()
     code = _CODE_AFTER_TOWN.match(text, pos)
-    return code.end() if code is not None else pos
+    if code is not None:
+        return code.end()
+    return pos if _TOWN_ENDS.match(text, pos) else end
 
 
 class StreetAddressRecognizer(SpeechRecognizer):

@@ -24,7 +24,7 @@ import re
 
 from presidio_analyzer import RecognizerResult
 
-from .base import SpeechRecognizer
+from .base import NOT_CUES, SpeechRecognizer
 from .credit_card import known_card_prefix
 from .digit_runs import (
     NOT_SECRET_CUES,
@@ -150,7 +150,7 @@ class UnfinishedNumberRecognizer(SpeechRecognizer):
         # A cue just before: judged here, since Presidio's enhancer skips the words spaCy
         # calls stop words ("call", "number"); a cue in the last turns is the enhancer's.
         words = words_before(text, start, 8)
-        cued = any(w.startswith(c) for w in words for c in self.CONTEXT)
+        cued = any(w.startswith(c) for w in words if w not in NOT_CUES for c in self.CONTEXT)
         if self._lead is not None and self._lead.search(text, max(0, start - 40), start):
             cued = True
         return _BARE_SCORE if bare or cued else 0.1
