@@ -239,6 +239,26 @@ def test_a_number_split_across_two_utterances() -> None:
     assert out == ["my social is [US_SSN]", "[US_SSN]"]
 
 
+def test_a_number_read_back_later_in_the_call_is_that_number_again() -> None:
+    """A group of a card or a social, repeated turns later, is too short to judge alone."""
+    out = run_call(
+        [
+            (
+                "it's four nine two nine one two seven eight nine oh one two three four five nine",
+                True,
+                1000,
+            ),
+            ("thank you", True, 9000),
+            ("sorry was the third group nine oh one two", True, 12000),
+            ("i have nine oh one two people waiting", True, 15000),  # it is, whatever it means
+            ("and you need two tickets for the twelfth", True, 18000),
+        ]
+    )
+    assert out[0] == "it's [CREDIT_CARD]"
+    assert out[2] == "sorry was the third group [CREDIT_CARD]"
+    assert out[4] == "and you need two tickets for the twelfth"
+
+
 def test_the_next_utterance_goes_on_only_with_a_number() -> None:
     out = run_call(
         [

@@ -19,7 +19,9 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from pipeline.privacy.normalize import analysis_form
 from pipeline.privacy.partials import StickyValues, hold_back_unfinished
+from pipeline.privacy.recognizers.said_numbers import NUMBER_TYPES, SaidNumbersRecognizer
 from pipeline.privacy.redaction import RedactionPolicy, RedactionResult
 from pipeline.privacy.spoken_numbers import normalize
 
@@ -37,6 +39,9 @@ _CONTEXT_WORD = re.compile(r"[a-z]+")
 _TAG = re.compile(r"\[[A-Z0-9_]+\]")  # "[CARD_SECURITY_CODE]" must not read as "security code"
 # How long after an utterance that ended inside a number the next may go on with it.
 CONTINUATION_MS = 10_000
+# How many numbers a call remembers having redacted (the oldest are forgotten first).
+SAID_KEPT = 32
+_NOT_DIGIT = re.compile(r"\D")
 # What may follow a number at an utterance's end for it to count as cut off there.
 _OPEN_TAIL = re.compile(r"(?i)^(?:[\s,.;:!?\-–]|\b(?:um+|uh+|er|erm|hmm|and|so|then|sorry)\b)*$")
 
@@ -66,6 +71,10 @@ class CallRedaction:
         self.counts: Counter[str] = Counter()  # redacted entity types, for the audit
         # (type, endMs) of the number the last final ended in; on the redaction thread only.
         self.open_number: tuple[str, int] | None = None
+        # Numbers the call's finals had redacted (raw digits, in memory, on the redaction
+        # thread only): a piece of one read back later is that secret again.
+        self._said: dict[tuple[str, str], None] = {}
+        self._said_recognizer: SaidNumbersRecognizer | None = None
 
     def continuation(self, sticky: StickyValues, start_ms: int) -> None:
         """Let an utterance that starts soon after one that ended inside a number go on
@@ -76,7 +85,17 @@ class CallRedaction:
                 sticky.continue_number(entity_type)
 
     def finished(self, result: SpeechResult, text: str, rr: RedactionResult) -> None:
-        """A final was redacted: remember the number it left open, if any."""
+        """A final was redacted: remember the numbers it held and the one it left open."""
+        new = {
+            (e.type, _NOT_DIGIT.sub("", normalize(analysis_form(text[e.start : e.end])).text)): None
+            for e in rr.entities
+            if e.type in NUMBER_TYPES
+        }
+        if new.keys() - self._said.keys():
+            self._said.update(new)
+            while len(self._said) > SAID_KEPT:
+                del self._said[next(iter(self._said))]
+            self._said_recognizer = SaidNumbersRecognizer(self._said) or None
         if self.open_number is not None and result.start_ms >= self.open_number[1] - 1000:
             self.open_number = None  # its next utterance has come: the chance has passed
         entity_type = open_number(text, rr)
@@ -93,6 +112,7 @@ class CallRedaction:
             known=self._known.recognizer(self.call_id),
             sticky=sticky.recognizer if sticky is not None else None,
             context=tuple(w for words in earlier[-CONTEXT_UTTERANCES:] for w in words),
+            said=self._said_recognizer,
         )
 
     def result(

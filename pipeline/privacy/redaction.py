@@ -92,6 +92,7 @@ from pipeline.privacy.recognizers import (
     PaymentDigitsRecognizer,
     speech_recognizers,
 )
+from pipeline.privacy.recognizers.said_numbers import NUMBER_TYPES, SaidNumbersRecognizer
 from pipeline.privacy.spoken_numbers import normalize
 
 __all__ = [
@@ -137,12 +138,15 @@ class RedactionPolicy(NamedTuple):
       redacted in later partials and the final even if the recognizers change their mind.
     - ``context``: words of the previous utterances ("and the expiry date?"), which
       lift ambiguous matches (a bare "12 28") over the threshold.
+    - ``said``: numbers redacted earlier in the call; a piece of one said again (read
+      back, repeated) is that secret again.
     """
 
     all_digits: bool = False
     known: KnownValuesRecognizer | None = None
     sticky: KnownValuesRecognizer | None = None
     context: tuple[str, ...] = ()
+    said: SaidNumbersRecognizer | None = None
 
 
 _NO_POLICY = RedactionPolicy()
@@ -172,6 +176,27 @@ class RedactionResult(NamedTuple):
 
 
 # ------------------------------------------------------------------------- redactor
+
+
+_DIGITS = re.compile(r"\d")
+
+
+def _said_again(text: str, found: list[RecognizerResult]) -> list[RecognizerResult]:
+    """Pieces of a number this text already holds, said again in it ("it's 054 26 1114 ...
+    so oh five four, two six, one one one four?"): that number again."""
+    said = [
+        (r.entity_type, "".join(_DIGITS.findall(text[r.start : r.end])))
+        for r in found
+        if r.entity_type in NUMBER_TYPES
+    ]
+    recognizer = SaidNumbersRecognizer(said)
+    if not recognizer:
+        return []
+    return [
+        r
+        for r in recognizer.analyze(text)
+        if not any(f.start < r.end and r.start < f.end for f in found)
+    ]
 
 
 def _merge_overlaps(results: list[RecognizerResult]) -> list[RecognizerResult]:
@@ -273,7 +298,7 @@ class Redactor:
     def _analyze(self, text: str, policy: RedactionPolicy) -> list[RecognizerResult]:
         """Entities in normalised ``text`` (its analysis form; ``pipeline.privacy.normalize``)."""
         norm = normalize(text)
-        ad_hoc = [r for r in (policy.known, policy.sticky) if r]
+        ad_hoc = [r for r in (policy.known, policy.sticky, policy.said) if r]
         if policy.all_digits:
             ad_hoc.append(self._payment_digits)
         found = self._analyzer.analyze(
@@ -283,6 +308,7 @@ class Redactor:
             ad_hoc_recognizers=ad_hoc or None,
             context=list(policy.context) or None,
         )
+        found += _said_again(norm.text, found)
         mapped = []
         for r in found:
             start, end = norm.to_original(r.start, r.end)
