@@ -212,3 +212,11 @@ def test_numbers_said_before_a_card_do_not_stretch_its_exposure() -> None:
     assert g.on_text("I've been with you for 20 years, you know", "customer", 0, 3000) is None
     d = g.on_text("it's 4111 1111 1111 1111", "customer", 4000, 8000)
     assert d is not None and d.window.exposure_from_ms == 4000
+
+
+def test_a_card_begun_after_other_numbers_still_opens_from_its_first_group() -> None:
+    g = guard()
+    assert g.on_text("I opened it in 2019", "customer", 0, 2000) is None
+    assert g.on_text("4929 127", "customer", 3000, 4000) is None
+    d = g.on_text("8901 2345 9", "customer", 5000, 6000)
+    assert d is not None and d.window.exposure_from_ms == 3000

@@ -123,6 +123,19 @@ def _removed(text: str, secret: str) -> bool:
         ("the cvv is the one twenty three", "one twenty three"),
         ("the security code is the last seven one three", "seven one three"),
         ("my name is प्रिया शर्मा", "प्रिया शर्मा"),
+        # The second review's findings, kept: a card or a code after a reference word, names
+        # that are months or end in -ly/-ing, "its" for "it's", Ms, "booked it under",
+        # addresses on a village green or before "thanks".
+        ("my card number for the reservation is 5364 5503 1592 0291", "5364 5503 1592 0291"),
+        ("the security code for the order is 321", "321"),
+        ("the name on the card is June Whitfield", "June Whitfield"),
+        ("can I speak to Kelly Manning", "Kelly Manning"),
+        ("this is Tom Reilly, I have a question", "Tom Reilly"),
+        ("hi its Anna from the dentist", "Anna"),
+        ("thanks Ms Okafor", "Okafor"),
+        ("I booked it under Hughes", "Hughes"),
+        ("my address is 27 Village Green", "27 Village Green"),
+        ("it's 9 Church Road Howth Dublin thanks", "9 Church Road Howth Dublin"),
         # A group of the card said again to confirm it.
         (
             "it's five three six nine, eight one six four, six six seven four, six seven two"
@@ -167,6 +180,9 @@ def test_a_town_word_is_taken_but_not_a_time_word() -> None:
         "can I speak to accounts",
         "ms word is not working",
         "its cheaper from them",
+        "I'm calling for clarification",
+        "press a for accounts and b for sales",
+        "Agent: I've logged it under case reference CR-2026-004817.",
         "it was a 20 percent price rise",
         "we need a 360 degree view of the account",
         "the last 3 payments were 45.50 each",

@@ -379,3 +379,19 @@ def test_the_noise_model_is_deterministic(items: list[dict]) -> None:
     case = recognizer_noise.noisy_case(items[0], random.Random(1))
     for s in case.secrets:
         assert 0 <= s.start < s.end <= len(case.turns[s.turn])
+
+
+def test_a_read_back_skips_years_amounts_and_references() -> None:
+    out = run_call(
+        [
+            ("my mobile is oh seven seven oh oh nine oh two oh two four", True, 1000),
+            ("back in 2024 I think", True, 5000),
+            ("the amount was 9020 pounds", True, 8000),
+            ("the booking ref is 9020", True, 11000),
+        ]
+    )
+    assert out[1:] == [
+        "back in 2024 I think",
+        "the amount was 9020 pounds",
+        "the booking ref is 9020",
+    ]

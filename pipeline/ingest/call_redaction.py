@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.privacy.normalize import analysis_form
 from pipeline.privacy.partials import StickyValues, hold_back_unfinished
+from pipeline.privacy.recognizers.base import NOT_CUES
 from pipeline.privacy.recognizers.said_numbers import NUMBER_TYPES, SaidNumbersRecognizer
 from pipeline.privacy.redaction import RedactionPolicy, RedactionResult
 from pipeline.privacy.spoken_numbers import normalize
@@ -155,7 +156,11 @@ class _ResultJob:
     def redacted(self, rr: RedactionResult) -> None:
         self._sticky.remember(self.text, rr)
         if self._result.is_final:
-            words = tuple(_CONTEXT_WORD.findall(_TAG.sub(" ", rr.text).lower()))
+            words = tuple(
+                w
+                for w in _CONTEXT_WORD.findall(_TAG.sub(" ", rr.text).lower())
+                if w not in NOT_CUES
+            )
             self._call.context.append((self._result.end_ms, words))
             self._call.finished(self._result, self.text, rr)
 

@@ -136,7 +136,7 @@ class PaymentGuard:
         self.closed_at_ms = -1
         self._closed_by_utterance: int | None = None  # start of the line that last closed one
         # Per role, its last few utterances (start, when its text last came, the text), to
-        # see a card read in parts. Raw text: held in memory only, a few seconds' worth, and
+        # see a card read in parts. Raw text: in memory only, the last four utterances,
         # dropped when a window opens or closes (never exported at a hand-over).
         self._recent: dict[str, list[tuple[int, int, str]]] = {}
 
@@ -279,28 +279,30 @@ class PaymentGuard:
             later = u[0]
         if not chain or not _digit_runs(text):
             return None
-        joined, starts = "", []
-        for u in chain:
-            starts.append((len(joined), u[0]))
-            joined += u[2] + " "
-        boundary = len(joined)
-        joined += text
-        for run in _digit_runs(joined):
-            # A run that begins in an earlier utterance and goes on into this one.
-            if not run.start < boundary < run.end:
-                continue
+        # From the earliest utterance on, then from each later one: the card may begin in
+        # any of them ("in 2019" | "4929 127" | "8901 2345 9" begins in the second).
+        for k, first in enumerate(chain):
+            joined = " ".join(u[2] for u in chain[k:]) + " "
+            head, boundary = len(first[2]), len(joined)
+            joined += text
             said = analysis_form(joined)
-            if NOT_SECRET_CUES.intersection(words_before(said, run.start, 3)):
-                continue  # "my order is 1234" | "4111 ...": a reference, then the card
-            d = run.digits
-            # A phone number and a word of digits after it is no card: the joined digits
-            # must open like a card and pass Luhn, or be too many for anything else.
-            if (
-                whole
-                or known_card_prefix(d)
-                and (any(luhn_ok(d[:n]) for n in range(13, min(19, len(d)) + 1)) or len(d) >= 15)
-            ):
-                return max(ms for offset, ms in starts if offset <= run.start)
+            for run in _digit_runs(joined):
+                # A run that begins in this earlier utterance and goes on into this one.
+                if not (run.start < head and boundary < run.end):
+                    continue
+                if NOT_SECRET_CUES.intersection(words_before(said, run.start, 3)):
+                    continue  # "my order is 1234" | "4111 ...": a reference, then the card
+                d = run.digits
+                # A phone number and a word of digits after it is no card: the joined
+                # digits must open like a card and pass Luhn, or be too many for anything else.
+                if (
+                    whole
+                    or known_card_prefix(d)
+                    and (
+                        any(luhn_ok(d[:n]) for n in range(13, min(19, len(d)) + 1)) or len(d) >= 15
+                    )
+                ):
+                    return first[0]
         return None
 
     def _customer_activity(self, now_ms: int) -> None:

@@ -51,6 +51,7 @@ _NUMBER_OPENING = re.compile(
     r"(?i)(?<![a-z'])(?:oh|o|double|triple|for|to|too|ate|won|unit|apartment|apt|suite|flat)"
     r"[\s.,]*$|(?<![a-z'])(?:[a-z]\s+){0,4}[a-z][\s.,]*$"  # or letters being spelled
 )
+_TAIL_CHARS = 400
 _EMAIL_CUE = re.compile(r"(?i)\b(?:e-?mail|mail|address|send|contact)")
 
 
@@ -93,8 +94,11 @@ def hold_back_unfinished(result: RedactionResult, context: Iterable[str] = ()) -
     # Read as the recognizers read it ("555−01" is a run of five digits): same offsets.
     form = analysis_form(text)
     cuts = [unfinished_number_start(form)]
+    # What may still be growing is at the end: a long partial is searched there only
+    # (these patterns backtrack over long runs of letters and separators).
+    tail = max(0, len(text) - _TAIL_CHARS)
     for pattern in (_TRAILING_SPOKEN_CHAIN, _NUMBER_OPENING, _MISHEARD_AT_END):
-        m = pattern.search(text)
+        m = pattern.search(text, tail)
         cuts.append(m.start() if m is not None else None)
     said = " ".join((text.lower(), *context))
     if _EMAIL_CUE.search(said):

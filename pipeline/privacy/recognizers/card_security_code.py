@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from .base import SpeechRecognizer
-from .digit_runs import NOT_SECRET_CUES, is_measure, words_before
+from .digit_runs import is_measure, words_before
 from .readings import judge_readings
 
 __all__ = ["CardSecurityCodeRecognizer"]
@@ -23,7 +23,6 @@ _OTHER_CODES = frozenset(
     "area zip postal post promo promotional discount coupon access country door gate "
     "confirmation tracking booking reference voucher gift error fault status".split()
 )
-_NOT_CARD = _OTHER_CODES | NOT_SECRET_CUES  # "ticket number is 601 sorry 0418"
 
 
 class CardSecurityCodeRecognizer(SpeechRecognizer):
@@ -50,6 +49,6 @@ class CardSecurityCodeRecognizer(SpeechRecognizer):
                 for r in runs
                 if len(r.digits) in (3, 4)
                 and not is_measure(text, r.start, r.end)
-                and not _NOT_CARD.intersection(words_before(text, r.start, 4))
+                and not _OTHER_CODES.intersection(words_before(text, r.start, 4))
             ],
         )

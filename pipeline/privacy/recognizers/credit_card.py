@@ -106,11 +106,9 @@ class CreditCardSpeechRecognizer(SpeechRecognizer):
                 found.append((start, end, score))
                 i = last + 1
                 continue
-            if reference_before(text, runs[i].start):
-                # "ref 99 4111 ...": a card after the reference, from a group of its own
-                found.extend(self._windows(runs[i], from_group=True))
-            else:
-                found.extend(self._windows(runs[i]) or self._unchecked(runs[i]))
+            windows = self._windows(runs[i])  # a prefix and Luhn: a card whatever named it
+            if windows or not reference_before(text, runs[i].start):
+                found.extend(windows or self._unchecked(runs[i]))
             i += 1
         found += _abandoned_starts(runs, found)
         for i in range(len(runs) - 1):
@@ -132,11 +130,11 @@ class CreditCardSpeechRecognizer(SpeechRecognizer):
         self, text: str, runs: tuple[DigitRun, ...], i: int
     ) -> tuple[int, int, float, int] | None:
         """The longest chain of runs from runs[i] that reads as a card number."""
-        if reference_before(text, runs[i].start):
-            return None  # "your order number is 4471 2209 8818": a reference
         best = None
         digits = ""
-        strict = False  # a long remark was crossed: only a card-like Luhn number counts
+        # A long remark was crossed, or a reference word names the number ("the order
+        # 4471 2209 8818"): only a whole card (its prefix and Luhn) counts.
+        strict = reference_before(text, runs[i].start)
         prev = i
         for j in range(i, len(runs)):
             if j > i:
@@ -174,15 +172,12 @@ class CreditCardSpeechRecognizer(SpeechRecognizer):
         return [(run.start, run.end, 0.3)] if 13 <= len(run.digits) <= 19 else []
 
     @staticmethod
-    def _windows(run: DigitRun, from_group: bool = False) -> list[tuple[int, int, float]]:
-        """A card inside a longer run ("ref 99 4111 ..."): needs a card prefix and Luhn
-        (``from_group``: and starts a group, not inside the reference's digits)."""
+    def _windows(run: DigitRun) -> list[tuple[int, int, float]]:
+        """A card inside a longer run ("ref 99 4111 ..."): needs a card prefix and Luhn."""
         d = run.digits
         if len(d) <= 13:
             return []
         for a in range(len(d) - 12):
-            if from_group and (a == 0 or run.positions[a] - run.positions[a - 1] == 1):
-                continue
             for length in range(min(19, len(d) - a), 12, -1):
                 w = d[a : a + length]
                 if known_card_prefix(w) and luhn_ok(w):

@@ -38,8 +38,9 @@ _STOP = frozenset(
     anybody everyone re regarding concerning earlier later advice reception accounts sales
     technical enquiries inquiries complaints genuine she's he's that's there's they're we're you're i've
     i'd i'll she'd he'd we've they've isn't wasn't can't won't don't didn't doesn't
-    monday tuesday wednesday thursday friday saturday sunday today tomorrow yesterday tonight
-    january february march april june july august september october november december
+    today tomorrow yesterday tonight case reference ref ticket access only early nearly really
+    basically literally totally honestly obviously probably definitely certainly exactly likely
+    currently recently finally apparently unfortunately hopefully
     """.split()
 )
 # Words that end a name once it has begun ("ahmed said", "maria can"), but may be a first
@@ -52,7 +53,16 @@ _SOFT_STOP = frozenset(
 NOT_NAME_WORDS = _STOP | _SOFT_STOP
 _FILLERS = frozenset("um uh er erm ah".split())
 _PARTICLES = frozenset("o mc mac".split())
-_NOT_NAME_SUFFIX = re.compile(r"(?:ing|ed|ly|ous|ful|ble|ive|ment|ness|tion|sion)$")
+# After a weak cue, a first word like these is a verb or an adjective ("this is closed").
+_NOT_NAME_SUFFIX = re.compile(r"(?:ing|ed|ous|ful|ble|ive|ment|ness|tion|sion)$")
+# Never a name, after any cue: "calling for clarification", "verified as a precaution".
+_ABSTRACT = re.compile(r"(?:tion|sion|ness|ance|ence)$")
+# Days and months end a name under a weak cue ("it's Tuesday the third") but may be
+# names after a strong one ("the name on the card is June Whitfield", "Peter March").
+_CALENDAR = frozenset(
+    "monday tuesday wednesday thursday friday saturday sunday january february march april "
+    "june july august september october november december".split()
+)
 # Any script's letters: "Bjørn", "Wiśniewska", "Nguyễn" are names whole.
 # Combining marks (Devanagari vowel signs and virama, Thai vowels, Vietnamese tones) are
 # part of the word they sit in, though Python's \w does not count them.
@@ -80,16 +90,16 @@ _MY_NAME = re.compile(
     rf"(?i)\b(?:my\s+name\s+is|my\s+name's|name\s+(?:is|was)|the\s+name's"
     # "in my husband's name michael o'neill", "her name was priya"
     rf"|(?:my|his|her|their|\w+'s)\s+name(?:\s+(?:is|was)|'s)?"
-    rf"|identified\s+as|on\s+behalf\s+of|c/o|care\s+of|authori[sz]e)\W+{_FILL}{_RELATION}{_TITLE}"
+    rf"|identified\s+as|on\s+behalf\s+of|c/o|care\s+of)\W+{_FILL}{_RELATION}{_TITLE}"
     rf"({_WORD}(?:\s+{_FILL}{_WORD}){{0,3}})"
 )
 # "mr oyelaran", "Mrs. Okafor": a title says a name follows, wherever it stands.
 _TITLED = re.compile(
-    rf"(?i)\b(?:mister|mr|mrs|missus|dr|ms(?=\.))\.?\s+((?:[^\W\d_]\.\s*)?{_WORD}(?:\s+{_WORD})?)"
+    rf"(?i)\b(?:mister|mr|mrs|missus|dr|ms(?=\.|(?-i:\s+[A-Z])))\.?\s+((?:[^\W\d_]\.\s*)?{_WORD}(?:\s+{_WORD})?)"
 )
 # "m as in mike, e as in echo": a word spelled with the radio alphabet (a name, an e-mail).
 _AS_IN = re.compile(
-    r"(?i)(?<![\w'])[a-z]\s+(?:as|is|for)\s+(?:in\s+)?[a-z]+(?:[,\s]+(?:and\s+)?(?:dot\s*,?\s+)?"
+    r"(?i)(?<!press\s)(?<!option\s)(?<!choose\s)(?<!select\s)(?<![\w'])[a-z]\s+(?:as|is|for)\s+(?:in\s+)?[a-z]+(?:[,\s]+(?:and\s+)?(?:dot\s*,?\s+)?"
     r"[a-z]\s+(?:as|is|for)\s+(?:in\s+|and\s+)?[a-z]+)+"
 )
 # "can i speak to yousef haddad", "could i talk with shivon".
@@ -115,6 +125,11 @@ _REACHED = re.compile(
     rf"(?i)\b(?:speaking\s+(?:with|to)|you've\s+reached|you\s+have\s+reached|you're\s+through\s+to"
     rf"|you\s+are\s+through\s+to)\s+{_FILL}({_WORD}(?:\s+{_WORD})?)"
 )
+# "hi its anna from the dentist" ("its" as recognizers write "it's"): only with a trailer
+# that says an introduction ("its cheaper from them" is none).
+_ITS_TRAILER = re.compile(
+    rf"(?i)\bits\s+({_WORD}(?:\s+{_WORD})?)\s*,?\s+(?:speaking|calling|ringing|phoning|here|from\s+the)\b"
+)
 _THIS_IS_START = re.compile(
     rf"(?i)^\W*{_GREETING}(?:this\s+is|it's|its)\s+({_WORD}(?:\s+{_WORD}){{0,2}})\s*"
     r"(?:[.,!?]|$|\s+(?:and|calling|again|i'm|i\s+am|ringing|phoning)\b)"
@@ -132,7 +147,7 @@ _NAMED = re.compile(
 # "it's under the name (of) X", "the booking is under X".
 _UNDER = re.compile(
     rf"(?i)\b(?:(?:under|in)\s+the\s+name\s+(?:of\s+)?|(?:account|booking|reservation|order)"
-    rf"\s*(?:is\s+|was\s+|'s\s+)?under\s+|it(?:'s|\s+is|\s+was)\s+under\s+)"
+    rf"\s*(?:is\s+|was\s+|'s\s+)?under\s+|it(?:'s|\s+is|\s+was)?\s+under\s+)"
     rf"{_FILL}({_WORD}(?:\s+{_WORD}){{0,2}})"
 )
 # A name spelled out: "that's s m i t h", "spelled k o w a l s k i".
@@ -151,15 +166,17 @@ _LETTERS = re.compile(r"(?i)(?<![\w'])(?:[a-z](?:\s+apostrophe)?\s+){4,}[a-z](?!
 _CUES = (
     (_NAMED, 0.85, True, ("name", "holder")),
     (_UNDER, 0.7, False, ("under", "name")),
-    (_MY_NAME, 0.85, True, ("name", "identified", "behalf", "c/o", "care", "authori")),
+    (_MY_NAME, 0.85, True, ("name", "identified", "behalf", "c/o", "care")),
     (_WITH_TRAILER, 0.8, False, ("this", "it's", "its", "it is", "i'm", "i am")),
     (_SPEAKING, 0.7, True, ("speaking", "here")),
     (_NAME_SPEAKING, 0.6, True, ("speaking",)),
     (_REACHED, 0.7, False, ("speaking", "reached", "through")),
     (_THIS_IS_START, 0.6, False, ("this", "it's", "its")),
     (_TITLED, 0.7, True, ("m", "dr")),
-    # Weak: departments and errands follow these words too ("speak to accounts").
-    (_ASK_FOR, 0.7, False, ("speak", "talk", "for", "spoke", "verified")),
+    # Departments and errands follow these words too ("speak to accounts", "calling for
+    # advice"): they are stop words, and abstract nouns are never names.
+    (_ASK_FOR, 0.7, True, ("speak", "talk", "for", "spoke", "verified")),
+    (_ITS_TRAILER, 0.7, False, ("its",)),
 )
 
 
@@ -179,8 +196,10 @@ def _name_words(span_text: str, span_start: int, strong: bool) -> tuple[int, int
             continue  # "james um patterson": one name
         if w in _PARTICLES and end is not None:
             continue  # "dara o riordan": part of the name if a name word follows
-        if w in _STOP or len(w) < 2 or (not strong and _NOT_NAME_SUFFIX.search(w)):
+        if w in _STOP or len(w) < 2 or _ABSTRACT.search(w):
             break
+        if end is None and not strong and (_NOT_NAME_SUFFIX.search(w) or w in _CALENDAR):
+            break  # "this is closed", "it's tuesday": the cue was no introduction
         if w in _SOFT_STOP and (end is not None or not strong):
             break
         end = m.end()

@@ -10,20 +10,23 @@ any run of four digits or more inside one of them is that secret again.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from presidio_analyzer import RecognizerResult
 
 from .base import SpeechRecognizer
-from .digit_runs import result
+from .digit_runs import is_date_or_price, is_measure, reference_before, result
 from .readings import readings
 
 __all__ = ["NUMBER_TYPES", "SaidNumbersRecognizer"]
 
 #: Secrets long enough that four of their digits in a row are no coincidence.
-NUMBER_TYPES = frozenset({"CREDIT_CARD", "US_SSN", "PHONE_NUMBER", "IBAN_CODE"})
+# DIGITS: what a payment window redacts (every digit), a card as often as not.
+NUMBER_TYPES = frozenset({"CREDIT_CARD", "US_SSN", "PHONE_NUMBER", "IBAN_CODE", "DIGITS"})
 MIN_SAID = 7  # digits a remembered number has at least
 MIN_PIECE = 4  # digits a repeated piece has at least
+_YEAR = re.compile(r"(?:19|20)\d\d")
 
 
 class SaidNumbersRecognizer(SpeechRecognizer):
@@ -42,8 +45,14 @@ class SaidNumbersRecognizer(SpeechRecognizer):
         for runs in readings(text):
             for run in runs:
                 d = run.digits
-                if len(d) < MIN_PIECE:
-                    continue
+                if (
+                    len(d) < MIN_PIECE
+                    or _YEAR.fullmatch(d)
+                    or is_measure(text, run.start, run.end)
+                    or is_date_or_price(text, run)
+                    or reference_before(text, run.start)
+                ):
+                    continue  # "back in 2024", "9020 pounds", "the booking ref is 3459"
                 for entity_type, said in self._said:
                     if d in said or said in d:
                         found.setdefault((run.start, run.end), entity_type)

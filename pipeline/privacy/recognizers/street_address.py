@@ -23,7 +23,7 @@ __all__ = ["StreetAddressRecognizer"]
 _TYPES = (
     "street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|place|pl|terrace"
     "|circle|cir|parkway|pkwy|highway|hwy|square|sq|trail|crescent|close|row|alley|plaza|walk|grove"
-    "|view|park|gardens|gdns|mews|hill|quay|wharf|heights|meadows|vale|villas|gate|grange"
+    "|view|park|gardens|gdns|mews|hill|rise|green|quay|wharf|heights|meadows|vale|villas|gate|grange"
 )
 _LITTLE = r"(?:on|the|in|at|of|to|a|an|my|your|and|is|are|was|for|by|with|from|more|days|weeks|items|boxes|minutes|hours|people|times)\b"
 _NAME_WORD = rf"(?!{_LITTLE})[a-z][a-z'.\-]*"
@@ -64,7 +64,8 @@ _POSTCODE_ALONE = re.compile(
 _PO_BOX = re.compile(r"(?i)\bp\.?\s?o\.?\s+box\s+\d+")
 _NOT_TOWN = NOT_NAME_WORDS | frozenset(
     "tomorrow today tonight yesterday now later soon instead though too either near next "
-    "opposite behind beside across between".split()
+    "opposite behind beside across between until till because since unless every twice "
+    "during while whereas although".split()
 )
 _TOWN_WORD = re.compile(r"(?i),?\s+(co\.|[a-z][a-z'\-]+)(?![\w'])")
 _MAX_TOWN_WORDS = 4
@@ -97,7 +98,14 @@ def _town_end(text: str, end: int) -> int:
     code = _CODE_AFTER_TOWN.match(text, pos)
     if code is not None:
         return code.end()
-    return pos if _TOWN_ENDS.match(text, pos) else end
+    after = _TOWN_WORD.match(text, pos)
+    # The town words end where the sentence does, or where a common word takes over
+    # ("... howth dublin thanks", "... london on friday"); not at an ordinary word.
+    if _TOWN_ENDS.match(text, pos) or (
+        after is not None and after.group(1).lower() in NOT_NAME_WORDS
+    ):
+        return pos
+    return end
 
 
 class StreetAddressRecognizer(SpeechRecognizer):
