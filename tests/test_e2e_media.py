@@ -258,7 +258,11 @@ async def test_acs_transcription_passthrough_and_malformed_frames(acs_server) ->
 
 async def test_slow_subscriber_gets_lagged_others_miss_nothing(acs_server) -> None:
     call_id = "lag-call"
-    n = 1200
+    # Enough events to overflow a non-reading subscriber (its kernel buffers hold ~1000 of
+    # these), few enough that the call ends before the server's keepalive (ping every 20 s,
+    # 20 s for the pong) gives up on a peer that never reads: each 1000-word final costs
+    # the Redactor ~20 ms, and a closed subscriber would get no `lagged` notice.
+    n = 900
     text = "please hold while I check the details of your order " * 100
     before = await asyncio.to_thread(acs_server.subscribers)
     slow = RawSubscriber(

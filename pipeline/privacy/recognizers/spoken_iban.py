@@ -39,7 +39,11 @@ _NATO = {
     ).split()
 }
 _LETTER = rf"(?:[a-z]|{'|'.join(sorted(_NATO, key=len, reverse=True))})"
-_START = re.compile(rf"(?i)(?<![a-z0-9]){_LETTER}[ \-]?{_LETTER}[ \-]?{_DIGITISH}")
+_START = re.compile(rf"(?i)(?<![a-z0-9])[a-z][ \-]?[a-z][ \-]?{_DIGITISH}")
+# The same with radio-alphabet letters: a long alternation tried at every position, so
+# only for texts that hold one of its words.
+_START_RADIO = re.compile(rf"(?i)(?<![a-z0-9]){_LETTER}[ \-]?{_LETTER}[ \-]?{_DIGITISH}")
+_RADIO_WORD = re.compile(rf"(?i)\b(?:{'|'.join(sorted(_NATO))})\b")
 _FILLERS = frozenset("um uh er erm hmm".split())
 _TOKEN = re.compile(r"(?i)[a-z0-9]+(?:'[a-z]+)?")
 _SEP = re.compile(r"[ \t,.\-/:]{1,3}")
@@ -138,7 +142,8 @@ class SpokenIbanRecognizer(SpeechRecognizer):
     def find(self, text: str) -> list[tuple[int, int, float]]:
         found: list[tuple[int, int, float]] = []
         pos = 0
-        while (m := _START.search(text, pos)) is not None:
+        start = _START_RADIO if _RADIO_WORD.search(text) else _START
+        while (m := start.search(text, pos)) is not None:
             hit = self._best(_candidate(text, m.start()))
             if hit is None:
                 pos = m.start() + 1
